@@ -1,0 +1,392 @@
+//! Turns the file's defaults-plus-overrides into one plain value per host.
+//!
+//! Layout defaults (Debian, RHEL) are filled in here, relative paths are resolved against
+//! the inventory's folder, and the replication password is read from its source. Problems
+//! that only show once values are combined (a custom layout with no data_dir, a password
+//! file that cannot be read) are added to the caller's list.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde_saphyr::Spanned;
+
+use super::Problem;
+use super::model::{
+    HostSpec, InventoryFile, Layout, PostgresSpec, Role, ServiceKind, SettingValue, SshSpec,
+};
+
+/// A validated inventory, ready for planning.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    /// The file it came from (shown in messages).
+    pub path: PathBuf,
+    /// Every host, in file order.
+    pub hosts: Vec<Host>,
+    pub replication: Replication,
+    /// Extra pg_hba rules from the inventory.
+    pub hba: Vec<HbaRule>,
+}
+
+/// The replication role and its settings.
+#[derive(Debug, Clone)]
+pub struct Replication {
+    pub user: String,
+    pub password_source: PasswordSource,
+    /// The password itself, read once at load time.
+    pub password: Option<SecretString>,
+    /// Extra postgresql.conf settings, already rendered as PostgreSQL literals.
+    pub settings: BTreeMap<String, String>,
+}
+
+/// Where the replication password comes from (shown in messages, never the password).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    Env(String),
+    File(PathBuf),
+    Inline,
+    Missing,
+}
+
+impl std::fmt::Display for PasswordSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PasswordSource::Env(var) => write!(f, "environment variable {var}"),
+            PasswordSource::File(path) => write!(f, "file {}", path.display()),
+            PasswordSource::Inline => write!(f, "the inventory's replication.password"),
+            PasswordSource::Missing => write!(f, "nowhere"),
+        }
+    }
+}
+
+/// One extra pg_hba.conf rule.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HbaRule {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub database: String,
+    pub user: String,
+    pub address: Option<String>,
+    pub method: String,
+}
+
+/// One host with every default applied.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    pub address: String,
+    pub role: Role,
+    /// The physical replication slot this replica streams through (replicas only).
+    pub slot: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub pg: PgLayout,
+    pub ssh: SshTarget,
+}
+
+impl Host {
+    pub fn is_primary(&self) -> bool {
+        self.role == Role::Primary
+    }
+}
+
+/// Where PostgreSQL lives on a host and how it is run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PgLayout {
+    pub version: u32,
+    pub layout: Layout,
+    pub port: u16,
+    /// Debian cluster name (`main`).
+    pub cluster: String,
+    pub data_dir: String,
+    pub config_dir: String,
+    pub bin_dir: String,
+    pub service: ServiceKind,
+    pub unit: String,
+    /// Directory of the Unix socket psql connects through; libpq's default when unset.
+    pub socket_dir: Option<String>,
+    /// Directory pgrepl owns a file in (Debian's `conf.d`), when the layout has one.
+    pub include_dir: Option<String>,
+}
+
+/// How to reach a host over SSH.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshTarget {
+    /// The name or address to connect to (looked up in ~/.ssh/config too).
+    pub host: String,
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub identity_file: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub proxy_jump: Option<String>,
+    pub passphrase_env: Option<String>,
+}
+
+pub(super) fn resolve(
+    path: &Path,
+    base: &Path,
+    file: &InventoryFile,
+    problems: &mut Vec<Problem>,
+) -> Inventory {
+    let hosts = file
+        .hosts
+        .iter()
+        .map(|h| resolve_host(base, file, h, problems))
+        .collect();
+    let replication = resolve_replication(base, file, problems);
+    let hba = file
+        .hba
+        .iter()
+        .map(|r| HbaRule {
+            kind: r.value.kind.clone(),
+            database: r.value.database.clone(),
+            user: r.value.user.clone(),
+            address: r.value.address.clone(),
+            method: r.value.method.clone(),
+        })
+        .collect();
+    Inventory {
+        path: path.to_path_buf(),
+        hosts,
+        replication,
+        hba,
+    }
+}
+
+fn resolve_host(
+    base: &Path,
+    file: &InventoryFile,
+    spec: &Spanned<HostSpec>,
+    problems: &mut Vec<Problem>,
+) -> Host {
+    let h = &spec.value;
+    let slot = match (h.role, &h.slot) {
+        (Role::Replica, Some(slot)) => Some(slot.value.clone()),
+        (Role::Replica, None) => Some(default_slot_name(&h.name.value)),
+        (Role::Primary, _) => None,
+    };
+    Host {
+        name: h.name.value.clone(),
+        address: h.address.value.clone(),
+        role: h.role,
+        slot,
+        labels: h.labels.clone(),
+        pg: resolve_pg(&file.postgres, &h.postgres, spec, &h.name.value, problems),
+        ssh: resolve_ssh(base, &file.ssh, &h.ssh, &h.address.value),
+    }
+}
+
+/// A slot name PostgreSQL accepts, derived from a host name (`replica-az-a-0` → `replica_az_a_0`).
+pub fn default_slot_name(host: &str) -> String {
+    let mut slot: String = host
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    slot.truncate(63);
+    slot
+}
+
+fn resolve_pg(
+    defaults: &PostgresSpec,
+    over: &PostgresSpec,
+    at: &Spanned<HostSpec>,
+    host: &str,
+    problems: &mut Vec<Problem>,
+) -> PgLayout {
+    let pick = |f: fn(&PostgresSpec) -> Option<String>| f(over).or_else(|| f(defaults));
+    let version = over
+        .version
+        .as_ref()
+        .or(defaults.version.as_ref())
+        .map(|v| v.value)
+        .unwrap_or(15);
+    let layout = over.layout.or(defaults.layout).unwrap_or(Layout::Debian);
+    let port = over
+        .port
+        .as_ref()
+        .or(defaults.port.as_ref())
+        .map(|p| p.value)
+        .unwrap_or(5432);
+    let cluster = pick(|p| p.cluster.clone()).unwrap_or_else(|| "main".into());
+    let (data, config, bin, service, unit, include) = match layout {
+        Layout::Debian => (
+            Some(format!("/var/lib/postgresql/{version}/{cluster}")),
+            Some(format!("/etc/postgresql/{version}/{cluster}")),
+            Some(format!("/usr/lib/postgresql/{version}/bin")),
+            Some(ServiceKind::PgCtlcluster),
+            format!("postgresql@{version}-{cluster}"),
+            true,
+        ),
+        Layout::Rhel => (
+            Some(format!("/var/lib/pgsql/{version}/data")),
+            None,
+            Some(format!("/usr/pgsql-{version}/bin")),
+            Some(ServiceKind::Systemd),
+            format!("postgresql-{version}"),
+            false,
+        ),
+        Layout::Custom => (None, None, None, None, "postgresql".into(), false),
+    };
+    let data_dir = pick(|p| p.data_dir.clone()).or(data);
+    let bin_dir = pick(|p| p.bin_dir.clone()).or(bin);
+    let service = over.service.or(defaults.service).or(service);
+    let mut missing = |field: &str| {
+        problems.push(Problem {
+            line: at.referenced.line(),
+            column: at.referenced.column(),
+            field: format!("hosts[{host}].postgres.{field}"),
+            message: format!("layout `custom` needs `{field}`"),
+            hint: format!("set postgres.{field} for this host or in the top-level postgres section"),
+        })
+    };
+    if data_dir.is_none() {
+        missing("data_dir");
+    }
+    if bin_dir.is_none() {
+        missing("bin_dir");
+    }
+    if service.is_none() {
+        missing("service");
+    }
+    let data_dir = data_dir.unwrap_or_default();
+    let config_dir = pick(|p| p.config_dir.clone())
+        .or(config)
+        .unwrap_or_else(|| data_dir.clone());
+    let include_dir = include.then(|| format!("{config_dir}/conf.d"));
+    PgLayout {
+        version,
+        layout,
+        port,
+        cluster,
+        config_dir,
+        data_dir,
+        bin_dir: bin_dir.unwrap_or_default(),
+        service: service.unwrap_or(ServiceKind::PgCtl),
+        unit: pick(|p| p.unit.clone()).unwrap_or(unit),
+        socket_dir: pick(|p| p.socket_dir.clone()),
+        include_dir,
+    }
+}
+
+fn resolve_ssh(base: &Path, defaults: &SshSpec, over: &SshSpec, address: &str) -> SshTarget {
+    let pick = |f: fn(&SshSpec) -> Option<String>| f(over).or_else(|| f(defaults));
+    SshTarget {
+        host: address.to_string(),
+        user: pick(|s| s.user.clone()),
+        port: over
+            .port
+            .as_ref()
+            .or(defaults.port.as_ref())
+            .map(|p| p.value),
+        identity_file: pick(|s| s.identity_file.clone()).map(|p| expand_path(base, &p)),
+        known_hosts: pick(|s| s.known_hosts.clone()).map(|p| expand_path(base, &p)),
+        proxy_jump: pick(|s| s.proxy_jump.clone()),
+        passphrase_env: pick(|s| s.passphrase_env.clone()),
+    }
+}
+
+/// Expands `~/` to the home directory and makes a relative path relative to `base`.
+pub fn expand_path(base: &Path, path: &str) -> PathBuf {
+    if let Some(rest) = path.strip_prefix("~/")
+        && let Some(home) = std::env::home_dir()
+    {
+        return home.join(rest);
+    }
+    let p = PathBuf::from(path);
+    if p.is_absolute() { p } else { base.join(p) }
+}
+
+fn resolve_replication(
+    base: &Path,
+    file: &InventoryFile,
+    problems: &mut Vec<Problem>,
+) -> Replication {
+    let r = &file.replication;
+    let (password_source, password) = read_password(base, r, problems);
+    Replication {
+        user: r
+            .user
+            .as_ref()
+            .map(|u| u.value.clone())
+            .unwrap_or_else(|| "replicator".into()),
+        password_source,
+        password,
+        settings: r
+            .settings
+            .iter()
+            .map(|(k, v)| (k.clone(), setting_literal(&v.value)))
+            .collect(),
+    }
+}
+
+/// Renders a YAML value as a postgresql.conf literal: numbers and booleans bare, text quoted.
+pub fn setting_literal(value: &SettingValue) -> String {
+    match value {
+        SettingValue::Bool(b) => if *b { "on" } else { "off" }.to_string(),
+        SettingValue::Int(i) => i.to_string(),
+        SettingValue::Float(f) => f.to_string(),
+        SettingValue::Text(s) => format!("'{}'", s.replace('\'', "''")),
+    }
+}
+
+fn read_password(
+    base: &Path,
+    r: &super::model::ReplicationSpec,
+    problems: &mut Vec<Problem>,
+) -> (PasswordSource, Option<SecretString>) {
+    let mut problem = |at: &Spanned<String>, field: &str, message: String, hint: &str| {
+        problems.push(Problem {
+            line: at.referenced.line(),
+            column: at.referenced.column(),
+            field: field.into(),
+            message,
+            hint: hint.into(),
+        })
+    };
+    let value = if let Some(var) = &r.password_env {
+        let source = PasswordSource::Env(var.value.clone());
+        match std::env::var(&var.value) {
+            Ok(v) if !v.is_empty() => (source, Some(v)),
+            _ => {
+                problem(
+                    var,
+                    "replication.password_env",
+                    format!("environment variable {} is not set or empty", var.value),
+                    &format!("export {}=... before running pgrepl, or use password_file", var.value),
+                );
+                (source, None)
+            }
+        }
+    } else if let Some(file) = &r.password_file {
+        let path = expand_path(base, &file.value);
+        let source = PasswordSource::File(path.clone());
+        match std::fs::read_to_string(&path) {
+            Ok(v) if !v.trim_end_matches(['\n', '\r']).is_empty() => {
+                (source, Some(v.trim_end_matches(['\n', '\r']).to_string()))
+            }
+            Ok(_) => {
+                problem(
+                    file,
+                    "replication.password_file",
+                    format!("{} is empty", path.display()),
+                    "write the replication password into that file (mode 0600)",
+                );
+                (source, None)
+            }
+            Err(e) => {
+                problem(
+                    file,
+                    "replication.password_file",
+                    format!("cannot read {}: {e}", path.display()),
+                    "create the file with the replication password (mode 0600), or use password_env",
+                );
+                (source, None)
+            }
+        }
+    } else if let Some(inline) = &r.password {
+        (PasswordSource::Inline, Some(inline.value.clone()))
+    } else {
+        (PasswordSource::Missing, None)
+    };
+    (value.0, value.1.map(SecretString::from))
+}

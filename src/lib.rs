@@ -1,0 +1,6 @@
+//! pgrepl: set up and check PostgreSQL streaming replication over SSH, from one inventory.
+//!
+//! The flow runs one way: [`cli`] → [`inventory`] (validated) → [`plan`] (pure data) →
+//! [`engine`] → [`ssh`] → hosts, with [`report`] rendering results for people or machines.
+
+pub mod inventory;
