@@ -4,3 +4,4 @@
 //! [`engine`] → [`ssh`] → hosts, with [`report`] rendering results for people or machines.
 
 pub mod inventory;
+pub mod ssh;

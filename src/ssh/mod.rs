@@ -1,0 +1,15 @@
+//! The SSH transport: the only code that talks to hosts.
+//!
+//! One russh connection per host, opened concurrently and reused by every step (a channel
+//! per command). Commands are typed ([`Command`]), secrets go on stdin, host keys are
+//! verified, and sudo never hangs on a password prompt (`sudo -n`).
+
+mod command;
+mod connect;
+mod error;
+mod session;
+
+pub use command::{Become, Command, DEFAULT_TIMEOUT, Output, quote};
+pub use connect::{ConnectOptions, Endpoint, connect, endpoint, load_ssh_config};
+pub use error::Error;
+pub use session::{Session, Stream};
