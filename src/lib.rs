@@ -4,4 +4,6 @@
 //! [`engine`] → [`ssh`] → hosts, with [`report`] rendering results for people or machines.
 
 pub mod inventory;
+pub mod pg;
+pub mod templates;
 pub mod ssh;

@@ -1,0 +1,158 @@
+//! PostgreSQL on a host, driven over SSH: SQL through psql, the service, the layout's paths.
+//!
+//! SQL always goes on stdin to `psql -X -A -t -v ON_ERROR_STOP=1` as the postgres user over
+//! the Unix socket: no TCP listener, no password, nothing in argv. Structured answers are
+//! built as JSON in SQL and parsed into types here.
+
+pub mod scram;
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use crate::inventory::{Host, ServiceKind};
+use crate::ssh::{Command, Error, Session};
+
+/// PostgreSQL on one host, reached through its SSH session.
+pub struct Pg<'a> {
+    pub session: &'a Session,
+    pub host: &'a Host,
+}
+
+/// What `pg_ctl status` says about the data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerState {
+    Running,
+    Stopped,
+    /// The data directory is missing or not a cluster.
+    NoCluster,
+}
+
+impl<'a> Pg<'a> {
+    pub fn new(session: &'a Session, host: &'a Host) -> Self {
+        Pg { session, host }
+    }
+
+    /// A path to one of the PostgreSQL binaries on this host.
+    pub fn bin(&self, program: &str) -> String {
+        format!("{}/{}", self.host.pg.bin_dir, program)
+    }
+
+    /// psql as the postgres user, reading SQL from stdin.
+    pub fn psql(&self) -> Command {
+        let pg = &self.host.pg;
+        let mut cmd = Command::new(self.bin("psql"))
+            .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
+            .args(["-p", &pg.port.to_string(), "-d", "postgres"]);
+        if let Some(dir) = &pg.socket_dir {
+            cmd = cmd.args(["-h", dir.as_str()]);
+        }
+        cmd.as_postgres()
+    }
+
+    /// Runs SQL and returns psql's unaligned output.
+    pub async fn sql(&self, sql: &str) -> Result<String, Error> {
+        let out = self.session.run(&self.psql().stdin(sql)).await?;
+        Ok(out.stdout.trim_end().to_string())
+    }
+
+    /// Runs a query returning one JSON value and parses it.
+    pub async fn query<T: DeserializeOwned>(&self, sql: &str) -> Result<T, Error> {
+        let text = self.sql(sql).await?;
+        serde_json::from_str(&text).map_err(|e| Error::Config {
+            host: self.host.name.clone(),
+            message: format!("unexpected answer from PostgreSQL ({e}): {text}"),
+        })
+    }
+
+    /// Asks `pg_ctl status` whether the server runs on the data directory.
+    pub async fn state(&self) -> Result<ServerState, Error> {
+        let cmd = Command::new(self.bin("pg_ctl"))
+            .args(["status", "-D", self.host.pg.data_dir.as_str()])
+            .as_postgres();
+        let out = self.session.output(&cmd).await?;
+        match out.status {
+            0 => Ok(ServerState::Running),
+            3 => Ok(ServerState::Stopped),
+            4 => Ok(ServerState::NoCluster),
+            _ => {
+                // Report sudo trouble and the like as the command failure it is.
+                self.session.run(&cmd).await?;
+                Ok(ServerState::NoCluster)
+            }
+        }
+    }
+
+    fn service(&self, verb: &str) -> Command {
+        let pg = &self.host.pg;
+        match pg.service {
+            ServiceKind::Systemd => Command::new("systemctl").args([verb, pg.unit.as_str()]).as_root(),
+            ServiceKind::PgCtlcluster => {
+                let mut cmd = Command::new("pg_ctlcluster")
+                    .args([pg.version.to_string(), pg.cluster.clone(), verb.to_string()]);
+                if verb != "start" {
+                    cmd = cmd.args(["-m", "fast"]);
+                }
+                cmd.as_root()
+            }
+            ServiceKind::PgCtl => {
+                let mut cmd = Command::new(self.bin("pg_ctl")).args([verb, "-D", pg.data_dir.as_str(), "-w", "-t", "300"]);
+                if verb != "stop" {
+                    cmd = cmd.args(["-l", &self.pg_ctl_log()]);
+                }
+                if verb != "start" {
+                    cmd = cmd.args(["-m", "fast"]);
+                }
+                cmd.as_postgres()
+            }
+        }
+        .timeout(Some(Duration::from_secs(330)))
+    }
+
+    /// Where `pg_ctl start` sends the server's early output: beside the data directory.
+    pub fn pg_ctl_log(&self) -> String {
+        let data = self.host.pg.data_dir.trim_end_matches('/');
+        match data.rsplit_once('/') {
+            Some((parent, _)) if !parent.is_empty() => format!("{parent}/logfile"),
+            _ => format!("{data}.logfile"),
+        }
+    }
+
+    pub async fn start(&self) -> Result<(), Error> {
+        self.session.run(&self.service("start")).await.map(|_| ())
+    }
+
+    pub async fn stop(&self) -> Result<(), Error> {
+        self.session.run(&self.service("stop")).await.map(|_| ())
+    }
+
+    pub async fn restart(&self) -> Result<(), Error> {
+        self.session.run(&self.service("restart")).await.map(|_| ())
+    }
+
+    /// Tells the running server to re-read its config files.
+    pub async fn reload(&self) -> Result<(), Error> {
+        self.sql("SELECT pg_reload_conf()").await.map(|_| ())
+    }
+}
+
+/// Quotes a string as an SQL literal.
+pub fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Quotes a name as an SQL identifier.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql_quoting_doubles_quotes() {
+        assert_eq!(literal("it's"), "'it''s'");
+        assert_eq!(ident("we\"ird"), "\"we\"\"ird\"");
+    }
+}
