@@ -5,5 +5,7 @@
 
 pub mod inventory;
 pub mod pg;
+pub mod plan;
+pub mod playbook;
 pub mod templates;
 pub mod ssh;

@@ -1,0 +1,222 @@
+//! The plan: a playbook resolved against an inventory into ordered steps per host.
+//!
+//! Pure data and no I/O, so `pgrepl plan` can print exactly what a command would run
+//! without contacting any host, and tests can check it with snapshots.
+
+use serde::Serialize;
+
+use crate::inventory::{Inventory, Role};
+use crate::playbook::{Action, Condition, OnFailure, Playbook, Step};
+
+/// The resolved steps of one command.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub command: String,
+    /// Where the playbook came from.
+    pub source: String,
+    pub steps: Vec<PlannedStep>,
+}
+
+/// One step with its hosts resolved to inventory indices.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedStep {
+    pub name: String,
+    pub hosts: Vec<usize>,
+    pub work: Work,
+    pub on_failure: OnFailure,
+}
+
+/// What a step does on each of its hosts.
+#[derive(Debug, Clone, Serialize)]
+pub enum Work {
+    Action(Action),
+    /// Actions run in order per host; `rescue` runs on a host whose block failed.
+    Block {
+        unless: Option<Condition>,
+        steps: Vec<(String, Action)>,
+        rescue: Option<Action>,
+    },
+}
+
+/// A playbook that does not fit the inventory.
+#[derive(Debug, thiserror::Error)]
+#[error("{source_name}:{line}:{column}: step `{step}`: {message}\nhint: {hint}")]
+pub struct Error {
+    pub source_name: String,
+    pub line: u64,
+    pub column: u64,
+    pub step: String,
+    pub message: String,
+    pub hint: String,
+}
+
+/// Resolves `playbook` against `inventory`. `target` is the host a command was given (for
+/// the `target` selector); `limit`, when set, keeps only those hosts.
+pub fn build(
+    command: &str,
+    source: &str,
+    playbook: &Playbook,
+    inventory: &Inventory,
+    target: Option<&str>,
+    limit: Option<&[String]>,
+) -> Result<Plan, Error> {
+    let mut steps = Vec::new();
+    for spanned in &playbook.steps {
+        let step = &spanned.value;
+        let fail = |message: String, hint: &str| Error {
+            source_name: source.to_string(),
+            line: spanned.referenced.line(),
+            column: spanned.referenced.column(),
+            step: step.name.clone(),
+            message,
+            hint: hint.to_string(),
+        };
+        let Some(selectors) = &step.hosts else {
+            return Err(fail("has no `hosts`".into(), "add `hosts: primary`, `replicas`, `all`, `target` or a host name"));
+        };
+        let mut hosts = Vec::new();
+        for selector in selectors.selectors() {
+            let picked = select(inventory, selector, target).map_err(|m| fail(m, "use primary, replicas, all, target, or a host name from the inventory"))?;
+            for i in picked {
+                if !hosts.contains(&i) {
+                    hosts.push(i);
+                }
+            }
+        }
+        if let Some(limit) = limit {
+            hosts.retain(|&i| limit.iter().any(|l| *l == inventory.hosts[i].name));
+        }
+        let work = work_of(step).map_err(|m| fail(m, "give a step either `action` or `block` (with an optional `rescue`)"))?;
+        let touches_primary = hosts.iter().any(|&i| inventory.hosts[i].role == Role::Primary);
+        let on_failure = step.on_failure.unwrap_or(if touches_primary { OnFailure::Stop } else { OnFailure::Continue });
+        steps.push(PlannedStep { name: step.name.clone(), hosts, work, on_failure });
+    }
+    Ok(Plan { command: command.into(), source: source.into(), steps })
+}
+
+fn select(inventory: &Inventory, selector: &str, target: Option<&str>) -> Result<Vec<usize>, String> {
+    let by_role = |role: Role| -> Vec<usize> {
+        inventory.hosts.iter().enumerate().filter(|(_, h)| h.role == role).map(|(i, _)| i).collect()
+    };
+    let by_name = |name: &str| inventory.hosts.iter().position(|h| h.name == name);
+    match selector {
+        "all" => Ok((0..inventory.hosts.len()).collect()),
+        "primary" => Ok(by_role(Role::Primary)),
+        "replicas" => Ok(by_role(Role::Replica)),
+        "target" => match target {
+            Some(name) => by_name(name).map(|i| vec![i]).ok_or_else(|| format!("host `{name}` is not in the inventory")),
+            None => Err("`hosts: target` needs a host named on the command line".into()),
+        },
+        name => by_name(name).map(|i| vec![i]).ok_or_else(|| format!("`{name}` is not a host selector or an inventory host")),
+    }
+}
+
+fn work_of(step: &Step) -> Result<Work, String> {
+    match (&step.action, &step.block) {
+        (Some(action), None) => {
+            if step.rescue.is_some() {
+                return Err("`rescue` only goes with `block`".into());
+            }
+            Ok(Work::Action(action.clone()))
+        }
+        (None, Some(block)) => {
+            let mut steps = Vec::new();
+            for inner in block {
+                let s = &inner.value;
+                if s.block.is_some() || s.hosts.is_some() || s.rescue.is_some() {
+                    return Err(format!("block step `{}` may only have `name` and `action`", s.name));
+                }
+                let action = s.action.clone().ok_or_else(|| format!("block step `{}` has no `action`", s.name))?;
+                steps.push((s.name.clone(), action));
+            }
+            Ok(Work::Block { unless: step.unless, steps, rescue: step.rescue.clone() })
+        }
+        (Some(_), Some(_)) => Err("has both `action` and `block`".into()),
+        (None, None) => Err("has neither `action` nor `block`".into()),
+    }
+}
+
+/// The plan as people read it: each step with the hosts it runs on.
+pub fn render(plan: &Plan, inventory: &Inventory) -> String {
+    let mut out = format!("plan for `pgrepl {}` from {}\n", plan.command, plan.source);
+    for (n, step) in plan.steps.iter().enumerate() {
+        let hosts: Vec<&str> = step.hosts.iter().map(|&i| inventory.hosts[i].name.as_str()).collect();
+        let hosts = if hosts.is_empty() { "(no hosts)".to_string() } else { hosts.join(", ") };
+        match &step.work {
+            Work::Action(a) => out.push_str(&format!("{:>2}. {} [{}] on {}\n", n + 1, step.name, a.name(), hosts)),
+            Work::Block { unless, steps, rescue } => {
+                let cond = unless.map(|c| format!(", unless {c:?}").to_lowercase()).unwrap_or_default();
+                out.push_str(&format!("{:>2}. {} on {} (per host, in order{cond})\n", n + 1, step.name, hosts));
+                for (name, a) in steps {
+                    out.push_str(&format!("      - {name} [{}]\n", a.name()));
+                }
+                if let Some(r) = rescue {
+                    out.push_str(&format!("      on failure: {}\n", r.name()));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::playbook;
+
+    fn inventory() -> Inventory {
+        crate::inventory::parse(
+            Path::new("i.yaml"),
+            "replication: { password: x }\nhosts:\n  - { name: db0, address: 10.0.0.10, role: primary }\n  - { name: db1, address: 10.0.0.11, role: replica }\n  - { name: db2, address: 10.0.0.12, role: replica }\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn bootstrap_plan_snapshot() {
+        let inv = inventory();
+        let (book, source) = playbook::load("bootstrap", None).unwrap();
+        let plan = build("bootstrap", &source, &book, &inv, None, None).unwrap();
+        insta::assert_snapshot!(render(&plan, &inv));
+    }
+
+    #[test]
+    fn add_replica_plan_targets_only_the_new_host() {
+        let inv = inventory();
+        let (book, source) = playbook::load("add-replica", None).unwrap();
+        let plan = build("add-replica", &source, &book, &inv, Some("db2"), None).unwrap();
+        let clone = plan.steps.iter().find(|s| s.name == "clone replica").unwrap();
+        assert_eq!(clone.hosts, vec![2]);
+        insta::assert_snapshot!(render(&plan, &inv));
+    }
+
+    #[test]
+    fn unknown_host_selector_names_the_step_and_line() {
+        let inv = inventory();
+        let book = playbook::parse("p.yaml", "steps:\n  - name: x\n    hosts: db9\n    action: stop\n").unwrap();
+        let err = build("bootstrap", "p.yaml", &book, &inv, None, None).unwrap_err();
+        assert_eq!((err.line, err.step.as_str()), (2, "x"));
+        assert!(err.message.contains("db9"));
+    }
+
+    #[test]
+    fn limit_keeps_only_named_hosts() {
+        let inv = inventory();
+        let (book, source) = playbook::load("bootstrap", None).unwrap();
+        let limit = vec!["db0".to_string(), "db2".to_string()];
+        let plan = build("bootstrap", &source, &book, &inv, None, Some(&limit)).unwrap();
+        assert!(plan.steps.iter().all(|s| !s.hosts.contains(&1)));
+    }
+
+    #[test]
+    fn failures_on_the_primary_stop_the_run_by_default() {
+        let inv = inventory();
+        let (book, source) = playbook::load("bootstrap", None).unwrap();
+        let plan = build("bootstrap", &source, &book, &inv, None, None).unwrap();
+        let by_name = |n: &str| plan.steps.iter().find(|s| s.name == n).unwrap().on_failure;
+        assert_eq!(by_name("primary settings"), OnFailure::Stop);
+        assert_eq!(by_name("clone replica"), OnFailure::Continue);
+    }
+}

@@ -1,0 +1,262 @@
+//! Playbooks: the ordered steps of a command, as data.
+//!
+//! A step names the hosts it targets and one built-in [`Action`] (or a `block` of them run
+//! in order per host, with a `rescue` action when one fails). Unknown actions, fields or
+//! parameters are rejected with the file, line and column. The defaults are embedded in the
+//! binary; `--playbooks DIR` replaces any of them by file name.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// The playbooks shipped with pgrepl.
+pub const EMBEDDED: &[(&str, &str)] = &[
+    ("bootstrap", include_str!("../playbooks/bootstrap.yaml")),
+    ("add-replica", include_str!("../playbooks/add-replica.yaml")),
+    ("verify", include_str!("../playbooks/verify.yaml")),
+];
+
+/// A playbook file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Playbook {
+    #[serde(default)]
+    pub description: Option<String>,
+    pub steps: Vec<Spanned<Step>>,
+}
+
+/// One step: an action (or a block of actions) on a set of hosts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub name: String,
+    /// `primary`, `replicas`, `all`, `target` (the host named on the command line), or a
+    /// host name; or a list of those. Inside a block, the block's hosts.
+    #[serde(default)]
+    pub hosts: Option<Hosts>,
+    #[serde(default)]
+    pub action: Option<Action>,
+    /// Actions run in order on each host; on a failure, `rescue` runs on that host.
+    #[serde(default)]
+    pub block: Option<Vec<Spanned<Step>>>,
+    #[serde(default)]
+    pub rescue: Option<Action>,
+    /// Skip the step on a host where this holds.
+    #[serde(default)]
+    pub unless: Option<Condition>,
+    /// What a failure on one host does to the rest of the run.
+    #[serde(default)]
+    pub on_failure: Option<OnFailure>,
+}
+
+/// Host selectors: one word or a list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Hosts {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Hosts {
+    pub fn selectors(&self) -> Vec<&str> {
+        match self {
+            Hosts::One(s) => vec![s.as_str()],
+            Hosts::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// What a failed host means for the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Stop the whole run after this step (the default for steps on the primary).
+    Stop,
+    /// Drop the failed host from later steps; the others carry on (the default elsewhere).
+    Continue,
+}
+
+/// A condition checked on the host, in typed Rust, before a step runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// The replica already streams from the inventory's primary through its slot.
+    Streaming,
+}
+
+/// Whether a settings change may restart the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartPolicy {
+    /// Restart when a changed setting needs it.
+    #[default]
+    Allow,
+    /// Fail, changing nothing, when a changed setting would need a restart.
+    Refuse,
+}
+
+/// Which replicas a slots step manages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotScope {
+    #[default]
+    All,
+    Target,
+}
+
+/// The built-in actions.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// Reachability, sudo, versions, disk, password: before any change anywhere.
+    Preflight,
+    /// Install a rendered postgresql.conf snippet (conf.d file or managed block).
+    Config {
+        template: String,
+        #[serde(default)]
+        restart: RestartPolicy,
+    },
+    /// Ensure a managed block of pg_hba.conf rules at the top of the file.
+    Hba { template: String },
+    /// Reload after a config change; restart when a changed setting needs it.
+    Apply {
+        #[serde(default)]
+        restart: RestartPolicy,
+    },
+    /// Ensure the replication role (LOGIN REPLICATION) with the inventory's password.
+    ReplicationRole,
+    /// Ensure one physical slot per replica on the primary.
+    Slots {
+        #[serde(default)]
+        only: SlotScope,
+    },
+    /// Write the replica's 0600 passfile for the replication login.
+    Passfile,
+    /// Log in to the primary as the replication role from the replica (before any stop).
+    ReplicationLogin,
+    /// Stop PostgreSQL.
+    Stop,
+    /// Start PostgreSQL.
+    Start,
+    /// Move the data dir aside (never deleted in the same run).
+    MoveAside,
+    /// Put a moved-aside data dir back and start the server as it was.
+    RestoreDatadir,
+    /// pg_basebackup from the primary through the replica's slot.
+    BaseBackup,
+    /// standby.signal, primary_conninfo (with a passfile) and primary_slot_name.
+    Standby,
+    /// Wait until the replica streams from the primary.
+    WaitStreaming,
+    /// The checks of `pgrepl verify`.
+    Verify,
+    /// A site-specific shell command.
+    Shell {
+        command: String,
+        #[serde(default)]
+        user: ShellUser,
+    },
+    /// SQL run on the host as the postgres user.
+    Sql { sql: String },
+}
+
+/// Who runs a `shell` step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShellUser {
+    #[default]
+    Login,
+    Root,
+    Postgres,
+}
+
+impl Action {
+    /// A short name for plans and reports.
+    pub fn name(&self) -> String {
+        let json = serde_json::to_value(self).unwrap_or_default();
+        match json {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Object(map) => map.keys().next().cloned().unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+}
+
+/// A playbook that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no playbook `{name}`{}", dir.as_ref().map(|d| format!(" in {} or built in", d.display())).unwrap_or_default())]
+    Missing { name: String, dir: Option<PathBuf> },
+    #[error("cannot read playbook {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{file}:{line}:{column}: {message}\nhint: a step has `name`, `hosts`, and `action` (or `block` with `rescue`); see README's playbook reference for the actions and their parameters")]
+    Syntax { file: String, line: u64, column: u64, message: String },
+}
+
+/// Loads the playbook for `command`: `DIR/COMMAND.yaml` when a directory is given and has
+/// it, the embedded default otherwise. Returns the playbook and the name of its source.
+pub fn load(command: &str, dir: Option<&Path>) -> Result<(Playbook, String), Error> {
+    if let Some(dir) = dir {
+        let path = dir.join(format!("{command}.yaml"));
+        if path.exists() {
+            let text = std::fs::read_to_string(&path).map_err(|source| Error::Read { path: path.clone(), source })?;
+            let file = path.display().to_string();
+            return parse(&file, &text).map(|p| (p, file));
+        }
+    }
+    let (_, text) = EMBEDDED
+        .iter()
+        .find(|(name, _)| *name == command)
+        .ok_or_else(|| Error::Missing { name: command.into(), dir: dir.map(Path::to_path_buf) })?;
+    let file = format!("(built-in) playbooks/{command}.yaml");
+    parse(&file, text).map(|p| (p, file))
+}
+
+/// Parses playbook text; `file` names it in errors.
+pub fn parse(file: &str, text: &str) -> Result<Playbook, Error> {
+    serde_saphyr::from_str(text).map_err(|e| {
+        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+        Error::Syntax {
+            file: file.into(),
+            line,
+            column,
+            message: e.to_string().lines().next().unwrap_or_default().to_string(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_playbooks_parse() {
+        for (name, _) in EMBEDDED {
+            let (book, _) = load(name, None).unwrap();
+            assert!(!book.steps.is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn unknown_action_is_rejected_with_its_line() {
+        let err = parse("p.yaml", "steps:\n  - name: x\n    hosts: all\n    action: reboot\n").unwrap_err();
+        let Error::Syntax { line, message, .. } = err else { panic!() };
+        assert_eq!(line, 4);
+        assert!(message.contains("reboot"), "{message}");
+    }
+
+    #[test]
+    fn unknown_parameter_is_rejected() {
+        let text = "steps:\n  - name: x\n    hosts: all\n    action: { shell: { command: ls, colour: red } }\n";
+        let Error::Syntax { line, message, .. } = parse("p.yaml", text).unwrap_err() else { panic!() };
+        assert_eq!(line, 4);
+        assert!(message.contains("colour"), "{message}");
+    }
+
+    #[test]
+    fn action_names_are_short() {
+        assert_eq!(Action::Stop.name(), "stop");
+        assert_eq!(Action::Sql { sql: "x".into() }.name(), "sql");
+    }
+}
