@@ -1,0 +1,292 @@
+//! Config files: the postgresql.conf snippet, the pg_hba.conf block, and applying them.
+//!
+//! pgrepl owns a whole file in an include directory (Debian's `conf.d`) where the layout
+//! has one, and a marked block otherwise; pg_hba.conf (no includes before PostgreSQL 16)
+//! always gets a block at the top, since the first matching rule wins. Writes are atomic
+//! with a backup, and while the server runs PostgreSQL's own reading of the new files
+//! (`pg_file_settings`, `pg_hba_file_rules`, `postgres -C`) must accept them, or the old
+//! files go back and the step fails with PostgreSQL's message.
+
+use serde::Deserialize;
+
+use crate::engine::{HostCtx, Outcome, StepError};
+use crate::playbook::RestartPolicy;
+use crate::ssh::Command;
+
+pub const BEGIN: &str = "# BEGIN pgrepl managed block: pgrepl rewrites this block, edit the inventory instead";
+pub const END: &str = "# END pgrepl managed block";
+
+/// Where a managed block goes in a file that has none yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Before the first rule (pg_hba.conf: first match wins).
+    Top,
+    /// At the end (postgresql.conf: the last setting wins).
+    End,
+}
+
+/// Returns `current` with the managed block set to `body`.
+pub fn with_block(current: &str, body: &str, placement: Placement) -> String {
+    let block = format!("{BEGIN}\n{}{}{END}\n", body, if body.ends_with('\n') || body.is_empty() { "" } else { "\n" });
+    if let (Some(start), Some(end)) = (current.find(BEGIN), current.find(END))
+        && start < end
+    {
+        let after = &current[end + END.len()..];
+        let after = after.strip_prefix('\n').unwrap_or(after);
+        return format!("{}{block}{after}", &current[..start]);
+    }
+    match placement {
+        Placement::End => {
+            let sep = if current.is_empty() || current.ends_with('\n') { "" } else { "\n" };
+            format!("{current}{sep}{block}")
+        }
+        Placement::Top => {
+            // Keep the file's leading comment header above the block.
+            let mut offset = 0;
+            for line in current.split_inclusive('\n') {
+                let t = line.trim();
+                if t.is_empty() || t.starts_with('#') {
+                    offset += line.len();
+                } else {
+                    break;
+                }
+            }
+            if offset == current.len() {
+                let sep = if current.is_empty() || current.ends_with('\n') { "" } else { "\n" };
+                return format!("{current}{sep}{block}");
+            }
+            format!("{}{block}{}", &current[..offset], &current[offset..])
+        }
+    }
+}
+
+/// A file pgrepl manages, and how.
+struct Target {
+    path: String,
+    owner: &'static str,
+    mode: &'static str,
+    /// `None`: pgrepl owns the whole file.
+    block: Option<Placement>,
+}
+
+pub async fn settings(ctx: &HostCtx<'_>, template: &str, restart: RestartPolicy) -> Result<Outcome, StepError> {
+    let pg = &ctx.host.pg;
+    let target = match &pg.include_dir {
+        Some(dir) => Target { path: format!("{dir}/pgrepl.conf"), owner: "postgres:postgres", mode: "0644", block: None },
+        None => Target { path: format!("{}/postgresql.conf", pg.config_dir), owner: "postgres:postgres", mode: "0600", block: Some(Placement::End) },
+    };
+    ensure(ctx, template, target, Some(restart)).await
+}
+
+pub async fn hba(ctx: &HostCtx<'_>, template: &str) -> Result<Outcome, StepError> {
+    let target = Target {
+        path: format!("{}/pg_hba.conf", ctx.host.pg.config_dir),
+        owner: "postgres:postgres",
+        mode: "0640",
+        block: Some(Placement::Top),
+    };
+    ensure(ctx, template, target, None).await
+}
+
+async fn ensure(ctx: &HostCtx<'_>, template: &str, target: Target, restart: Option<RestartPolicy>) -> Result<Outcome, StepError> {
+    let rendered = ctx
+        .engine
+        .templates
+        .render(template, &ctx.template_context().await)
+        .map_err(|e| StepError::new(e.to_string(), ""))?;
+    let current = read_file(ctx, &target.path).await?;
+    let desired = match target.block {
+        Some(placement) => with_block(&current, &rendered, placement),
+        None => rendered,
+    };
+    if desired == current {
+        return Ok(Outcome::ok(format!("{} is up to date", target.path)));
+    }
+    if ctx.engine.options.diff {
+        ctx.engine.reporter.diff(&ctx.host.name, &target.path, &current, &desired);
+    }
+    if restart == Some(RestartPolicy::Refuse) && !ctx.engine.options.allow_restart {
+        refuse_restart(ctx, &current, &desired).await?;
+    }
+    if ctx.check_mode() {
+        ctx.state().await.config_changed = true;
+        return Ok(Outcome::changed(format!("would update {}", target.path)));
+    }
+    write_file(ctx, &target.path, &desired, target.owner, target.mode).await?;
+    if ctx.pg().state().await? == crate::pg::ServerState::Running
+        && let Err(e) = validate(ctx).await
+    {
+        restore_file(ctx, &target.path).await?;
+        return Err(StepError::new(
+            format!("PostgreSQL rejects the new {}: {e}; the previous file is back and the server runs as before", target.path),
+            "fix the value in the inventory (replication.settings or hba) or the template, then re-run",
+        ));
+    }
+    ctx.state().await.config_changed = true;
+    Ok(Outcome::changed(format!("updated {}", target.path)))
+}
+
+/// Fails when a changed line sets a parameter that only a restart applies.
+async fn refuse_restart(ctx: &HostCtx<'_>, current: &str, desired: &str) -> Result<(), StepError> {
+    let old: Vec<&str> = current.lines().collect();
+    let names: Vec<String> = desired
+        .lines()
+        .filter(|l| !old.contains(l))
+        .filter_map(|l| l.split_once('=').map(|(n, _)| n.trim().to_string()))
+        .filter(|n| !n.starts_with('#') && !n.is_empty())
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let list = names.iter().map(|n| crate::pg::literal(n)).collect::<Vec<_>>().join(",");
+    let sql = format!("SELECT coalesce(string_agg(name, ', '), '') FROM pg_settings WHERE context = 'postmaster' AND name IN ({list})");
+    let needs = ctx.pg().sql(&sql).await?;
+    if needs.is_empty() {
+        return Ok(());
+    }
+    Err(StepError::new(
+        format!("the primary needs a restart to change {needs}; refusing, nothing was changed"),
+        "re-run with --allow-restart to restart the primary (a short outage), or raise these settings in a maintenance window first",
+    ))
+}
+
+async fn read_file(ctx: &HostCtx<'_>, path: &str) -> Result<String, StepError> {
+    let cmd = Command::script(r#"if [ -f "$1" ]; then cat "$1"; fi"#, &[path]).as_root();
+    Ok(ctx.session.run(&cmd).await?.stdout)
+}
+
+/// Writes a file atomically (temp file, rename), keeping the previous one as `.pgrepl.bak`.
+pub async fn write_file(ctx: &HostCtx<'_>, path: &str, content: &str, owner: &str, mode: &str) -> Result<(), StepError> {
+    let script = r#"set -e; f="$1"; rm -f "$f.pgrepl.bak"
+if [ -f "$f" ]; then cp -p "$f" "$f.pgrepl.bak"; fi
+tmp="$f.pgrepl.tmp"; (umask 077; cat > "$tmp"); chown "$2" "$tmp"; chmod "$3" "$tmp"; mv -f "$tmp" "$f""#;
+    let cmd = Command::script(script, &[path, owner, mode]).stdin(content.as_bytes().to_vec()).as_root();
+    ctx.session.run(&cmd).await?;
+    Ok(())
+}
+
+/// Puts back the file [`write_file`] replaced (or removes it if there was none).
+pub async fn restore_file(ctx: &HostCtx<'_>, path: &str) -> Result<(), StepError> {
+    let script = r#"if [ -f "$1.pgrepl.bak" ]; then mv -f "$1.pgrepl.bak" "$1"; else rm -f "$1"; fi"#;
+    ctx.session.run(&Command::script(script, &[path]).as_root()).await?;
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+struct FileErrors {
+    settings: Option<Vec<SettingError>>,
+    hba: Option<Vec<HbaError>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SettingError {
+    file: Option<String>,
+    line: Option<i64>,
+    name: Option<String>,
+    error: String,
+    postmaster: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct HbaError {
+    line: Option<i64>,
+    error: String,
+}
+
+/// Asks the running server whether it accepts the config files as they are on disk now.
+async fn validate(ctx: &HostCtx<'_>) -> Result<(), String> {
+    let sql = "SELECT json_build_object(
+      'settings', (SELECT json_agg(json_build_object('file', f.sourcefile, 'line', f.sourceline, 'name', f.name,
+                    'error', f.error, 'postmaster', s.context = 'postmaster'))
+                   FROM pg_file_settings f LEFT JOIN pg_settings s ON s.name = f.name WHERE f.error IS NOT NULL),
+      'hba', (SELECT json_agg(json_build_object('line', line_number, 'error', error))
+              FROM pg_hba_file_rules WHERE error IS NOT NULL))";
+    let errors: FileErrors = ctx.pg().query(sql).await.map_err(|e| e.to_string())?;
+    let mut problems = Vec::new();
+    for e in errors.settings.unwrap_or_default() {
+        let at = format!("{}:{}", e.file.unwrap_or_default(), e.line.unwrap_or_default());
+        match (e.postmaster, e.name) {
+            // A changed restart-only setting reads as "could not be applied" until a restart;
+            // let the postmaster's own parser judge its value.
+            (Some(true), Some(name)) => {
+                if let Err(message) = postmaster_accepts(ctx, &name).await {
+                    problems.push(format!("{at}: {message}"));
+                }
+            }
+            (_, name) => problems.push(format!("{at}: {}{}", name.map(|n| format!("{n}: ")).unwrap_or_default(), e.error)),
+        }
+    }
+    for e in errors.hba.unwrap_or_default() {
+        problems.push(format!("pg_hba.conf line {}: {}", e.line.unwrap_or_default(), e.error));
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+}
+
+async fn postmaster_accepts(ctx: &HostCtx<'_>, name: &str) -> Result<(), String> {
+    let pg = ctx.pg();
+    let cmd = Command::new(pg.bin("postgres")).args(["-C", name, "-D", ctx.host.pg.config_dir.as_str()]).as_postgres();
+    let out = ctx.session.output(&cmd).await.map_err(|e| e.to_string())?;
+    if out.success() {
+        Ok(())
+    } else {
+        Err(out.stderr.trim().to_string())
+    }
+}
+
+pub async fn apply(ctx: &HostCtx<'_>, restart: RestartPolicy) -> Result<Outcome, StepError> {
+    let pg = ctx.pg();
+    let changed = ctx.state().await.config_changed;
+    if pg.state().await? != crate::pg::ServerState::Running {
+        return Ok(Outcome::skipped("server not running; it reads the files when it starts"));
+    }
+    if ctx.check_mode() {
+        return Ok(if changed { Outcome::changed("would reload (or restart if a changed setting needs it)") } else { Outcome::ok("nothing to apply") });
+    }
+    let pending_sql = "SELECT coalesce(string_agg(name, ', ' ORDER BY name), '') FROM pg_settings WHERE pending_restart";
+    if changed {
+        pg.reload().await?;
+        // The reload is asynchronous: give the postmaster a moment to re-read the files.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let pending = pg.sql(pending_sql).await?;
+    if pending.is_empty() {
+        ctx.state().await.config_changed = false;
+        return Ok(if changed { Outcome::changed("reloaded") } else { Outcome::ok("nothing to apply") });
+    }
+    if restart == RestartPolicy::Refuse && !ctx.engine.options.allow_restart {
+        return Err(StepError::new(
+            format!("{pending} changed and need a restart; refusing to restart"),
+            "re-run with --allow-restart, or restart PostgreSQL in a maintenance window",
+        ));
+    }
+    pg.restart().await?;
+    ctx.state().await.config_changed = false;
+    Ok(Outcome::changed(format!("restarted to apply {pending}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_goes_after_the_header_and_before_the_first_rule() {
+        let hba = "# header\n\nlocal all postgres peer\nhost all all 0.0.0.0/0 reject\n";
+        let out = with_block(hba, "host replication r 10.0.0.2/32 scram-sha-256\n", Placement::Top);
+        assert_eq!(out, format!("# header\n\n{BEGIN}\nhost replication r 10.0.0.2/32 scram-sha-256\n{END}\nlocal all postgres peer\nhost all all 0.0.0.0/0 reject\n"));
+    }
+
+    #[test]
+    fn block_is_replaced_in_place_and_rewriting_is_stable() {
+        let conf = "a = 1\n";
+        let once = with_block(conf, "x = 1\n", Placement::End);
+        assert_eq!(once, format!("a = 1\n{BEGIN}\nx = 1\n{END}\n"));
+        let again = with_block(&once, "x = 2\n", Placement::End);
+        assert_eq!(again, format!("a = 1\n{BEGIN}\nx = 2\n{END}\n"));
+        assert_eq!(with_block(&again, "x = 2\n", Placement::End), again);
+    }
+
+    #[test]
+    fn block_in_a_file_without_newline_at_end() {
+        assert_eq!(with_block("a = 1", "x\n", Placement::End), format!("a = 1\n{BEGIN}\nx\n{END}\n"));
+    }
+}

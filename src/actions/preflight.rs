@@ -1,0 +1,143 @@
+//! Preflight: look at every host before any change on any host.
+//!
+//! Gathers facts (server version, whether it runs, free disk, the postgres user's home)
+//! and refuses the run, naming each problem, when a host cannot take part: sudo needs a
+//! password, versions differ, a replica cannot reach the primary's port or lacks the disk
+//! for a copy of the primary, or the replication password is missing.
+
+use crate::engine::{Facts, HostCtx, Outcome, StepError};
+use crate::engine::context::ServerFacts;
+use crate::inventory::Host;
+use crate::ssh::{Command, Session};
+
+const FACTS_SCRIPT: &str = r#"data="$1"; bin="$2"
+v=$("$bin/postgres" --version 2>/dev/null | sed -n 's/.*) \([0-9][0-9]*\).*/\1/p')
+if runuser -u postgres -- "$bin/pg_ctl" status -D "$data" >/dev/null 2>&1; then r=true; else r=false; fi
+parent=$(dirname "$data"); while [ ! -d "$parent" ]; do parent=$(dirname "$parent"); done
+free=$(df -Pk "$parent" | awk 'NR==2 {printf "%.0f", $4*1024}')
+home=$(getent passwd postgres | cut -d: -f6)
+printf '{"binary_major":%s,"running":%s,"free_bytes":%s,"postgres_home":"%s"}\n' "${v:-0}" "$r" "${free:-0}" "$home""#;
+
+const SERVER_FACTS_SQL: &str = "SELECT json_build_object(
+  'version_num', current_setting('server_version_num')::int,
+  'in_recovery', pg_is_in_recovery(),
+  'db_bytes', (SELECT sum(pg_database_size(oid)) FROM pg_database)::bigint,
+  'settings', (SELECT json_object_agg(name, setting) FROM pg_settings WHERE name IN
+     ('max_connections','max_worker_processes','max_wal_senders','max_prepared_transactions',
+      'max_locks_per_transaction','max_replication_slots','wal_level','listen_addresses','port')),
+  'receiver', (SELECT row_to_json(r) FROM (SELECT status, slot_name, sender_host, sender_port
+     FROM pg_stat_wal_receiver) r))";
+
+/// Gathers a host's facts (once per run; later callers get the stored ones).
+pub async fn facts(engine: &crate::engine::Engine, index: usize, session: &Session, host: &Host) -> Result<Facts, StepError> {
+    let mut state = engine.states[index].lock().await;
+    if let Some(f) = &state.facts {
+        return Ok(f.clone());
+    }
+    let f = gather(session, host).await?;
+    state.facts = Some(f.clone());
+    Ok(f)
+}
+
+/// Reads the facts afresh, ignoring any stored ones.
+pub async fn gather(session: &Session, host: &Host) -> Result<Facts, StepError> {
+    let cmd = Command::script(FACTS_SCRIPT, &[&host.pg.data_dir, &host.pg.bin_dir]).as_root();
+    let out = session.run(&cmd).await?;
+    let mut facts: Facts = serde_json::from_str(out.stdout.trim())
+        .map_err(|e| StepError::new(format!("cannot read host facts ({e}): {}", out.stdout.trim()), "is this a Linux host with PostgreSQL installed?"))?;
+    if facts.running {
+        let pg = crate::pg::Pg::new(session, host);
+        facts.server = Some(pg.query::<ServerFacts>(SERVER_FACTS_SQL).await?);
+    }
+    Ok(facts)
+}
+
+pub async fn run(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
+    let host = ctx.host;
+    let facts = facts(ctx.engine, ctx.index, ctx.session, host).await?;
+    let mut problems = Vec::new();
+    if facts.binary_major == 0 {
+        problems.push(format!("no PostgreSQL server binaries in {} (hint: install PostgreSQL {} or set postgres.bin_dir)", host.pg.bin_dir, host.pg.version));
+    } else if facts.binary_major != host.pg.version {
+        problems.push(format!("the inventory says PostgreSQL {} but {} has {} (hint: fix postgres.version, or install the same major version on every host: pg_basebackup requires it)", host.pg.version, host.pg.bin_dir, facts.binary_major));
+    }
+    if host.is_primary() {
+        check_primary(ctx, &facts, &mut problems);
+    } else {
+        check_replica(ctx, &facts, &mut problems).await?;
+    }
+    if problems.is_empty() {
+        let state = if facts.running { "running" } else { "stopped" };
+        Ok(Outcome::ok(format!("PostgreSQL {} {state}", facts.binary_major)))
+    } else {
+        Err(StepError::new(problems.join("; "), "fix these and re-run: nothing was changed on any host"))
+    }
+}
+
+fn check_primary(ctx: &HostCtx<'_>, facts: &Facts, problems: &mut Vec<String>) {
+    match &facts.server {
+        None => problems.push("PostgreSQL is not running on the primary (hint: start it; pgrepl configures a running primary)".into()),
+        Some(s) if s.in_recovery => problems.push("the primary is in recovery (it is a standby); hint: promote it or pick the right primary in the inventory".into()),
+        Some(_) => {}
+    }
+    if ctx.engine.password.is_none() && ctx.engine.inventory.hosts.iter().any(|h| !h.is_primary()) {
+        problems.push(format!(
+            "no replication password (source: {}); hint: set replication.password_env or password_file",
+            ctx.engine.inventory.replication.password_source
+        ));
+    }
+}
+
+async fn check_replica(ctx: &HostCtx<'_>, facts: &Facts, problems: &mut Vec<String>) -> Result<(), StepError> {
+    let (primary, primary_session) = ctx.primary()?;
+    let primary_index = ctx.engine.inventory.hosts.iter().position(Host::is_primary).unwrap_or(0);
+    let primary_facts = match self::facts(ctx.engine, primary_index, primary_session, primary).await {
+        Ok(f) => f,
+        Err(_) => return Ok(()), // the primary's own preflight reports it
+    };
+    if primary_facts.binary_major != 0 && facts.binary_major != 0 && primary_facts.binary_major != facts.binary_major {
+        problems.push(format!("PostgreSQL {} here but {} on the primary `{}` (hint: pg_basebackup needs the same major version on both)", facts.binary_major, primary_facts.binary_major, primary.name));
+    }
+    if let Some(problem) = reach(ctx, primary).await? {
+        problems.push(problem);
+    }
+    let streaming = super::replica::receiver_matches(ctx, facts.server.as_ref());
+    if !streaming {
+        let need = primary_facts.server.as_ref().map(|s| s.db_bytes).unwrap_or(0);
+        let need = need + need / 10 + (64 << 20);
+        if facts.free_bytes < need {
+            problems.push(format!(
+                "only {} free beside {} but a copy of the primary needs about {} (hint: free disk space; the old data dir is kept beside the new one)",
+                human_bytes(facts.free_bytes), ctx.host.pg.data_dir, human_bytes(need)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the replica reaches the primary's port. A refused connection is fine before
+/// the primary listens on the network (bootstrap changes that); silence is not.
+async fn reach(ctx: &HostCtx<'_>, primary: &Host) -> Result<Option<String>, StepError> {
+    let script = r#"timeout 5 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>&1 && echo open"#;
+    let cmd = Command::script(script, &[&primary.address, &primary.pg.port.to_string()]);
+    let out = ctx.session.output(&cmd).await?;
+    let text = out.stdout.to_lowercase();
+    if text.contains("open") || text.contains("refused") {
+        Ok(None)
+    } else {
+        let why = out.stdout.lines().last().unwrap_or("no answer within 5s").to_string();
+        Ok(Some(format!("cannot reach the primary at {}:{} ({why}); hint: open the port between the hosts (security group, firewall)", primary.address, primary.pg.port)))
+    }
+}
+
+/// Bytes as people read them.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: &[&str] = &["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}

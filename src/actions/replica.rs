@@ -1,0 +1,313 @@
+//! Replica-side actions: build a standby from the primary without ever losing the old one.
+//!
+//! The order is what makes it safe: the passfile is written and the replication login
+//! tried before anything stops; the old data dir is moved aside (never deleted in the same
+//! run); and `restore_datadir`, the rescue of a failed block, puts it back and starts the
+//! server as it was. Credentials live in a 0600 passfile owned by postgres: never in argv,
+//! never in `primary_conninfo`.
+
+use std::time::{Duration, Instant};
+
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+use crate::engine::context::ServerFacts;
+use crate::engine::{HostCtx, Outcome, StepError};
+use crate::pg::{Pg, ServerState, literal};
+use crate::ssh::{Command, Stream};
+
+/// Where the replication passfile lives on the replica.
+async fn passfile_path(ctx: &HostCtx<'_>) -> Result<String, StepError> {
+    let facts = super::preflight::facts(ctx.engine, ctx.index, ctx.session, ctx.host).await?;
+    let home = if facts.postgres_home.is_empty() { "/var/lib/postgresql".to_string() } else { facts.postgres_home };
+    Ok(format!("{}/.pgrepl_pgpass", home.trim_end_matches('/')))
+}
+
+/// Escapes a passfile field (`\` and `:`).
+fn pgpass_field(text: &str) -> String {
+    text.replace('\\', "\\\\").replace(':', "\\:")
+}
+
+/// The libpq connection string to the primary, without any password.
+async fn primary_conninfo(ctx: &HostCtx<'_>) -> Result<String, StepError> {
+    let (primary, _) = ctx.primary()?;
+    let user = &ctx.engine.inventory.replication.user;
+    Ok(format!(
+        "host={} port={} user={} passfile={} application_name={}",
+        primary.address,
+        primary.pg.port,
+        user,
+        passfile_path(ctx).await?,
+        ctx.host.name
+    ))
+}
+
+pub async fn passfile(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
+    let (primary, _) = ctx.primary()?;
+    let password = ctx.engine.password.as_ref().ok_or_else(|| StepError::new("no replication password", "set replication.password_env or password_file"))?;
+    let line = format!(
+        "{}:{}:replication:{}:{}\n",
+        pgpass_field(&primary.address),
+        primary.pg.port,
+        pgpass_field(&ctx.engine.inventory.replication.user),
+        pgpass_field(password.expose_secret())
+    );
+    let digest: String = Sha256::digest(line.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let path = passfile_path(ctx).await?;
+    let probe = Command::script(r#"if [ -f "$1" ]; then stat -c '%U %a' "$1"; sha256sum < "$1" | cut -d' ' -f1; fi"#, &[&path]).as_root();
+    let now = ctx.session.run(&probe).await?.stdout;
+    if now == format!("postgres 600\n{digest}\n") {
+        return Ok(Outcome::ok(format!("{path} is up to date")));
+    }
+    if ctx.check_mode() {
+        return Ok(Outcome::changed(format!("would write {path}")));
+    }
+    let write = Command::script(
+        r#"set -e; umask 077; tmp="$1.pgrepl.tmp"; cat > "$tmp"; chown postgres:postgres "$tmp"; chmod 600 "$tmp"; mv -f "$tmp" "$1""#,
+        &[&path],
+    )
+    .secret_stdin(SecretString::from(line))
+    .as_root();
+    ctx.session.run(&write).await?;
+    Ok(Outcome::changed(format!("wrote {path} (0600, postgres)")))
+}
+
+/// Logs in to the primary as the replication role from this host, before anything stops.
+pub async fn replication_login(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
+    if ctx.check_mode() {
+        return Ok(Outcome::skipped("check mode: the role may not exist yet"));
+    }
+    let (primary, _) = ctx.primary()?;
+    let conninfo = format!("{} dbname=replication replication=true connect_timeout=10", primary_conninfo(ctx).await?);
+    let cmd = Command::new(ctx.pg().bin("psql")).args(["-X", "-A", "-t", "-w", "-d", &conninfo, "-c", "IDENTIFY_SYSTEM"]).as_postgres();
+    let out = ctx.session.output(&cmd).await?;
+    if out.success() {
+        return Ok(Outcome::ok(format!("{} can stream from {}", ctx.engine.inventory.replication.user, primary.name)));
+    }
+    let err = out.stderr.trim().to_string();
+    let hint = if err.contains("password authentication failed") {
+        "the primary has another password for the role: check replication.password_env / password_file (pgrepl sets the role's password from it on the primary)"
+    } else if err.contains("no pg_hba.conf entry") {
+        "the primary's pg_hba.conf does not allow this host; check the hba step ran on the primary and that the address in the inventory is the one the replica connects from"
+    } else {
+        "check that the primary listens on the network (listen_addresses) and that the port is open between the hosts"
+    };
+    Err(StepError::new(format!("replication login to the primary `{}` failed, nothing was stopped: {err}", primary.name), hint))
+}
+
+pub async fn stop(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
+    let pg = ctx.pg();
+    let running = pg.state().await? == ServerState::Running;
+    ctx.state().await.was_running.get_or_insert(running);
+    if !running {
+        return Ok(Outcome::ok("already stopped"));
+    }
+    if ctx.check_mode() {
+        return Ok(Outcome::changed("would stop PostgreSQL"));
+    }
+    pg.stop().await?;
+    Ok(Outcome::changed("stopped PostgreSQL"))
+}
+
+pub async fn start(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
+    let pg = ctx.pg();
+    if pg.state().await? == ServerState::Running {
+        return Ok(Outcome::ok("already running"));
+    }
+    if ctx.check_mode() {
+        return Ok(Outcome::changed("would start PostgreSQL"));
+    }
+    if let Err(e) = pg.start().await {
+        return Err(StepError::new(format!("PostgreSQL did not start: {e}"), format!("see the server log on {} (for pg_ctl layouts: {})", ctx.host.name, pg.pg_ctl_log())));
+    }
+    ctx.state().await.config_changed = false;
+    Ok(Outcome::changed("started PostgreSQL"))
+}
+
+pub async fn move_aside(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
+    let data = &ctx.host.pg.data_dir;
+    if ctx.check_mode() {
+        return Ok(Outcome::changed(format!("would move {data} aside")));
+    }
+    if ctx.pg().state().await? == ServerState::Running {
+        return Err(StepError::new(format!("PostgreSQL still runs on {data}; refusing to move it"), "stop it first (the stop step)"));
+    }
+    let script = r#"set -e; d="$1"
+if [ -e "$d" ] && [ -n "$(ls -A "$d")" ]; then aside="$d.pgrepl-$(date +%Y%m%dT%H%M%S)"; mv "$d" "$aside"; else aside=""; rm -rf "$d"; fi
+mkdir -p "$d"; chown postgres:postgres "$d"; chmod 700 "$d"; echo "$aside""#;
+    let out = ctx.session.run(&Command::script(script, &[data]).as_root()).await?;
+    let aside = out.stdout.trim().to_string();
+    if aside.is_empty() {
+        return Ok(Outcome::changed(format!("{data} was empty; made a fresh one")));
+    }
+    ctx.state().await.moved_aside = Some(aside.clone());
+    Ok(Outcome::changed(format!("moved {data} to {aside} (kept; remove it once the replica is verified)")))
+}
+
+/// Rescue: put the old data dir back, start the server if it ran, drop the unused slot.
+pub async fn restore_datadir(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
+    let pg = ctx.pg();
+    let (aside, was_running) = {
+        let s = ctx.state().await;
+        (s.moved_aside.clone(), s.was_running.unwrap_or(false))
+    };
+    if let Some(pid) = ctx.state().await.backup_pid.take() {
+        // An interrupted pg_basebackup may still write into the data dir: end it first.
+        let _ = ctx.session.output(&Command::new("kill").arg(pid.to_string()).as_root()).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let mut done = Vec::new();
+    if let Some(aside) = &aside {
+        if pg.state().await.unwrap_or(ServerState::Stopped) == ServerState::Running {
+            let _ = pg.stop().await;
+        }
+        let script = r#"set -e; [ -d "$2" ]; rm -rf "$1"; mv "$2" "$1""#;
+        ctx.session.run(&Command::script(script, &[&ctx.host.pg.data_dir, aside]).as_root()).await?;
+        let mut s = ctx.state().await;
+        s.moved_aside = None;
+        s.backup_done = false;
+        done.push(format!("previous data dir restored from {aside}"));
+    }
+    if was_running && pg.state().await? != ServerState::Running {
+        pg.start().await?;
+    }
+    done.push(if was_running { "PostgreSQL running as before".into() } else { "PostgreSQL stopped as before".to_string() });
+    if let Some(slot) = &ctx.host.slot
+        && let Ok((primary, session)) = ctx.primary()
+    {
+        let sql = format!("SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots WHERE slot_name = {} AND NOT active", literal(slot));
+        if Pg::new(session, primary).sql(&sql).await.is_ok_and(|n| n == "1") {
+            done.push(format!("unused slot {slot} dropped on the primary"));
+        }
+    }
+    Ok(Outcome::changed(done.join("; ")))
+}
+
+pub async fn base_backup(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
+    let slot = ctx.host.slot.clone().unwrap_or_default();
+    if ctx.check_mode() {
+        return Ok(Outcome::changed(format!("would copy the primary through slot {slot}")));
+    }
+    let data = &ctx.host.pg.data_dir;
+    let conninfo = primary_conninfo(ctx).await?;
+    let pg = ctx.pg();
+    // `exec` keeps the pid the shell printed, so a rescue can end the copy.
+    let script = r#"echo "pgrepl-pid $$" >&2; exec "$@""#;
+    let cmd = Command::script(script, &[])
+        .args([pg.bin("pg_basebackup"), "-D".into(), data.clone(), "-X".into(), "stream".into(), "-S".into(), slot.clone()])
+        .args(["-c", "fast", "-w", "-P", "-d", &conninfo])
+        .as_postgres()
+        .timeout(None);
+    let engine = ctx.engine;
+    let name = ctx.host.name.clone();
+    let pid = std::sync::Mutex::new(None);
+    let started = Instant::now();
+    let result = ctx
+        .session
+        .run_streaming(&cmd, |stream, line| {
+            if stream != Stream::Stderr {
+                return;
+            }
+            if let Some(p) = line.strip_prefix("pgrepl-pid ") {
+                *pid.lock().unwrap_or_else(|e| e.into_inner()) = p.trim().parse::<u32>().ok();
+            } else {
+                engine.reporter.backup_progress(&name, line);
+            }
+        })
+        .await;
+    ctx.state().await.backup_pid = pid.into_inner().unwrap_or_else(|e| e.into_inner());
+    engine.reporter.backup_finished(&ctx.host.name);
+    if let Err(e) = result {
+        let text = e.to_string();
+        let hint = if text.contains("No space left on device") {
+            let need = ctx.primary_facts().await.and_then(|f| f.server).map(|s| s.db_bytes).unwrap_or(0);
+            format!("the disk under {data} is full: the copy needs about {} plus WAL; free space there and re-run", super::preflight::human_bytes(need))
+        } else {
+            "the previous data dir is restored; fix the cause above and re-run".to_string()
+        };
+        let message = if text.contains("No space left on device") { format!("disk full during the base backup: {text}") } else { format!("base backup failed: {text}") };
+        return Err(StepError::new(message, hint));
+    }
+    let mut s = ctx.state().await;
+    s.backup_done = true;
+    s.backup_pid = None;
+    Ok(Outcome::changed(format!("copied the primary through slot {slot} in {:.1}s", started.elapsed().as_secs_f64())))
+}
+
+/// Standby configuration: `standby.signal`, `primary_conninfo` (no password) and the slot.
+pub async fn standby(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
+    let data = &ctx.host.pg.data_dir;
+    let slot = ctx.host.slot.clone().unwrap_or_default();
+    let auto = format!("{data}/postgresql.auto.conf");
+    let read = Command::script(r#"cat "$1" 2>/dev/null || true; echo; [ -f "$2" ] && echo "pgrepl: signal""#, &[&auto, &format!("{data}/standby.signal")]).as_root();
+    let out = ctx.session.run(&read).await?.stdout;
+    let has_signal = out.trim_end().ends_with("pgrepl: signal");
+    let current: String = out.lines().filter(|l| *l != "pgrepl: signal").map(|l| format!("{l}\n")).collect::<String>().trim_end().to_string() + "\n";
+    let mut desired: String = current
+        .lines()
+        .filter(|l| {
+            let key = l.split('=').next().unwrap_or("").trim();
+            key != "primary_conninfo" && key != "primary_slot_name" && !l.trim().is_empty()
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    desired.push_str(&format!("primary_conninfo = {}\n", literal(&primary_conninfo(ctx).await?)));
+    desired.push_str(&format!("primary_slot_name = {}\n", literal(&slot)));
+    let normalized: String = current.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("{l}\n")).collect();
+    if has_signal && normalized == desired {
+        return Ok(Outcome::ok("standby settings are up to date"));
+    }
+    if ctx.check_mode() {
+        return Ok(Outcome::changed("would write the standby settings"));
+    }
+    let script = r#"set -e; tmp="$1.pgrepl.tmp"; (umask 077; cat > "$tmp"); chown postgres:postgres "$tmp"; mv -f "$tmp" "$1"
+touch "$2"; chown postgres:postgres "$2"; chmod 600 "$2""#;
+    let cmd = Command::script(script, &[&auto, &format!("{data}/standby.signal")]).stdin(desired.into_bytes()).as_root();
+    ctx.session.run(&cmd).await?;
+    Ok(Outcome::changed(format!("standby of {} through slot {slot}", ctx.primary()?.0.name)))
+}
+
+/// How long a new standby may take to start streaming.
+const STREAMING_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub async fn wait_streaming(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
+    if ctx.check_mode() {
+        return Ok(Outcome::skipped("check mode"));
+    }
+    let started = Instant::now();
+    loop {
+        if streams_from_primary(ctx).await? {
+            return Ok(Outcome::ok(format!("streaming after {:.1}s", started.elapsed().as_secs_f64())));
+        }
+        if started.elapsed() > STREAMING_TIMEOUT {
+            return Err(StepError::new(
+                format!("not streaming after {}s", STREAMING_TIMEOUT.as_secs()),
+                "see the replica's server log: a pg_hba rule, the password, or a setting lower than on the primary is the usual cause",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+const RECEIVER_SQL: &str = "SELECT coalesce((SELECT row_to_json(r) FROM (SELECT status, slot_name, sender_host, sender_port FROM pg_stat_wal_receiver) r), 'null')";
+
+/// Whether the host streams from the inventory's primary through its own slot, right now.
+pub async fn streams_from_primary(ctx: &HostCtx<'_>) -> Result<bool, StepError> {
+    let pg = ctx.pg();
+    if pg.state().await? != ServerState::Running {
+        return Ok(false);
+    }
+    let receiver = pg.query(RECEIVER_SQL).await?;
+    let facts = ServerFacts { in_recovery: true, receiver, ..Default::default() };
+    Ok(receiver_matches(ctx, Some(&facts)))
+}
+
+/// Whether server facts show streaming from the inventory's primary through this host's slot.
+pub fn receiver_matches(ctx: &HostCtx<'_>, server: Option<&ServerFacts>) -> bool {
+    let Ok((primary, _)) = ctx.primary() else { return false };
+    let Some(r) = server.and_then(|s| s.receiver.as_ref()) else { return false };
+    r.status.as_deref() == Some("streaming")
+        && r.slot_name.as_deref() == ctx.host.slot.as_deref()
+        && r.sender_host.as_deref() == Some(primary.address.as_str())
+        && r.sender_port.is_none_or(|p| p == i64::from(primary.pg.port))
+}

@@ -1,0 +1,134 @@
+//! The command line: clap types only. Every `///` here is `--help` text, written for users.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::report::Format;
+
+/// Set up and check PostgreSQL streaming replication over SSH, from one inventory.
+///
+/// Exit codes: 0 success; 1 warnings (verify); 2 a check or step failed; 64 invalid input
+/// (inventory, playbook, template, flags); 130 interrupted.
+#[derive(Debug, Parser)]
+#[command(name = "pgrepl", version, after_help = "Examples:\n  pgrepl -i inventory.yaml bootstrap\n  pgrepl verify --format json\n  pgrepl add-replica replica-2 --address 10.0.1.22\n  pgrepl plan bootstrap")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The inventory file describing the cluster.
+    #[arg(short, long, global = true, default_value = "inventory.yaml", value_name = "FILE")]
+    pub inventory: PathBuf,
+    /// Results as text for people, or as one JSON document on stdout.
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    pub format: Format,
+    /// Show each remote command (-v), and pg_basebackup's own lines (-vv). Secrets are redacted.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Also write every progress and log line to this file.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+    /// Use this ssh config file instead of ~/.ssh/config.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// Record the host keys of hosts not yet in known_hosts (like OpenSSH's accept-new).
+    /// A changed key is always refused.
+    #[arg(long, global = true)]
+    pub accept_new_host_keys: bool,
+    /// How many hosts work at once within a step.
+    #[arg(long, global = true, default_value_t = 10, value_name = "N")]
+    pub forks: usize,
+    /// Read playbooks from this directory (COMMAND.yaml) instead of the built-in ones.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub playbooks: Option<PathBuf>,
+    /// Read templates from this directory; any file there replaces the built-in one of the same name.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    /// Only work on these hosts (comma-separated inventory names).
+    #[arg(long, global = true, value_delimiter = ',', value_name = "HOSTS")]
+    pub limit: Option<Vec<String>>,
+    /// Seconds to wait for an SSH connection.
+    #[arg(long, global = true, default_value_t = 10, value_name = "SECONDS")]
+    pub connect_timeout: u64,
+}
+
+/// Flags of commands that change hosts.
+#[derive(Debug, Args, Clone)]
+pub struct ChangeFlags {
+    /// Only look: report what would change, change nothing.
+    #[arg(long)]
+    pub check: bool,
+    /// Show unified diffs of config files that change (or would, with --check).
+    #[arg(long)]
+    pub diff: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a primary and its streaming replicas from freshly installed PostgreSQL, then verify.
+    ///
+    /// Safe to re-run: a healthy cluster reports 0 changed and nothing restarts.
+    /// Example: pgrepl -i inventory.yaml bootstrap
+    Bootstrap(#[command(flatten)] ChangeFlags),
+    /// Add one replica to a running cluster without restarting the primary.
+    ///
+    /// Example: pgrepl add-replica replica-2 --address 10.0.1.22
+    AddReplica {
+        /// The new replica's name (in the inventory, or added with --address).
+        name: String,
+        /// Append the host to the inventory file with this address (comments are kept).
+        #[arg(long, value_name = "ADDR")]
+        address: Option<String>,
+        /// The replica's slot name when appending it (default: derived from the name).
+        #[arg(long, value_name = "SLOT", requires = "address")]
+        slot: Option<String>,
+        /// Allow restarting the primary if a setting it lacks needs one (a short outage).
+        #[arg(long)]
+        allow_restart: bool,
+        #[command(flatten)]
+        flags: ChangeFlags,
+    },
+    /// Check replication health; exits 0 healthy, 1 warnings, 2 failures.
+    ///
+    /// Writes one probe row on the primary and measures when each replica sees it.
+    /// Example: pgrepl verify --max-lag-seconds 5 --format json
+    Verify(VerifyFlags),
+    /// Print the steps a command would run on each host, without contacting any host.
+    ///
+    /// Example: pgrepl plan bootstrap
+    Plan {
+        /// bootstrap, add-replica or verify.
+        command: String,
+        /// For add-replica: the new replica's name.
+        name: Option<String>,
+    },
+    /// Print a shell completion script.
+    ///
+    /// Example: pgrepl completions bash > /etc/bash_completion.d/pgrepl
+    Completions {
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Thresholds of `verify` (also used by the verify step of bootstrap and add-replica).
+#[derive(Debug, Args, Clone)]
+pub struct VerifyFlags {
+    /// Warn when a replica is more than this many bytes behind.
+    #[arg(long, default_value_t = 16 * 1024 * 1024, value_name = "BYTES")]
+    pub max_lag_bytes: u64,
+    /// Warn when a replica's replay lag exceeds this many seconds.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub max_lag_seconds: f64,
+    /// Warn when a slot retains more WAL than this many bytes.
+    #[arg(long, default_value_t = 1024 * 1024 * 1024, value_name = "BYTES")]
+    pub max_slot_retained: u64,
+    /// Fail a replica that has not replayed the probe row within this many seconds.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub probe_timeout: f64,
+}

@@ -1,0 +1,455 @@
+//! `pgrepl verify`: is replication really healthy?
+//!
+//! Reads the primary's `pg_stat_replication` and `pg_replication_slots`, each replica's
+//! recovery state and `pg_stat_wal_receiver`, tries a write on each replica (it must be
+//! refused), and sends a probe row through replication: replicas start waiting for it,
+//! the primary writes it, and each replica reports when it saw it. The only change is
+//! that probe row, in the pgrepl-owned table `pgrepl.probe`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{HostCtx, Outcome, StepError};
+use crate::inventory::{Host, Role};
+use crate::pg::{Pg, ServerState, literal};
+use crate::ssh::{Session, Stream};
+
+/// Thresholds for warnings.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    pub max_lag_bytes: u64,
+    pub max_lag_seconds: f64,
+    pub max_slot_retained: u64,
+    pub probe_timeout: Duration,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            max_lag_bytes: 16 << 20,
+            max_lag_seconds: 30.0,
+            max_slot_retained: 1 << 30,
+            probe_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `ok`, `warn` or `fail`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Ok,
+    Warn,
+    Fail,
+}
+
+/// One check on one host.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub status: Health,
+    pub detail: String,
+}
+
+/// The checks of one host.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostChecks {
+    pub name: String,
+    pub role: Role,
+    pub status: Health,
+    pub checks: Vec<Check>,
+}
+
+/// How long a probe row took to show on a replica.
+#[derive(Debug, Clone, Serialize)]
+pub struct Probe {
+    pub host: String,
+    pub delay_ms: Option<f64>,
+    pub status: Health,
+}
+
+/// The whole verification.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub status: Health,
+    pub hosts: Vec<HostChecks>,
+    pub probe: Vec<Probe>,
+}
+
+impl HostChecks {
+    fn new(host: &Host) -> Self {
+        HostChecks { name: host.name.clone(), role: host.role, status: Health::Ok, checks: Vec::new() }
+    }
+    fn add(&mut self, name: &str, status: Health, detail: impl Into<String>) {
+        self.status = self.status.max(status);
+        self.checks.push(Check { name: name.into(), status, detail: detail.into() });
+    }
+}
+
+/// The `verify` action (on the primary): verifies the whole cluster and stores the report.
+pub async fn action(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
+    if ctx.check_mode() {
+        return Ok(Outcome::skipped("check mode: no probe written"));
+    }
+    let report = run(ctx.engine).await;
+    let status = report.status;
+    let failing: Vec<String> = report
+        .hosts
+        .iter()
+        .filter(|h| h.status == Health::Fail)
+        .map(|h| {
+            let why: Vec<String> = h.checks.iter().filter(|c| c.status == Health::Fail).map(|c| format!("{}: {}", c.name, c.detail)).collect();
+            format!("{} ({})", h.name, why.join("; "))
+        })
+        .collect();
+    *ctx.engine.verify_report.lock().await = Some(report);
+    match status {
+        Health::Fail => Err(StepError::new(format!("verification failed on {}", failing.join(", ")), "run `pgrepl verify` for the full table")),
+        Health::Warn => Ok(Outcome::ok("healthy, with warnings (see the verify table)")),
+        Health::Ok => Ok(Outcome::ok("healthy")),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PrimaryView {
+    in_recovery: bool,
+    replication: Vec<StatRow>,
+    slots: Vec<SlotRow>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StatRow {
+    application_name: Option<String>,
+    client_addr: Option<String>,
+    state: Option<String>,
+    sync_state: Option<String>,
+    write_lag_bytes: Option<f64>,
+    flush_lag_bytes: Option<f64>,
+    replay_lag_bytes: Option<f64>,
+    write_lag_s: Option<f64>,
+    flush_lag_s: Option<f64>,
+    replay_lag_s: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SlotRow {
+    name: String,
+    active: bool,
+    retained_bytes: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReplicaView {
+    in_recovery: bool,
+    receiver: Option<crate::engine::context::Receiver>,
+    lag_bytes: Option<f64>,
+    paused: bool,
+}
+
+const PRIMARY_SQL: &str = "SELECT json_build_object(
+  'in_recovery', pg_is_in_recovery(),
+  'replication', CASE WHEN pg_is_in_recovery() THEN '[]'::json ELSE (SELECT coalesce(json_agg(json_build_object(
+     'application_name', application_name, 'client_addr', host(client_addr), 'state', state, 'sync_state', sync_state,
+     'write_lag_bytes', pg_wal_lsn_diff(pg_current_wal_lsn(), write_lsn),
+     'flush_lag_bytes', pg_wal_lsn_diff(pg_current_wal_lsn(), flush_lsn),
+     'replay_lag_bytes', pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn),
+     'write_lag_s', extract(epoch FROM write_lag), 'flush_lag_s', extract(epoch FROM flush_lag),
+     'replay_lag_s', extract(epoch FROM replay_lag))), '[]') FROM pg_stat_replication) END,
+  'slots', CASE WHEN pg_is_in_recovery() THEN '[]'::json ELSE (SELECT coalesce(json_agg(json_build_object('name', slot_name, 'active', active,
+     'retained_bytes', pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn))), '[]') FROM pg_replication_slots) END)";
+
+const REPLICA_SQL: &str = "SELECT json_build_object(
+  'in_recovery', pg_is_in_recovery(),
+  'receiver', (SELECT row_to_json(r) FROM (SELECT status, slot_name, sender_host, sender_port FROM pg_stat_wal_receiver) r),
+  'lag_bytes', CASE WHEN pg_is_in_recovery() THEN pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) END,
+  'paused', CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END)";
+
+/// Verifies the cluster through the engine's sessions.
+pub async fn run(engine: &crate::engine::Engine) -> VerifyReport {
+    let inv = &engine.inventory;
+    let opts = &engine.options.verify;
+    let primary_index = inv.hosts.iter().position(Host::is_primary).unwrap_or(0);
+    let primary = &inv.hosts[primary_index];
+    let replicas: Vec<(usize, &Host)> = inv.hosts.iter().enumerate().filter(|(_, h)| !h.is_primary()).collect();
+    let session = |i: usize| engine.sessions[i].clone();
+
+    let mut primary_checks = HostChecks::new(primary);
+    let primary_session = session(primary_index);
+    let view = match &primary_session {
+        Some(s) => primary_view(s, primary).await,
+        None => Err(unreachable(engine, primary_index).await),
+    };
+    let replica_futures = replicas.iter().map(|&(i, host)| {
+        let s = session(i);
+        async move {
+            let mut checks = HostChecks::new(host);
+            match s {
+                Some(s) => check_replica(&s, host, primary, opts, &mut checks).await,
+                None => checks.add("reachable", Health::Fail, unreachable(engine, i).await),
+            }
+            checks
+        }
+    });
+    let mut replica_checks = futures_join(replica_futures).await;
+
+    match &view {
+        Err(e) => primary_checks.add("reachable", Health::Fail, e.clone()),
+        Ok(v) => check_primary(v, primary, &replicas, opts, &mut primary_checks, &mut replica_checks),
+    }
+    let mut probe = Vec::new();
+    if let (Ok(v), Some(ps)) = (&view, &primary_session)
+        && !v.in_recovery
+    {
+        probe = run_probe(engine, ps, primary, &replicas, opts).await;
+        for p in &probe {
+            if let Some(c) = replica_checks.iter_mut().find(|c| c.name == p.host) {
+                let detail = match p.delay_ms {
+                    Some(ms) => format!("probe row replayed in {ms:.1} ms"),
+                    None => format!("probe row not seen within {:?}", opts.probe_timeout),
+                };
+                c.add("probe", p.status, detail);
+            }
+        }
+    }
+    let mut hosts = vec![primary_checks];
+    hosts.extend(replica_checks);
+    let status = hosts.iter().map(|h| h.status).max().unwrap_or(Health::Ok);
+    VerifyReport { status, hosts, probe }
+}
+
+async fn futures_join<F: std::future::Future<Output = HostChecks>>(futures: impl Iterator<Item = F>) -> Vec<HostChecks> {
+    let mut out = Vec::new();
+    let pinned: Vec<_> = futures.map(Box::pin).collect();
+    // Poll all at once: each replica's checks are independent network round trips.
+    let joined = join_all(pinned).await;
+    out.extend(joined);
+    out
+}
+
+/// Awaits futures concurrently, keeping their order.
+pub async fn join_all<F: std::future::Future + Unpin>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut slots: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    let mut pending: Vec<(usize, F)> = futures.into_iter().enumerate().collect();
+    std::future::poll_fn(|cx| {
+        pending.retain_mut(|(i, f)| match std::pin::Pin::new(f).poll(cx) {
+            std::task::Poll::Ready(v) => {
+                slots[*i] = Some(v);
+                false
+            }
+            std::task::Poll::Pending => true,
+        });
+        if pending.is_empty() { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+    })
+    .await;
+    slots.into_iter().flatten().collect()
+}
+
+async fn unreachable(engine: &crate::engine::Engine, i: usize) -> String {
+    let why = engine.states[i].lock().await.unreachable.clone().unwrap_or_default();
+    format!("cannot reach host `{}`: {why}", engine.inventory.hosts[i].name)
+}
+
+async fn primary_view(session: &Session, host: &Host) -> Result<PrimaryView, String> {
+    let pg = Pg::new(session, host);
+    match pg.state().await {
+        Ok(ServerState::Running) => {}
+        Ok(_) => return Err("PostgreSQL is not running".into()),
+        Err(e) => return Err(e.to_string()),
+    }
+    pg.query(PRIMARY_SQL).await.map_err(|e| e.to_string())
+}
+
+fn check_primary(v: &PrimaryView, primary: &Host, replicas: &[(usize, &Host)], opts: &VerifyOptions, pc: &mut HostChecks, rcs: &mut [HostChecks]) {
+    if v.in_recovery {
+        pc.add("not in recovery", Health::Fail, "the primary is in recovery (a standby): it cannot be the primary");
+        return;
+    }
+    pc.add("not in recovery", Health::Ok, "accepts writes");
+    let mut matched = 0;
+    for ((_, host), rc) in replicas.iter().zip(rcs.iter_mut()) {
+        let row = v.replication.iter().find(|r| {
+            r.application_name.as_deref() == Some(host.name.as_str())
+                && (host.address.parse::<std::net::IpAddr>().is_err() || r.client_addr.as_deref() == Some(host.address.as_str()))
+        });
+        match row {
+            None => rc.add("pg_stat_replication", Health::Fail, format!("no pg_stat_replication row on {} for application_name {} from {}: the replica is not connected", primary.name, host.name, host.address)),
+            Some(r) => {
+                matched += 1;
+                let state = r.state.clone().unwrap_or_default();
+                let lag_b = r.replay_lag_bytes.unwrap_or(0.0).max(0.0) as u64;
+                let lag_s = r.replay_lag_s.unwrap_or(0.0);
+                let detail = format!(
+                    "{state} ({}), lag write/flush/replay {}/{}/{} B, {:.3}/{:.3}/{:.3} s",
+                    r.sync_state.clone().unwrap_or_default(),
+                    r.write_lag_bytes.unwrap_or(0.0).max(0.0) as u64,
+                    r.flush_lag_bytes.unwrap_or(0.0).max(0.0) as u64,
+                    lag_b,
+                    r.write_lag_s.unwrap_or(0.0),
+                    r.flush_lag_s.unwrap_or(0.0),
+                    lag_s
+                );
+                let status = if state != "streaming" {
+                    Health::Fail
+                } else if lag_b > opts.max_lag_bytes || lag_s > opts.max_lag_seconds {
+                    Health::Warn
+                } else {
+                    Health::Ok
+                };
+                let detail = if status == Health::Warn { format!("{detail}: above --max-lag-bytes {} / --max-lag-seconds {}", opts.max_lag_bytes, opts.max_lag_seconds) } else { detail };
+                rc.add("pg_stat_replication", status, detail);
+            }
+        }
+        let slot = host.slot.as_deref().unwrap_or_default();
+        match v.slots.iter().find(|s| s.name == slot) {
+            None => rc.add("slot", Health::Fail, format!("slot {slot} is missing on the primary: the primary may remove WAL this replica still needs (re-run bootstrap to create it)")),
+            Some(s) => {
+                let retained = s.retained_bytes.unwrap_or(0.0).max(0.0) as u64;
+                if !s.active {
+                    rc.add("slot", Health::Fail, format!("slot {slot} is inactive (retaining {retained} B): the replica does not stream through it"));
+                } else if retained > opts.max_slot_retained {
+                    rc.add("slot", Health::Warn, format!("slot {slot} retains {retained} B, above --max-slot-retained {}", opts.max_slot_retained));
+                } else {
+                    rc.add("slot", Health::Ok, format!("slot {slot} active, retaining {retained} B"));
+                }
+            }
+        }
+    }
+    pc.add("replicas connected", if matched == replicas.len() { Health::Ok } else { Health::Fail }, format!("{matched} of {} inventory replicas stream from it", replicas.len()));
+    let known: Vec<&str> = replicas.iter().filter_map(|(_, h)| h.slot.as_deref()).collect();
+    for s in v.slots.iter().filter(|s| !known.contains(&s.name.as_str())) {
+        let retained = s.retained_bytes.unwrap_or(0.0).max(0.0) as u64;
+        if !s.active {
+            pc.add("extra slot", Health::Warn, format!("inactive slot {} retains {retained} B of WAL and is not in the inventory: it will fill the disk; drop it with SELECT pg_drop_replication_slot('{}')", s.name, s.name));
+        } else {
+            pc.add("extra slot", Health::Warn, format!("active slot {} is not in the inventory", s.name));
+        }
+    }
+}
+
+async fn check_replica(session: &Session, host: &Host, primary: &Host, opts: &VerifyOptions, rc: &mut HostChecks) {
+    let pg = Pg::new(session, host);
+    match pg.state().await {
+        Ok(ServerState::Running) => {}
+        Ok(_) => return rc.add("running", Health::Fail, format!("PostgreSQL is not running on {}", host.name)),
+        Err(e) => return rc.add("running", Health::Fail, e.to_string()),
+    }
+    let view: ReplicaView = match pg.query(REPLICA_SQL).await {
+        Ok(v) => v,
+        Err(e) => return rc.add("query", Health::Fail, e.to_string()),
+    };
+    if !view.in_recovery {
+        return rc.add("in recovery", Health::Fail, "not in recovery: this host was promoted or never became a standby");
+    }
+    rc.add("in recovery", Health::Ok, "standby");
+    match &view.receiver {
+        None => rc.add("wal receiver", Health::Fail, "no WAL receiver: the standby does not stream from anyone"),
+        Some(r) => {
+            let sender = r.sender_host.clone().unwrap_or_default();
+            let slot = r.slot_name.clone().unwrap_or_default();
+            let want_slot = host.slot.clone().unwrap_or_default();
+            if sender != primary.address {
+                rc.add("wal receiver", Health::Fail, format!("streams from {sender}, not from the inventory's primary {} ({})", primary.name, primary.address));
+            } else if slot != want_slot {
+                rc.add("wal receiver", Health::Fail, format!("streams through slot `{slot}`, not the expected `{want_slot}`"));
+            } else if r.status.as_deref() != Some("streaming") {
+                rc.add("wal receiver", Health::Fail, format!("receiver is {}", r.status.clone().unwrap_or_default()));
+            } else {
+                rc.add("wal receiver", Health::Ok, format!("streaming from {} through slot {slot}", primary.name));
+            }
+        }
+    }
+    let lag = view.lag_bytes.unwrap_or(0.0).max(0.0) as u64;
+    if view.paused {
+        rc.add("replay", Health::Warn, format!("replay is paused (pg_wal_replay_pause), {lag} B received but not replayed"));
+    } else if lag > opts.max_lag_bytes {
+        rc.add("replay", Health::Warn, format!("{lag} B received but not replayed, above --max-lag-bytes {}", opts.max_lag_bytes));
+    } else {
+        rc.add("replay", Health::Ok, format!("{lag} B behind what it received"));
+    }
+    let write = "BEGIN; SET TRANSACTION READ WRITE; CREATE TABLE pgrepl_write_check (x int); ROLLBACK;";
+    match session.output(&pg.psql().stdin(write)).await {
+        Ok(out) if !out.success() => rc.add("read-only", Health::Ok, "a write was refused"),
+        Ok(_) => rc.add("read-only", Health::Fail, "a write was accepted (rolled back): this host is not a read-only standby"),
+        Err(e) => rc.add("read-only", Health::Fail, e.to_string()),
+    }
+}
+
+/// Replicas wait for a fresh token; once all wait, the primary writes it; each replica
+/// reports the delay between the primary's commit time and when it saw the row.
+async fn run_probe(engine: &crate::engine::Engine, primary_session: &Session, primary: &Host, replicas: &[(usize, &Host)], opts: &VerifyOptions) -> Vec<Probe> {
+    let token: String = (0..16).map(|_| format!("{:x}", rand::random::<u8>() & 15)).collect();
+    let timeout_s = opts.probe_timeout.as_secs_f64();
+    let wait_sql = format!(
+        "SET application_name = 'pgrepl-probe';
+DO $$
+DECLARE written timestamptz; deadline timestamptz := clock_timestamp() + interval '{timeout_s} s';
+BEGIN
+  RAISE NOTICE 'pgrepl-probe-ready';
+  LOOP
+    IF to_regclass('pgrepl.probe') IS NOT NULL THEN
+      EXECUTE 'SELECT written_at FROM pgrepl.probe WHERE id = 1 AND token = $1' INTO written USING {token};
+      IF written IS NOT NULL THEN
+        PERFORM set_config('pgrepl.probe_ms', (extract(epoch FROM clock_timestamp() - written) * 1000)::text, false);
+        RETURN;
+      END IF;
+    END IF;
+    IF clock_timestamp() > deadline THEN RAISE EXCEPTION 'probe row not replayed within {timeout_s} s'; END IF;
+    PERFORM pg_sleep(0.001);
+  END LOOP;
+END $$;
+SELECT current_setting('pgrepl.probe_ms');",
+        token = literal(&token)
+    );
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut waiters = Vec::new();
+    for &(i, host) in replicas {
+        let Some(session) = engine.sessions[i].clone() else {
+            continue;
+        };
+        let host = host.clone();
+        let sql = wait_sql.clone();
+        let tx = ready_tx.clone();
+        waiters.push((
+            host.name.clone(),
+            tokio::spawn(async move {
+                let pg = Pg::new(&session, &host);
+                let cmd = pg.psql().stdin(sql).timeout(Some(Duration::from_secs(60)));
+                session
+                    .run_streaming(&cmd, |stream, line| {
+                        if stream == Stream::Stderr && line.contains("pgrepl-probe-ready") {
+                            let _ = tx.send(());
+                        }
+                    })
+                    .await
+            }),
+        ));
+    }
+    drop(ready_tx);
+    let expected = waiters.len();
+    let mut ready = 0;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while ready < expected && ready_rx.recv().await.is_some() {
+            ready += 1;
+        }
+    })
+    .await;
+    let write = format!(
+        "CREATE SCHEMA IF NOT EXISTS pgrepl;
+CREATE TABLE IF NOT EXISTS pgrepl.probe (id int PRIMARY KEY, token text NOT NULL, written_at timestamptz NOT NULL);
+COMMENT ON TABLE pgrepl.probe IS 'pgrepl verify: one row, rewritten by each probe';
+INSERT INTO pgrepl.probe VALUES (1, {}, clock_timestamp()) ON CONFLICT (id) DO UPDATE SET token = excluded.token, written_at = excluded.written_at;",
+        literal(&token)
+    );
+    let written = Pg::new(primary_session, primary).sql(&write).await;
+    let mut out = Vec::new();
+    for (name, task) in waiters {
+        let result = task.await;
+        let delay = match (&written, result) {
+            (Ok(_), Ok(Ok(o))) => o.stdout.trim().lines().last().and_then(|l| l.parse::<f64>().ok()),
+            _ => None,
+        };
+        out.push(Probe { host: name, delay_ms: delay.map(|d| d.max(0.0)), status: if delay.is_some() { Health::Ok } else { Health::Fail } });
+    }
+    out
+}
