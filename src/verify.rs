@@ -99,13 +99,13 @@ pub async fn action(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         .iter()
         .filter(|h| h.status == Health::Fail)
         .map(|h| {
-            let why: Vec<String> = h.checks.iter().filter(|c| c.status == Health::Fail).map(|c| format!("{}: {}", c.name, c.detail)).collect();
-            format!("{} ({})", h.name, why.join("; "))
+            let why: Vec<&str> = h.checks.iter().filter(|c| c.status == Health::Fail).map(|c| c.name.as_str()).collect();
+            format!("{} ({})", h.name, why.join(", "))
         })
         .collect();
     *ctx.engine.verify_report.lock().await = Some(report);
     match status {
-        Health::Fail => Err(StepError::new(format!("verification failed on {}", failing.join(", ")), "run `pgrepl verify` for the full table")),
+        Health::Fail => Err(StepError::new(format!("verification failed on {}", failing.join(", ")), "the verify table above says why; `pgrepl verify` re-checks")),
         Health::Warn => Ok(Outcome::ok("healthy, with warnings (see the verify table)")),
         Health::Ok => Ok(Outcome::ok("healthy")),
     }

@@ -239,7 +239,7 @@ pub async fn standby(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     let data = &ctx.host.pg.data_dir;
     let slot = ctx.host.slot.clone().unwrap_or_default();
     let auto = format!("{data}/postgresql.auto.conf");
-    let read = Command::script(r#"cat "$1" 2>/dev/null || true; echo; [ -f "$2" ] && echo "pgrepl: signal""#, &[&auto, &format!("{data}/standby.signal")]).as_root();
+    let read = Command::script(r#"cat "$1" 2>/dev/null || true; echo; if [ -f "$2" ]; then echo "pgrepl: signal"; fi"#, &[&auto, &format!("{data}/standby.signal")]).as_root();
     let out = ctx.session.run(&read).await?.stdout;
     let has_signal = out.trim_end().ends_with("pgrepl: signal");
     let current: String = out.lines().filter(|l| *l != "pgrepl: signal").map(|l| format!("{l}\n")).collect::<String>().trim_end().to_string() + "\n";
