@@ -8,7 +8,7 @@
 set -euo pipefail
 
 LAYOUT=${PGREPL_LAB_LAYOUT:-debian}
-V=$(ls /usr/lib/postgresql | sort -n | tail -n1)
+V=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -n | tail -n1)
 BIN=/usr/lib/postgresql/$V/bin
 PGCTL_DATA=/var/lib/pgsql/$V/data
 STATE=/var/lib/pgrepl-lab          # survives `docker restart`
