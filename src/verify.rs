@@ -396,6 +396,8 @@ BEGIN
     END IF;
     IF clock_timestamp() > deadline THEN RAISE EXCEPTION 'probe row not replayed within {timeout_s} s'; END IF;
     PERFORM pg_sleep(0.001);
+    -- A new transaction each round sees replayed catalog changes (the table's creation).
+    COMMIT;
   END LOOP;
 END $$;
 SELECT current_setting('pgrepl.probe_ms');",

@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `pgrepl` binary against real sshd and PostgreSQL in the
+//! container lab (`lab/lab`). Each test brings up its own lab and tears it down, even when
+//! it fails. Set PGREPL_E2E=0 to skip them (unit tests still run).
+
+mod support;
+
+mod bootstrap;
+mod lab;
+mod verify;

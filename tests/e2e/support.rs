@@ -1,0 +1,132 @@
+//! A small builder for running the real binary against a lab of containers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+/// Whether end-to-end tests run here (they need docker and the lab images).
+pub fn enabled() -> bool {
+    std::env::var("PGREPL_E2E").map_or(true, |v| v != "0")
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A lab of N nodes; removed on drop.
+pub struct Lab {
+    pub name: String,
+    pub dir: PathBuf,
+    pub nodes: Vec<Node>,
+}
+
+/// One container of a lab.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    pub container: String,
+    pub address: String,
+}
+
+/// The outcome of a pgrepl run.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+impl Lab {
+    /// `lab up N` with a unique name for this test.
+    pub fn up(test: &str, nodes: usize, flavour: &str, layout: &str) -> Lab {
+        let name = format!("{}-{}", test.replace('_', "-"), std::process::id() % 10000);
+        let out = Command::new(repo().join("lab/lab"))
+            .args(["up", &nodes.to_string(), "--flavour", flavour, "--layout", layout, "--name", &name])
+            .output()
+            .expect("run lab/lab");
+        let mut lab = Lab { name: name.clone(), dir: PathBuf::new(), nodes: Vec::new() };
+        assert!(out.status.success(), "lab up failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        lab.dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default());
+        let tsv = std::fs::read_to_string(lab.dir.join("nodes.tsv")).expect("nodes.tsv");
+        lab.nodes = tsv
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                (f.len() >= 3).then(|| Node { name: f[0].into(), container: f[1].into(), address: f[2].into() })
+            })
+            .collect();
+        lab
+    }
+
+    pub fn inventory(&self) -> PathBuf {
+        self.dir.join("inventory.yaml")
+    }
+
+    /// Runs pgrepl with `-i` this lab's inventory.
+    pub fn pgrepl(&self, args: &[&str]) -> Run {
+        pgrepl_with(&self.inventory(), args, &[])
+    }
+
+    /// Runs a shell command as root in a node's container.
+    pub fn exec(&self, node: usize, script: &str) -> Output {
+        Command::new("docker").args(["exec", &self.nodes[node].container, "sh", "-c", script]).output().expect("docker exec")
+    }
+
+    /// Runs SQL as postgres on a node and returns trimmed unaligned output (panics on error).
+    pub fn sql(&self, node: usize, sql: &str) -> String {
+        let out = self.try_sql(node, sql);
+        assert!(out.status.success(), "SQL on {} failed: {sql}\n{}", self.nodes[node].name, String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn try_sql(&self, node: usize, sql: &str) -> Output {
+        Command::new("docker")
+            .args(["exec", "-u", "postgres", &self.nodes[node].container, "psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-c", sql])
+            .output()
+            .expect("docker exec psql")
+    }
+
+    /// Waits until `check` holds, up to `limit`.
+    pub fn wait_for(&self, limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if check() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("lab/lab")).args(["down", "--name", &self.name]).output();
+    }
+}
+
+/// Runs the real binary.
+pub fn pgrepl_with(inventory: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgrepl"));
+    cmd.arg("-i").arg(inventory).args(args).env("NO_COLOR", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run pgrepl");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
