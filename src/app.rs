@@ -37,22 +37,55 @@ pub async fn run(cli: Cli) -> u8 {
     let g = &cli.global;
     match &cli.command {
         Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "pgrepl", &mut std::io::stdout());
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "pgrepl",
+                &mut std::io::stdout(),
+            );
             exit::OK
         }
         Command::Plan { command, name } => show_plan(g, command, name.as_deref()),
-        Command::Bootstrap(flags) => execute(g, "bootstrap", None, flags, false, &VerifyOptions::default()).await,
-        Command::AddReplica { name, address, slot, allow_restart, flags } => {
+        Command::Bootstrap(flags) => {
+            execute(
+                g,
+                "bootstrap",
+                None,
+                flags,
+                false,
+                &VerifyOptions::default(),
+            )
+            .await
+        }
+        Command::AddReplica {
+            name,
+            address,
+            slot,
+            allow_restart,
+            flags,
+        } => {
             if let Some(address) = address
-                && let Err(e) = edit::append_replica(&g.inventory, name, address, slot.as_deref(), flags.check)
+                && let Err(e) =
+                    edit::append_replica(&g.inventory, name, address, slot.as_deref(), flags.check)
             {
                 eprintln!("pgrepl: {e}");
                 return exit::INVALID;
             }
-            execute(g, "add-replica", Some(name), flags, *allow_restart, &VerifyOptions::default()).await
+            execute(
+                g,
+                "add-replica",
+                Some(name),
+                flags,
+                *allow_restart,
+                &VerifyOptions::default(),
+            )
+            .await
         }
         Command::Verify(v) => {
-            let flags = ChangeFlags { check: false, diff: false };
+            let flags = ChangeFlags {
+                check: false,
+                diff: false,
+            };
             execute(g, "verify", None, &flags, false, &verify_options(v)).await
         }
     }
@@ -68,17 +101,40 @@ fn verify_options(v: &VerifyFlags) -> VerifyOptions {
 }
 
 /// Loads what a command needs before contacting any host; errors are invalid input.
-fn prepare(g: &Global, command: &str, target: Option<&str>) -> Result<(Inventory, Templates, plan::Plan), String> {
+fn prepare(
+    g: &Global,
+    command: &str,
+    target: Option<&str>,
+) -> Result<(Inventory, Templates, plan::Plan), String> {
     let inventory = load_inventory(&g.inventory, command, target)?;
     let templates = Templates::load(g.templates.as_deref()).map_err(|e| e.to_string())?;
-    let (book, source) = playbook::load(command, g.playbooks.as_deref()).map_err(|e| e.to_string())?;
-    let plan = plan::build(command, &source, &book, &inventory, target, g.limit.as_deref()).map_err(|e| e.to_string())?;
+    let (book, source) =
+        playbook::load(command, g.playbooks.as_deref()).map_err(|e| e.to_string())?;
+    let plan = plan::build(
+        command,
+        &source,
+        &book,
+        &inventory,
+        target,
+        g.limit.as_deref(),
+    )
+    .map_err(|e| e.to_string())?;
     for step in &plan.steps {
         for action in actions_of(&step.work) {
-            if let playbook::Action::Config { template, .. } | playbook::Action::Hba { template } = action
+            if let playbook::Action::Config { template, .. } | playbook::Action::Hba { template } =
+                action
                 && !templates.has(template)
             {
-                return Err(format!("{}: step `{}` uses template `{template}`, which does not exist\nhint: the built-in templates are {}", plan.source, step.name, crate::templates::EMBEDDED.iter().map(|t| t.0).collect::<Vec<_>>().join(", ")));
+                return Err(format!(
+                    "{}: step `{}` uses template `{template}`, which does not exist\nhint: the built-in templates are {}",
+                    plan.source,
+                    step.name,
+                    crate::templates::EMBEDDED
+                        .iter()
+                        .map(|t| t.0)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
             }
         }
     }
@@ -88,7 +144,9 @@ fn prepare(g: &Global, command: &str, target: Option<&str>) -> Result<(Inventory
 fn actions_of(work: &plan::Work) -> Vec<&playbook::Action> {
     match work {
         plan::Work::Action(a) => vec![a],
-        plan::Work::Block { steps, rescue, .. } => steps.iter().map(|(_, a)| a).chain(rescue.iter()).collect(),
+        plan::Work::Block { steps, rescue, .. } => {
+            steps.iter().map(|(_, a)| a).chain(rescue.iter()).collect()
+        }
     }
 }
 
@@ -96,8 +154,18 @@ fn load_inventory(path: &Path, command: &str, target: Option<&str>) -> Result<In
     let inventory = inventory::load(path).map_err(|e| e.to_string())?;
     if let Some(name) = target {
         match inventory.hosts.iter().find(|h| h.name == name) {
-            None => return Err(format!("{}: host `{name}` is not in the inventory\nhint: add it to the inventory, or pass --address ADDR to append it", path.display())),
-            Some(h) if h.is_primary() => return Err(format!("{}: `{name}` is the primary; {command} adds replicas\nhint: name a replica host", path.display())),
+            None => {
+                return Err(format!(
+                    "{}: host `{name}` is not in the inventory\nhint: add it to the inventory, or pass --address ADDR to append it",
+                    path.display()
+                ));
+            }
+            Some(h) if h.is_primary() => {
+                return Err(format!(
+                    "{}: `{name}` is the primary; {command} adds replicas\nhint: name a replica host",
+                    path.display()
+                ));
+            }
             Some(_) => {}
         }
     }
@@ -106,14 +174,19 @@ fn load_inventory(path: &Path, command: &str, target: Option<&str>) -> Result<In
 
 fn show_plan(g: &Global, command: &str, name: Option<&str>) -> u8 {
     if command == "add-replica" && name.is_none() {
-        eprintln!("pgrepl: plan add-replica needs the new replica's name\nhint: pgrepl plan add-replica NAME");
+        eprintln!(
+            "pgrepl: plan add-replica needs the new replica's name\nhint: pgrepl plan add-replica NAME"
+        );
         return exit::INVALID;
     }
     match prepare(g, command, name) {
         Ok((inventory, _, plan)) => {
             match g.format {
                 Format::Human => print!("{}", plan::render(&plan, &inventory)),
-                Format::Json => println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default()),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&plan).unwrap_or_default()
+                ),
             }
             exit::OK
         }
@@ -124,7 +197,14 @@ fn show_plan(g: &Global, command: &str, name: Option<&str>) -> u8 {
     }
 }
 
-async fn execute(g: &Global, command: &str, target: Option<&str>, flags: &ChangeFlags, allow_restart: bool, verify: &VerifyOptions) -> u8 {
+async fn execute(
+    g: &Global,
+    command: &str,
+    target: Option<&str>,
+    flags: &ChangeFlags,
+    allow_restart: bool,
+    verify: &VerifyOptions,
+) -> u8 {
     let (inventory, templates, plan) = match prepare(g, command, target) {
         Ok(p) => p,
         Err(e) => {
@@ -133,7 +213,11 @@ async fn execute(g: &Global, command: &str, target: Option<&str>, flags: &Change
         }
     };
     let log = match &g.log_file {
-        Some(path) => match std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        Some(path) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
             Ok(f) => Some(f),
             Err(e) => {
                 eprintln!("pgrepl: cannot open log file {}: {e}", path.display());
@@ -143,17 +227,37 @@ async fn execute(g: &Global, command: &str, target: Option<&str>, flags: &Change
         None => None,
     };
     let password = inventory.replication.password.clone();
-    let secrets: Vec<String> = password.iter().map(|p| p.expose_secret().to_string()).collect();
-    let interactive = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() && std::env::var("TERM").map_or(true, |t| t != "dumb");
+    let secrets: Vec<String> = password
+        .iter()
+        .map(|p| p.expose_secret().to_string())
+        .collect();
+    let interactive = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none()
+        && std::env::var("TERM").map_or(true, |t| t != "dumb");
     let reporter = Reporter::new(g.format, g.verbose, interactive, log, secrets);
-    if matches!(inventory.replication.password_source, inventory::PasswordSource::Inline) {
+    if matches!(
+        inventory.replication.password_source,
+        inventory::PasswordSource::Inline
+    ) {
         reporter.line("warning: the replication password is written in the inventory; prefer password_env or password_file");
     }
-    let clone_hosts = plan.steps.iter().filter(|s| matches!(s.work, plan::Work::Block { .. })).map(|s| s.hosts.len()).max().unwrap_or(0);
+    let clone_hosts = plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s.work, plan::Work::Block { .. }))
+        .map(|s| s.hosts.len())
+        .max()
+        .unwrap_or(0);
     let n = inventory.hosts.len();
     let mut engine = Engine {
         templates,
-        options: Options { check: flags.check, diff: flags.diff, forks: g.forks.max(1), allow_restart, verify: verify.clone() },
+        options: Options {
+            check: flags.check,
+            diff: flags.diff,
+            forks: g.forks.max(1),
+            allow_restart,
+            verify: verify.clone(),
+        },
         reporter,
         sessions: vec![None; n],
         states: (0..n).map(|_| Mutex::new(HostState::default())).collect(),
@@ -165,7 +269,11 @@ async fn execute(g: &Global, command: &str, target: Option<&str>, flags: &Change
         interrupt: tokio::sync::watch::channel(false).0,
         inventory,
     };
-    let mut hosts: Vec<usize> = plan.steps.iter().flat_map(|s| s.hosts.iter().copied()).collect();
+    let mut hosts: Vec<usize> = plan
+        .steps
+        .iter()
+        .flat_map(|s| s.hosts.iter().copied())
+        .collect();
     if command == "verify" {
         hosts = (0..n).collect();
     }
@@ -198,7 +306,11 @@ async fn execute(g: &Global, command: &str, target: Option<&str>, flags: &Change
     engine.reporter.finish();
     let interrupted = engine.interrupted.load(Ordering::SeqCst);
     if command == "verify" {
-        let v = verify_report.unwrap_or_else(|| crate::verify::VerifyReport { status: Health::Fail, hosts: vec![], probe: vec![] });
+        let v = verify_report.unwrap_or_else(|| crate::verify::VerifyReport {
+            status: Health::Fail,
+            hosts: vec![],
+            probe: vec![],
+        });
         match g.format {
             Format::Human => print!("{}", report::render_verify(&v)),
             Format::Json => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
@@ -220,7 +332,10 @@ async fn execute(g: &Global, command: &str, target: Option<&str>, flags: &Change
             }
             print!("{}", report::render_recap(&report));
         }
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
     }
     if interrupted {
         exit::INTERRUPTED
@@ -236,9 +351,19 @@ async fn refuse_healthy_target(engine: &Arc<Engine>, target: Option<&str>) -> Op
     let name = target?;
     let i = engine.inventory.hosts.iter().position(|h| h.name == name)?;
     let session = engine.sessions[i].clone()?;
-    let ctx = crate::engine::HostCtx { engine, index: i, host: &engine.inventory.hosts[i], session: &session };
-    if crate::actions::condition_holds(&ctx, playbook::Condition::Streaming).await.unwrap_or(false) {
-        eprintln!("pgrepl: `{name}` is already a healthy replica streaming from the primary; nothing to add, nothing changed\nhint: run `pgrepl verify` to check it");
+    let ctx = crate::engine::HostCtx {
+        engine,
+        index: i,
+        host: &engine.inventory.hosts[i],
+        session: &session,
+    };
+    if crate::actions::condition_holds(&ctx, playbook::Condition::Streaming)
+        .await
+        .unwrap_or(false)
+    {
+        eprintln!(
+            "pgrepl: `{name}` is already a healthy replica streaming from the primary; nothing to add, nothing changed\nhint: run `pgrepl verify` to check it"
+        );
         return Some(exit::FAILED);
     }
     None
@@ -251,7 +376,9 @@ fn watch_signals(engine: &Arc<Engine>) {
         let term = async {
             #[cfg(unix)]
             {
-                if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                if let Ok(mut s) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                {
                     s.recv().await;
                     return;
                 }
@@ -262,7 +389,9 @@ fn watch_signals(engine: &Arc<Engine>) {
             _ = tokio::signal::ctrl_c() => {}
             _ = term => {}
         }
-        engine.reporter.line("pgrepl: interrupted: stopping new work and putting hosts back in a safe state ...");
+        engine.reporter.line(
+            "pgrepl: interrupted: stopping new work and putting hosts back in a safe state ...",
+        );
         engine.interrupted.store(true, Ordering::SeqCst);
         let _ = engine.interrupt.send(true);
     });

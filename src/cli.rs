@@ -11,7 +11,11 @@ use crate::report::Format;
 /// Exit codes: 0 success; 1 warnings (verify); 2 a check or step failed; 64 invalid input
 /// (inventory, playbook, template, flags); 130 interrupted.
 #[derive(Debug, Parser)]
-#[command(name = "pgrepl", version, after_help = "Examples:\n  pgrepl -i inventory.yaml bootstrap\n  pgrepl verify --format json\n  pgrepl add-replica replica-2 --address 10.0.1.22\n  pgrepl plan bootstrap")]
+#[command(
+    name = "pgrepl",
+    version,
+    after_help = "Examples:\n  pgrepl -i inventory.yaml bootstrap\n  pgrepl verify --format json\n  pgrepl add-replica replica-2 --address 10.0.1.22\n  pgrepl plan bootstrap"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -23,7 +27,13 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// The inventory file describing the cluster.
-    #[arg(short, long, global = true, default_value = "inventory.yaml", value_name = "FILE")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        default_value = "inventory.yaml",
+        value_name = "FILE"
+    )]
     pub inventory: PathBuf,
     /// Results as text for people, or as one JSON document on stdout.
     #[arg(long, global = true, value_enum, default_value = "human")]
@@ -111,9 +121,7 @@ pub enum Command {
     /// Print a shell completion script.
     ///
     /// Example: pgrepl completions bash > /etc/bash_completion.d/pgrepl
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
 }
 
 /// Thresholds of `verify` (also used by the verify step of bootstrap and add-replica).

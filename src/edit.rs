@@ -6,9 +6,16 @@
 use std::path::Path;
 
 /// Returns `text` with a replica line appended to its `hosts:` list.
-pub fn with_replica(text: &str, name: &str, address: &str, slot: Option<&str>) -> Result<String, String> {
+pub fn with_replica(
+    text: &str,
+    name: &str,
+    address: &str,
+    slot: Option<&str>,
+) -> Result<String, String> {
     let lines: Vec<&str> = text.lines().collect();
-    let start = lines.iter().position(|l| l.trim_end() == "hosts:").ok_or("no top-level `hosts:` list (write it in block style: `hosts:` then `  - ...` lines)")?;
+    let start = lines.iter().position(|l| l.trim_end() == "hosts:").ok_or(
+        "no top-level `hosts:` list (write it in block style: `hosts:` then `  - ...` lines)",
+    )?;
     let mut end = start + 1;
     let mut indent = None;
     for (i, line) in lines.iter().enumerate().skip(start + 1) {
@@ -35,23 +42,39 @@ pub fn with_replica(text: &str, name: &str, address: &str, slot: Option<&str>) -
 }
 
 /// Appends the replica to the inventory file unless it is there already; validates first.
-pub fn append_replica(path: &Path, name: &str, address: &str, slot: Option<&str>, dry_run: bool) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read inventory {}: {e}", path.display()))?;
+pub fn append_replica(
+    path: &Path,
+    name: &str,
+    address: &str,
+    slot: Option<&str>,
+    dry_run: bool,
+) -> Result<(), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read inventory {}: {e}", path.display()))?;
     if let Ok(inv) = crate::inventory::parse(path, &text)
         && let Some(h) = inv.hosts.iter().find(|h| h.name == name)
     {
         if h.address == address {
             return Ok(());
         }
-        return Err(format!("{}: host `{name}` is already in the inventory with address {}\nhint: drop --address, or pick another name", path.display(), h.address));
+        return Err(format!(
+            "{}: host `{name}` is already in the inventory with address {}\nhint: drop --address, or pick another name",
+            path.display(),
+            h.address
+        ));
     }
-    let new = with_replica(&text, name, address, slot).map_err(|e| format!("{}: {e}", path.display()))?;
-    crate::inventory::parse(path, &new).map_err(|e| format!("the inventory with `{name}` added would be invalid, so it was not changed:\n{e}"))?;
+    let new =
+        with_replica(&text, name, address, slot).map_err(|e| format!("{}: {e}", path.display()))?;
+    crate::inventory::parse(path, &new).map_err(|e| {
+        format!("the inventory with `{name}` added would be invalid, so it was not changed:\n{e}")
+    })?;
     if dry_run {
         return Ok(());
     }
     let tmp = path.with_extension("yaml.pgrepl.tmp");
-    std::fs::write(&tmp, new).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    std::fs::write(&tmp, new)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -62,6 +85,9 @@ mod tests {
     fn appends_after_the_last_host_keeping_comments() {
         let text = "# my cluster\nhosts:\n  # the primary\n  - { name: a, address: 10.0.0.1, role: primary }\n  - name: b\n    address: 10.0.0.2\n    role: replica\n\n# trailing comment\nssh: { user: x }\n";
         let out = with_replica(text, "c", "10.0.0.3", Some("c_slot")).unwrap();
-        assert_eq!(out, "# my cluster\nhosts:\n  # the primary\n  - { name: a, address: 10.0.0.1, role: primary }\n  - name: b\n    address: 10.0.0.2\n    role: replica\n  - { name: c, address: 10.0.0.3, role: replica, slot: c_slot }\n\n# trailing comment\nssh: { user: x }\n");
+        assert_eq!(
+            out,
+            "# my cluster\nhosts:\n  # the primary\n  - { name: a, address: 10.0.0.1, role: primary }\n  - name: b\n    address: 10.0.0.2\n    role: replica\n  - { name: c, address: 10.0.0.3, role: replica, slot: c_slot }\n\n# trailing comment\nssh: { user: x }\n"
+        );
     }
 }

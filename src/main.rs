@@ -9,10 +9,17 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { pgrepl::app::exit::INVALID } else { 0 });
+            return ExitCode::from(if e.use_stderr() {
+                pgrepl::app::exit::INVALID
+            } else {
+                0
+            });
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("pgrepl: cannot start the async runtime: {e}");

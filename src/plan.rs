@@ -72,11 +72,19 @@ pub fn build(
             hint: hint.to_string(),
         };
         let Some(selectors) = &step.hosts else {
-            return Err(fail("has no `hosts`".into(), "add `hosts: primary`, `replicas`, `all`, `target` or a host name"));
+            return Err(fail(
+                "has no `hosts`".into(),
+                "add `hosts: primary`, `replicas`, `all`, `target` or a host name",
+            ));
         };
         let mut hosts = Vec::new();
         for selector in selectors.selectors() {
-            let picked = select(inventory, selector, target).map_err(|m| fail(m, "use primary, replicas, all, target, or a host name from the inventory"))?;
+            let picked = select(inventory, selector, target).map_err(|m| {
+                fail(
+                    m,
+                    "use primary, replicas, all, target, or a host name from the inventory",
+                )
+            })?;
             for i in picked {
                 if !hosts.contains(&i) {
                     hosts.push(i);
@@ -86,17 +94,47 @@ pub fn build(
         if let Some(limit) = limit {
             hosts.retain(|&i| limit.iter().any(|l| *l == inventory.hosts[i].name));
         }
-        let work = work_of(step).map_err(|m| fail(m, "give a step either `action` or `block` (with an optional `rescue`)"))?;
-        let touches_primary = hosts.iter().any(|&i| inventory.hosts[i].role == Role::Primary);
-        let on_failure = step.on_failure.unwrap_or(if touches_primary { OnFailure::Stop } else { OnFailure::Continue });
-        steps.push(PlannedStep { name: step.name.clone(), hosts, work, on_failure });
+        let work = work_of(step).map_err(|m| {
+            fail(
+                m,
+                "give a step either `action` or `block` (with an optional `rescue`)",
+            )
+        })?;
+        let touches_primary = hosts
+            .iter()
+            .any(|&i| inventory.hosts[i].role == Role::Primary);
+        let on_failure = step.on_failure.unwrap_or(if touches_primary {
+            OnFailure::Stop
+        } else {
+            OnFailure::Continue
+        });
+        steps.push(PlannedStep {
+            name: step.name.clone(),
+            hosts,
+            work,
+            on_failure,
+        });
     }
-    Ok(Plan { command: command.into(), source: source.into(), steps })
+    Ok(Plan {
+        command: command.into(),
+        source: source.into(),
+        steps,
+    })
 }
 
-fn select(inventory: &Inventory, selector: &str, target: Option<&str>) -> Result<Vec<usize>, String> {
+fn select(
+    inventory: &Inventory,
+    selector: &str,
+    target: Option<&str>,
+) -> Result<Vec<usize>, String> {
     let by_role = |role: Role| -> Vec<usize> {
-        inventory.hosts.iter().enumerate().filter(|(_, h)| h.role == role).map(|(i, _)| i).collect()
+        inventory
+            .hosts
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.role == role)
+            .map(|(i, _)| i)
+            .collect()
     };
     let by_name = |name: &str| inventory.hosts.iter().position(|h| h.name == name);
     match selector {
@@ -104,10 +142,14 @@ fn select(inventory: &Inventory, selector: &str, target: Option<&str>) -> Result
         "primary" => Ok(by_role(Role::Primary)),
         "replicas" => Ok(by_role(Role::Replica)),
         "target" => match target {
-            Some(name) => by_name(name).map(|i| vec![i]).ok_or_else(|| format!("host `{name}` is not in the inventory")),
+            Some(name) => by_name(name)
+                .map(|i| vec![i])
+                .ok_or_else(|| format!("host `{name}` is not in the inventory")),
             None => Err("`hosts: target` needs a host named on the command line".into()),
         },
-        name => by_name(name).map(|i| vec![i]).ok_or_else(|| format!("`{name}` is not a host selector or an inventory host")),
+        name => by_name(name)
+            .map(|i| vec![i])
+            .ok_or_else(|| format!("`{name}` is not a host selector or an inventory host")),
     }
 }
 
@@ -124,12 +166,22 @@ fn work_of(step: &Step) -> Result<Work, String> {
             for inner in block {
                 let s = &inner.value;
                 if s.block.is_some() || s.hosts.is_some() || s.rescue.is_some() {
-                    return Err(format!("block step `{}` may only have `name` and `action`", s.name));
+                    return Err(format!(
+                        "block step `{}` may only have `name` and `action`",
+                        s.name
+                    ));
                 }
-                let action = s.action.clone().ok_or_else(|| format!("block step `{}` has no `action`", s.name))?;
+                let action = s
+                    .action
+                    .clone()
+                    .ok_or_else(|| format!("block step `{}` has no `action`", s.name))?;
                 steps.push((s.name.clone(), action));
             }
-            Ok(Work::Block { unless: step.unless, steps, rescue: step.rescue.clone() })
+            Ok(Work::Block {
+                unless: step.unless,
+                steps,
+                rescue: step.rescue.clone(),
+            })
         }
         (Some(_), Some(_)) => Err("has both `action` and `block`".into()),
         (None, None) => Err("has neither `action` nor `block`".into()),
@@ -140,13 +192,38 @@ fn work_of(step: &Step) -> Result<Work, String> {
 pub fn render(plan: &Plan, inventory: &Inventory) -> String {
     let mut out = format!("plan for `pgrepl {}` from {}\n", plan.command, plan.source);
     for (n, step) in plan.steps.iter().enumerate() {
-        let hosts: Vec<&str> = step.hosts.iter().map(|&i| inventory.hosts[i].name.as_str()).collect();
-        let hosts = if hosts.is_empty() { "(no hosts)".to_string() } else { hosts.join(", ") };
+        let hosts: Vec<&str> = step
+            .hosts
+            .iter()
+            .map(|&i| inventory.hosts[i].name.as_str())
+            .collect();
+        let hosts = if hosts.is_empty() {
+            "(no hosts)".to_string()
+        } else {
+            hosts.join(", ")
+        };
         match &step.work {
-            Work::Action(a) => out.push_str(&format!("{:>2}. {} [{}] on {}\n", n + 1, step.name, a.name(), hosts)),
-            Work::Block { unless, steps, rescue } => {
-                let cond = unless.map(|c| format!(", unless {c:?}").to_lowercase()).unwrap_or_default();
-                out.push_str(&format!("{:>2}. {} on {} (per host, in order{cond})\n", n + 1, step.name, hosts));
+            Work::Action(a) => out.push_str(&format!(
+                "{:>2}. {} [{}] on {}\n",
+                n + 1,
+                step.name,
+                a.name(),
+                hosts
+            )),
+            Work::Block {
+                unless,
+                steps,
+                rescue,
+            } => {
+                let cond = unless
+                    .map(|c| format!(", unless {c:?}").to_lowercase())
+                    .unwrap_or_default();
+                out.push_str(&format!(
+                    "{:>2}. {} on {} (per host, in order{cond})\n",
+                    n + 1,
+                    step.name,
+                    hosts
+                ));
                 for (name, a) in steps {
                     out.push_str(&format!("      - {name} [{}]\n", a.name()));
                 }
@@ -187,7 +264,11 @@ mod tests {
         let inv = inventory();
         let (book, source) = playbook::load("add-replica", None).unwrap();
         let plan = build("add-replica", &source, &book, &inv, Some("db2"), None).unwrap();
-        let clone = plan.steps.iter().find(|s| s.name == "clone replica").unwrap();
+        let clone = plan
+            .steps
+            .iter()
+            .find(|s| s.name == "clone replica")
+            .unwrap();
         assert_eq!(clone.hosts, vec![2]);
         insta::assert_snapshot!(render(&plan, &inv));
     }
@@ -195,7 +276,11 @@ mod tests {
     #[test]
     fn unknown_host_selector_names_the_step_and_line() {
         let inv = inventory();
-        let book = playbook::parse("p.yaml", "steps:\n  - name: x\n    hosts: db9\n    action: stop\n").unwrap();
+        let book = playbook::parse(
+            "p.yaml",
+            "steps:\n  - name: x\n    hosts: db9\n    action: stop\n",
+        )
+        .unwrap();
         let err = build("bootstrap", "p.yaml", &book, &inv, None, None).unwrap_err();
         assert_eq!((err.line, err.step.as_str()), (2, "x"));
         assert!(err.message.contains("db9"));

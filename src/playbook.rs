@@ -189,9 +189,19 @@ pub enum Error {
     #[error("no playbook `{name}`{}", dir.as_ref().map(|d| format!(" in {} or built in", d.display())).unwrap_or_default())]
     Missing { name: String, dir: Option<PathBuf> },
     #[error("cannot read playbook {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{file}:{line}:{column}: {message}\nhint: a step has `name`, `hosts`, and `action` (or `block` with `rescue`); see README's playbook reference for the actions and their parameters")]
-    Syntax { file: String, line: u64, column: u64, message: String },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{file}:{line}:{column}: {message}\nhint: a step has `name`, `hosts`, and `action` (or `block` with `rescue`); see README's playbook reference for the actions and their parameters"
+    )]
+    Syntax {
+        file: String,
+        line: u64,
+        column: u64,
+        message: String,
+    },
 }
 
 /// Loads the playbook for `command`: `DIR/COMMAND.yaml` when a directory is given and has
@@ -200,7 +210,10 @@ pub fn load(command: &str, dir: Option<&Path>) -> Result<(Playbook, String), Err
     if let Some(dir) = dir {
         let path = dir.join(format!("{command}.yaml"));
         if path.exists() {
-            let text = std::fs::read_to_string(&path).map_err(|source| Error::Read { path: path.clone(), source })?;
+            let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+                path: path.clone(),
+                source,
+            })?;
             let file = path.display().to_string();
             return parse(&file, &text).map(|p| (p, file));
         }
@@ -208,7 +221,10 @@ pub fn load(command: &str, dir: Option<&Path>) -> Result<(Playbook, String), Err
     let (_, text) = EMBEDDED
         .iter()
         .find(|(name, _)| *name == command)
-        .ok_or_else(|| Error::Missing { name: command.into(), dir: dir.map(Path::to_path_buf) })?;
+        .ok_or_else(|| Error::Missing {
+            name: command.into(),
+            dir: dir.map(Path::to_path_buf),
+        })?;
     let file = format!("(built-in) playbooks/{command}.yaml");
     parse(&file, text).map(|p| (p, file))
 }
@@ -216,7 +232,10 @@ pub fn load(command: &str, dir: Option<&Path>) -> Result<(Playbook, String), Err
 /// Parses playbook text; `file` names it in errors.
 pub fn parse(file: &str, text: &str) -> Result<Playbook, Error> {
     serde_saphyr::from_str(text).map_err(|e| {
-        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((0, 0));
         Error::Syntax {
             file: file.into(),
             line,
@@ -240,8 +259,14 @@ mod tests {
 
     #[test]
     fn unknown_action_is_rejected_with_its_line() {
-        let err = parse("p.yaml", "steps:\n  - name: x\n    hosts: all\n    action: reboot\n").unwrap_err();
-        let Error::Syntax { line, message, .. } = err else { panic!() };
+        let err = parse(
+            "p.yaml",
+            "steps:\n  - name: x\n    hosts: all\n    action: reboot\n",
+        )
+        .unwrap_err();
+        let Error::Syntax { line, message, .. } = err else {
+            panic!()
+        };
         assert_eq!(line, 4);
         assert!(message.contains("reboot"), "{message}");
     }
@@ -249,7 +274,9 @@ mod tests {
     #[test]
     fn unknown_parameter_is_rejected() {
         let text = "steps:\n  - name: x\n    hosts: all\n    action: { shell: { command: ls, colour: red } }\n";
-        let Error::Syntax { line, message, .. } = parse("p.yaml", text).unwrap_err() else { panic!() };
+        let Error::Syntax { line, message, .. } = parse("p.yaml", text).unwrap_err() else {
+            panic!()
+        };
         assert_eq!(line, 4);
         assert!(message.contains("colour"), "{message}");
     }

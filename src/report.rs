@@ -36,9 +36,24 @@ pub struct Reporter {
 
 impl Reporter {
     /// `interactive`: stderr is a terminal and colour/escapes are welcome.
-    pub fn new(format: Format, verbose: u8, interactive: bool, log: Option<std::fs::File>, secrets: Vec<String>) -> Self {
-        let bars = interactive.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)));
-        Reporter { bars, lines: Mutex::default(), backups: Mutex::default(), verbose, log: log.map(Mutex::new), format, secrets }
+    pub fn new(
+        format: Format,
+        verbose: u8,
+        interactive: bool,
+        log: Option<std::fs::File>,
+        secrets: Vec<String>,
+    ) -> Self {
+        let bars = interactive
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)));
+        Reporter {
+            bars,
+            lines: Mutex::default(),
+            backups: Mutex::default(),
+            verbose,
+            log: log.map(Mutex::new),
+            format,
+            secrets,
+        }
     }
 
     /// Prints a log line (to stderr above the bars, and to the log file), secrets redacted.
@@ -71,7 +86,12 @@ impl Reporter {
                 .entry(host.to_string())
                 .or_insert_with(|| {
                     let bar = bars.add(ProgressBar::new_spinner());
-                    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed:>4}] {prefix:<14} {wide_msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{spinner} [{elapsed:>4}] {prefix:<14} {wide_msg}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
                     bar.set_prefix(host.to_string());
                     bar.enable_steady_tick(Duration::from_millis(120));
                     bar
@@ -99,7 +119,14 @@ impl Reporter {
         if let Some(bar) = self.host_line(host) {
             bar.set_message(format!("{step}: {status}"));
         }
-        self.line(&format!("[{host}] {step}: {status}{}", if outcome.detail.is_empty() { String::new() } else { format!(" ({})", outcome.detail) }));
+        self.line(&format!(
+            "[{host}] {step}: {status}{}",
+            if outcome.detail.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", outcome.detail)
+            }
+        ));
     }
 
     pub fn step_failed(&self, host: &str, step: &str, message: &str) {
@@ -126,7 +153,9 @@ impl Reporter {
         };
         match &self.bars {
             Some(bars) => {
-                let Ok(mut backups) = self.backups.lock() else { return };
+                let Ok(mut backups) = self.backups.lock() else {
+                    return;
+                };
                 let bar = backups.entry(host.to_string()).or_insert_with(|| {
                     let bar = bars.add(ProgressBar::new(total));
                     bar.set_style(
@@ -142,11 +171,20 @@ impl Reporter {
             }
             None => {
                 // Plain output: a line at each tenth of the way.
-                let Ok(mut backups) = self.backups.lock() else { return };
-                let bar = backups.entry(host.to_string()).or_insert_with(ProgressBar::hidden);
+                let Ok(mut backups) = self.backups.lock() else {
+                    return;
+                };
+                let bar = backups
+                    .entry(host.to_string())
+                    .or_insert_with(ProgressBar::hidden);
                 let step = (total / 10).max(1);
                 if done / step > bar.position() / step || bar.position() == 0 {
-                    self.line(&format!("[{host}] base backup: {} of {} ({}%)", crate::actions::human(done), crate::actions::human(total), done * 100 / total.max(1)));
+                    self.line(&format!(
+                        "[{host}] base backup: {} of {} ({}%)",
+                        crate::actions::human(done),
+                        crate::actions::human(total),
+                        done * 100 / total.max(1)
+                    ));
                 }
                 bar.set_position(done.max(1));
             }
@@ -164,7 +202,14 @@ impl Reporter {
     /// A unified diff of a config file that changes (or would).
     pub fn diff(&self, host: &str, path: &str, old: &str, new: &str) {
         let diff = similar::TextDiff::from_lines(old, new);
-        let text = diff.unified_diff().context_radius(2).header(&format!("{host}:{path} (before)"), &format!("{host}:{path} (after)")).to_string();
+        let text = diff
+            .unified_diff()
+            .context_radius(2)
+            .header(
+                &format!("{host}:{path} (before)"),
+                &format!("{host}:{path} (after)"),
+            )
+            .to_string();
         let text = self.redact(&text);
         match (&self.bars, self.format) {
             (_, Format::Json) => self.line(&text),
@@ -194,12 +239,22 @@ pub fn parse_progress(line: &str) -> Option<(u64, u64)> {
     if unit != "kB" {
         return None;
     }
-    Some((done.trim().parse::<u64>().ok()? * 1024, total.parse::<u64>().ok()? * 1024))
+    Some((
+        done.trim().parse::<u64>().ok()? * 1024,
+        total.parse::<u64>().ok()? * 1024,
+    ))
 }
 
 /// The recap, in the manner of Ansible.
 pub fn render_recap(report: &RunReport) -> String {
-    let title = if report.check { format!("RECAP pgrepl {} --check (nothing was changed)", report.command) } else { format!("RECAP pgrepl {}", report.command) };
+    let title = if report.check {
+        format!(
+            "RECAP pgrepl {} --check (nothing was changed)",
+            report.command
+        )
+    } else {
+        format!("RECAP pgrepl {}", report.command)
+    };
     let mut out = format!("\n{title}\n");
     let width = report.hosts.iter().map(|h| h.name.len()).max().unwrap_or(4);
     for h in &report.hosts {
@@ -213,7 +268,11 @@ pub fn render_recap(report: &RunReport) -> String {
             if h.unreachable { "UNREACHABLE" } else { "" }
         ));
     }
-    for h in report.hosts.iter().filter(|h| h.error.is_some() || h.left_in.is_some()) {
+    for h in report
+        .hosts
+        .iter()
+        .filter(|h| h.error.is_some() || h.left_in.is_some())
+    {
         if let Some(e) = &h.error {
             out.push_str(&format!("\n{}: {e}\n", h.name));
         }
@@ -224,7 +283,11 @@ pub fn render_recap(report: &RunReport) -> String {
     if let Some(s) = &report.stopped {
         out.push_str(&format!("\nstopped early: {s}\n"));
     }
-    out.push_str(&format!("\n{} in {:.1}s\n", if report.failed() { "FAILED" } else { "OK" }, report.elapsed_ms as f64 / 1000.0));
+    out.push_str(&format!(
+        "\n{} in {:.1}s\n",
+        if report.failed() { "FAILED" } else { "OK" },
+        report.elapsed_ms as f64 / 1000.0
+    ));
     out
 }
 
@@ -232,12 +295,33 @@ pub fn render_recap(report: &RunReport) -> String {
 pub fn render_verify(report: &VerifyReport) -> String {
     let mut out = String::new();
     for h in &report.hosts {
-        out.push_str(&format!("{} ({:?}): {}\n", h.name, h.role, label(h.status)).to_lowercase().replacen(&h.name.to_lowercase(), &h.name, 1));
+        out.push_str(
+            &format!("{} ({:?}): {}\n", h.name, h.role, label(h.status))
+                .to_lowercase()
+                .replacen(&h.name.to_lowercase(), &h.name, 1),
+        );
         for c in &h.checks {
-            out.push_str(&format!("  {:<4}  {:<20} {}\n", label(c.status), c.name, c.detail));
+            out.push_str(&format!(
+                "  {:<4}  {:<20} {}\n",
+                label(c.status),
+                c.name,
+                c.detail
+            ));
         }
     }
-    let delays: Vec<String> = report.probe.iter().map(|p| format!("{} {}", p.host, p.delay_ms.map(|d| format!("{d:.1} ms")).unwrap_or_else(|| "not seen".into()))).collect();
+    let delays: Vec<String> = report
+        .probe
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {}",
+                p.host,
+                p.delay_ms
+                    .map(|d| format!("{d:.1} ms"))
+                    .unwrap_or_else(|| "not seen".into())
+            )
+        })
+        .collect();
     if !delays.is_empty() {
         out.push_str(&format!("probe replication delay: {}\n", delays.join(", ")));
     }
@@ -259,7 +343,10 @@ mod tests {
 
     #[test]
     fn parses_pg_basebackup_progress() {
-        assert_eq!(parse_progress("  1234/5678 kB (21%), 0/1 tablespace"), Some((1234 * 1024, 5678 * 1024)));
+        assert_eq!(
+            parse_progress("  1234/5678 kB (21%), 0/1 tablespace"),
+            Some((1234 * 1024, 5678 * 1024))
+        );
         assert_eq!(parse_progress("waiting for checkpoint"), None);
     }
 }

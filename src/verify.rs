@@ -79,11 +79,20 @@ pub struct VerifyReport {
 
 impl HostChecks {
     fn new(host: &Host) -> Self {
-        HostChecks { name: host.name.clone(), role: host.role, status: Health::Ok, checks: Vec::new() }
+        HostChecks {
+            name: host.name.clone(),
+            role: host.role,
+            status: Health::Ok,
+            checks: Vec::new(),
+        }
     }
     fn add(&mut self, name: &str, status: Health, detail: impl Into<String>) {
         self.status = self.status.max(status);
-        self.checks.push(Check { name: name.into(), status, detail: detail.into() });
+        self.checks.push(Check {
+            name: name.into(),
+            status,
+            detail: detail.into(),
+        });
     }
 }
 
@@ -99,13 +108,21 @@ pub async fn action(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         .iter()
         .filter(|h| h.status == Health::Fail)
         .map(|h| {
-            let why: Vec<&str> = h.checks.iter().filter(|c| c.status == Health::Fail).map(|c| c.name.as_str()).collect();
+            let why: Vec<&str> = h
+                .checks
+                .iter()
+                .filter(|c| c.status == Health::Fail)
+                .map(|c| c.name.as_str())
+                .collect();
             format!("{} ({})", h.name, why.join(", "))
         })
         .collect();
     *ctx.engine.verify_report.lock().await = Some(report);
     match status {
-        Health::Fail => Err(StepError::new(format!("verification failed on {}", failing.join(", ")), "the verify table above says why; `pgrepl verify` re-checks")),
+        Health::Fail => Err(StepError::new(
+            format!("verification failed on {}", failing.join(", ")),
+            "the verify table above says why; `pgrepl verify` re-checks",
+        )),
         Health::Warn => Ok(Outcome::ok("healthy, with warnings (see the verify table)")),
         Health::Ok => Ok(Outcome::ok("healthy")),
     }
@@ -171,7 +188,12 @@ pub async fn run(engine: &crate::engine::Engine) -> VerifyReport {
     let opts = &engine.options.verify;
     let primary_index = inv.hosts.iter().position(Host::is_primary).unwrap_or(0);
     let primary = &inv.hosts[primary_index];
-    let replicas: Vec<(usize, &Host)> = inv.hosts.iter().enumerate().filter(|(_, h)| !h.is_primary()).collect();
+    let replicas: Vec<(usize, &Host)> = inv
+        .hosts
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| !h.is_primary())
+        .collect();
     let session = |i: usize| engine.sessions[i].clone();
 
     let mut primary_checks = HostChecks::new(primary);
@@ -195,7 +217,14 @@ pub async fn run(engine: &crate::engine::Engine) -> VerifyReport {
 
     match &view {
         Err(e) => primary_checks.add("reachable", Health::Fail, e.clone()),
-        Ok(v) => check_primary(v, primary, &replicas, opts, &mut primary_checks, &mut replica_checks),
+        Ok(v) => check_primary(
+            v,
+            primary,
+            &replicas,
+            opts,
+            &mut primary_checks,
+            &mut replica_checks,
+        ),
     }
     let mut probe = Vec::new();
     if let (Ok(v), Some(ps)) = (&view, &primary_session)
@@ -215,10 +244,16 @@ pub async fn run(engine: &crate::engine::Engine) -> VerifyReport {
     let mut hosts = vec![primary_checks];
     hosts.extend(replica_checks);
     let status = hosts.iter().map(|h| h.status).max().unwrap_or(Health::Ok);
-    VerifyReport { status, hosts, probe }
+    VerifyReport {
+        status,
+        hosts,
+        probe,
+    }
 }
 
-async fn futures_join<F: std::future::Future<Output = HostChecks>>(futures: impl Iterator<Item = F>) -> Vec<HostChecks> {
+async fn futures_join<F: std::future::Future<Output = HostChecks>>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<HostChecks> {
     let mut out = Vec::new();
     let pinned: Vec<_> = futures.map(Box::pin).collect();
     // Poll all at once: each replica's checks are independent network round trips.
@@ -239,15 +274,27 @@ pub async fn join_all<F: std::future::Future + Unpin>(futures: Vec<F>) -> Vec<F:
             }
             std::task::Poll::Pending => true,
         });
-        if pending.is_empty() { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+        if pending.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
     })
     .await;
     slots.into_iter().flatten().collect()
 }
 
 async fn unreachable(engine: &crate::engine::Engine, i: usize) -> String {
-    let why = engine.states[i].lock().await.unreachable.clone().unwrap_or_default();
-    format!("cannot reach host `{}`: {why}", engine.inventory.hosts[i].name)
+    let why = engine.states[i]
+        .lock()
+        .await
+        .unreachable
+        .clone()
+        .unwrap_or_default();
+    format!(
+        "cannot reach host `{}`: {why}",
+        engine.inventory.hosts[i].name
+    )
 }
 
 async fn primary_view(session: &Session, host: &Host) -> Result<PrimaryView, String> {
@@ -260,9 +307,20 @@ async fn primary_view(session: &Session, host: &Host) -> Result<PrimaryView, Str
     pg.query(PRIMARY_SQL).await.map_err(|e| e.to_string())
 }
 
-fn check_primary(v: &PrimaryView, primary: &Host, replicas: &[(usize, &Host)], opts: &VerifyOptions, pc: &mut HostChecks, rcs: &mut [HostChecks]) {
+fn check_primary(
+    v: &PrimaryView,
+    primary: &Host,
+    replicas: &[(usize, &Host)],
+    opts: &VerifyOptions,
+    pc: &mut HostChecks,
+    rcs: &mut [HostChecks],
+) {
     if v.in_recovery {
-        pc.add("not in recovery", Health::Fail, "the primary is in recovery (a standby): it cannot be the primary");
+        pc.add(
+            "not in recovery",
+            Health::Fail,
+            "the primary is in recovery (a standby): it cannot be the primary",
+        );
         return;
     }
     pc.add("not in recovery", Health::Ok, "accepts writes");
@@ -270,7 +328,8 @@ fn check_primary(v: &PrimaryView, primary: &Host, replicas: &[(usize, &Host)], o
     for ((_, host), rc) in replicas.iter().zip(rcs.iter_mut()) {
         let row = v.replication.iter().find(|r| {
             r.application_name.as_deref() == Some(host.name.as_str())
-                && (host.address.parse::<std::net::IpAddr>().is_err() || r.client_addr.as_deref() == Some(host.address.as_str()))
+                && (host.address.parse::<std::net::IpAddr>().is_err()
+                    || r.client_addr.as_deref() == Some(host.address.as_str()))
         });
         match row {
             None => rc.add("pg_stat_replication", Health::Fail, format!("no pg_stat_replication row on {} for application_name {} from {}: the replica is not connected", primary.name, host.name, host.address)),
@@ -315,23 +374,53 @@ fn check_primary(v: &PrimaryView, primary: &Host, replicas: &[(usize, &Host)], o
             }
         }
     }
-    pc.add("replicas connected", if matched == replicas.len() { Health::Ok } else { Health::Fail }, format!("{matched} of {} inventory replicas stream from it", replicas.len()));
-    let known: Vec<&str> = replicas.iter().filter_map(|(_, h)| h.slot.as_deref()).collect();
+    pc.add(
+        "replicas connected",
+        if matched == replicas.len() {
+            Health::Ok
+        } else {
+            Health::Fail
+        },
+        format!(
+            "{matched} of {} inventory replicas stream from it",
+            replicas.len()
+        ),
+    );
+    let known: Vec<&str> = replicas
+        .iter()
+        .filter_map(|(_, h)| h.slot.as_deref())
+        .collect();
     for s in v.slots.iter().filter(|s| !known.contains(&s.name.as_str())) {
         let retained = s.retained_bytes.unwrap_or(0.0).max(0.0) as u64;
         if !s.active {
             pc.add("extra slot", Health::Warn, format!("inactive slot {} retains {retained} B of WAL and is not in the inventory: it will fill the disk; drop it with SELECT pg_drop_replication_slot('{}')", s.name, s.name));
         } else {
-            pc.add("extra slot", Health::Warn, format!("active slot {} is not in the inventory", s.name));
+            pc.add(
+                "extra slot",
+                Health::Warn,
+                format!("active slot {} is not in the inventory", s.name),
+            );
         }
     }
 }
 
-async fn check_replica(session: &Session, host: &Host, primary: &Host, opts: &VerifyOptions, rc: &mut HostChecks) {
+async fn check_replica(
+    session: &Session,
+    host: &Host,
+    primary: &Host,
+    opts: &VerifyOptions,
+    rc: &mut HostChecks,
+) {
     let pg = Pg::new(session, host);
     match pg.state().await {
         Ok(ServerState::Running) => {}
-        Ok(_) => return rc.add("running", Health::Fail, format!("PostgreSQL is not running on {}", host.name)),
+        Ok(_) => {
+            return rc.add(
+                "running",
+                Health::Fail,
+                format!("PostgreSQL is not running on {}", host.name),
+            );
+        }
         Err(e) => return rc.add("running", Health::Fail, e.to_string()),
     }
     let view: ReplicaView = match pg.query(REPLICA_SQL).await {
@@ -339,46 +428,101 @@ async fn check_replica(session: &Session, host: &Host, primary: &Host, opts: &Ve
         Err(e) => return rc.add("query", Health::Fail, e.to_string()),
     };
     if !view.in_recovery {
-        return rc.add("in recovery", Health::Fail, "not in recovery: this host was promoted or never became a standby");
+        return rc.add(
+            "in recovery",
+            Health::Fail,
+            "not in recovery: this host was promoted or never became a standby",
+        );
     }
     rc.add("in recovery", Health::Ok, "standby");
     match &view.receiver {
-        None => rc.add("wal receiver", Health::Fail, "no WAL receiver: the standby does not stream from anyone"),
+        None => rc.add(
+            "wal receiver",
+            Health::Fail,
+            "no WAL receiver: the standby does not stream from anyone",
+        ),
         Some(r) => {
             let sender = r.sender_host.clone().unwrap_or_default();
             let slot = r.slot_name.clone().unwrap_or_default();
             let want_slot = host.slot.clone().unwrap_or_default();
             if sender != primary.address {
-                rc.add("wal receiver", Health::Fail, format!("streams from {sender}, not from the inventory's primary {} ({})", primary.name, primary.address));
+                rc.add(
+                    "wal receiver",
+                    Health::Fail,
+                    format!(
+                        "streams from {sender}, not from the inventory's primary {} ({})",
+                        primary.name, primary.address
+                    ),
+                );
             } else if slot != want_slot {
-                rc.add("wal receiver", Health::Fail, format!("streams through slot `{slot}`, not the expected `{want_slot}`"));
+                rc.add(
+                    "wal receiver",
+                    Health::Fail,
+                    format!("streams through slot `{slot}`, not the expected `{want_slot}`"),
+                );
             } else if r.status.as_deref() != Some("streaming") {
-                rc.add("wal receiver", Health::Fail, format!("receiver is {}", r.status.clone().unwrap_or_default()));
+                rc.add(
+                    "wal receiver",
+                    Health::Fail,
+                    format!("receiver is {}", r.status.clone().unwrap_or_default()),
+                );
             } else {
-                rc.add("wal receiver", Health::Ok, format!("streaming from {} through slot {slot}", primary.name));
+                rc.add(
+                    "wal receiver",
+                    Health::Ok,
+                    format!("streaming from {} through slot {slot}", primary.name),
+                );
             }
         }
     }
     let lag = view.lag_bytes.unwrap_or(0.0).max(0.0) as u64;
     if view.paused {
-        rc.add("replay", Health::Warn, format!("replay is paused (pg_wal_replay_pause), {lag} B received but not replayed"));
+        rc.add(
+            "replay",
+            Health::Warn,
+            format!("replay is paused (pg_wal_replay_pause), {lag} B received but not replayed"),
+        );
     } else if lag > opts.max_lag_bytes {
-        rc.add("replay", Health::Warn, format!("{lag} B received but not replayed, above --max-lag-bytes {}", opts.max_lag_bytes));
+        rc.add(
+            "replay",
+            Health::Warn,
+            format!(
+                "{lag} B received but not replayed, above --max-lag-bytes {}",
+                opts.max_lag_bytes
+            ),
+        );
     } else {
-        rc.add("replay", Health::Ok, format!("{lag} B behind what it received"));
+        rc.add(
+            "replay",
+            Health::Ok,
+            format!("{lag} B behind what it received"),
+        );
     }
-    let write = "BEGIN; SET TRANSACTION READ WRITE; CREATE TABLE pgrepl_write_check (x int); ROLLBACK;";
+    let write =
+        "BEGIN; SET TRANSACTION READ WRITE; CREATE TABLE pgrepl_write_check (x int); ROLLBACK;";
     match session.output(&pg.psql().stdin(write)).await {
         Ok(out) if !out.success() => rc.add("read-only", Health::Ok, "a write was refused"),
-        Ok(_) => rc.add("read-only", Health::Fail, "a write was accepted (rolled back): this host is not a read-only standby"),
+        Ok(_) => rc.add(
+            "read-only",
+            Health::Fail,
+            "a write was accepted (rolled back): this host is not a read-only standby",
+        ),
         Err(e) => rc.add("read-only", Health::Fail, e.to_string()),
     }
 }
 
 /// Replicas wait for a fresh token; once all wait, the primary writes it; each replica
 /// reports the delay between the primary's commit time and when it saw the row.
-async fn run_probe(engine: &crate::engine::Engine, primary_session: &Session, primary: &Host, replicas: &[(usize, &Host)], opts: &VerifyOptions) -> Vec<Probe> {
-    let token: String = (0..16).map(|_| format!("{:x}", rand::random::<u8>() & 15)).collect();
+async fn run_probe(
+    engine: &crate::engine::Engine,
+    primary_session: &Session,
+    primary: &Host,
+    replicas: &[(usize, &Host)],
+    opts: &VerifyOptions,
+) -> Vec<Probe> {
+    let token: String = (0..16)
+        .map(|_| format!("{:x}", rand::random::<u8>() & 15))
+        .collect();
     let timeout_s = opts.probe_timeout.as_secs_f64();
     let wait_sql = format!(
         "SET application_name = 'pgrepl-probe';
@@ -448,10 +592,23 @@ INSERT INTO pgrepl.probe VALUES (1, {}, clock_timestamp()) ON CONFLICT (id) DO U
     for (name, task) in waiters {
         let result = task.await;
         let delay = match (&written, result) {
-            (Ok(_), Ok(Ok(o))) => o.stdout.trim().lines().last().and_then(|l| l.parse::<f64>().ok()),
+            (Ok(_), Ok(Ok(o))) => o
+                .stdout
+                .trim()
+                .lines()
+                .last()
+                .and_then(|l| l.parse::<f64>().ok()),
             _ => None,
         };
-        out.push(Probe { host: name, delay_ms: delay.map(|d| d.max(0.0)), status: if delay.is_some() { Health::Ok } else { Health::Fail } });
+        out.push(Probe {
+            host: name,
+            delay_ms: delay.map(|d| d.max(0.0)),
+            status: if delay.is_some() {
+                Health::Ok
+            } else {
+                Health::Fail
+            },
+        });
     }
     out
 }

@@ -13,7 +13,8 @@ use crate::engine::{HostCtx, Outcome, StepError};
 use crate::playbook::RestartPolicy;
 use crate::ssh::Command;
 
-pub const BEGIN: &str = "# BEGIN pgrepl managed block: pgrepl rewrites this block, edit the inventory instead";
+pub const BEGIN: &str =
+    "# BEGIN pgrepl managed block: pgrepl rewrites this block, edit the inventory instead";
 pub const END: &str = "# END pgrepl managed block";
 
 /// Where a managed block goes in a file that has none yet.
@@ -27,7 +28,15 @@ pub enum Placement {
 
 /// Returns `current` with the managed block set to `body`.
 pub fn with_block(current: &str, body: &str, placement: Placement) -> String {
-    let block = format!("{BEGIN}\n{}{}{END}\n", body, if body.ends_with('\n') || body.is_empty() { "" } else { "\n" });
+    let block = format!(
+        "{BEGIN}\n{}{}{END}\n",
+        body,
+        if body.ends_with('\n') || body.is_empty() {
+            ""
+        } else {
+            "\n"
+        }
+    );
     if let (Some(start), Some(end)) = (current.find(BEGIN), current.find(END))
         && start < end
     {
@@ -37,7 +46,11 @@ pub fn with_block(current: &str, body: &str, placement: Placement) -> String {
     }
     match placement {
         Placement::End => {
-            let sep = if current.is_empty() || current.ends_with('\n') { "" } else { "\n" };
+            let sep = if current.is_empty() || current.ends_with('\n') {
+                ""
+            } else {
+                "\n"
+            };
             format!("{current}{sep}{block}")
         }
         Placement::Top => {
@@ -52,7 +65,11 @@ pub fn with_block(current: &str, body: &str, placement: Placement) -> String {
                 }
             }
             if offset == current.len() {
-                let sep = if current.is_empty() || current.ends_with('\n') { "" } else { "\n" };
+                let sep = if current.is_empty() || current.ends_with('\n') {
+                    ""
+                } else {
+                    "\n"
+                };
                 return format!("{current}{sep}{block}");
             }
             format!("{}{block}{}", &current[..offset], &current[offset..])
@@ -69,11 +86,25 @@ struct Target {
     block: Option<Placement>,
 }
 
-pub async fn settings(ctx: &HostCtx<'_>, template: &str, restart: RestartPolicy) -> Result<Outcome, StepError> {
+pub async fn settings(
+    ctx: &HostCtx<'_>,
+    template: &str,
+    restart: RestartPolicy,
+) -> Result<Outcome, StepError> {
     let pg = &ctx.host.pg;
     let target = match &pg.include_dir {
-        Some(dir) => Target { path: format!("{dir}/pgrepl.conf"), owner: "postgres:postgres", mode: "0644", block: None },
-        None => Target { path: format!("{}/postgresql.conf", pg.config_dir), owner: "postgres:postgres", mode: "0600", block: Some(Placement::End) },
+        Some(dir) => Target {
+            path: format!("{dir}/pgrepl.conf"),
+            owner: "postgres:postgres",
+            mode: "0644",
+            block: None,
+        },
+        None => Target {
+            path: format!("{}/postgresql.conf", pg.config_dir),
+            owner: "postgres:postgres",
+            mode: "0600",
+            block: Some(Placement::End),
+        },
     };
     ensure(ctx, template, target, Some(restart)).await
 }
@@ -88,7 +119,12 @@ pub async fn hba(ctx: &HostCtx<'_>, template: &str) -> Result<Outcome, StepError
     ensure(ctx, template, target, None).await
 }
 
-async fn ensure(ctx: &HostCtx<'_>, template: &str, target: Target, restart: Option<RestartPolicy>) -> Result<Outcome, StepError> {
+async fn ensure(
+    ctx: &HostCtx<'_>,
+    template: &str,
+    target: Target,
+    restart: Option<RestartPolicy>,
+) -> Result<Outcome, StepError> {
     let rendered = ctx
         .engine
         .templates
@@ -103,7 +139,9 @@ async fn ensure(ctx: &HostCtx<'_>, template: &str, target: Target, restart: Opti
         return Ok(Outcome::ok(format!("{} is up to date", target.path)));
     }
     if ctx.engine.options.diff {
-        ctx.engine.reporter.diff(&ctx.host.name, &target.path, &current, &desired);
+        ctx.engine
+            .reporter
+            .diff(&ctx.host.name, &target.path, &current, &desired);
     }
     if restart == Some(RestartPolicy::Refuse) && !ctx.engine.options.allow_restart {
         refuse_restart(ctx, &current, &desired).await?;
@@ -118,7 +156,10 @@ async fn ensure(ctx: &HostCtx<'_>, template: &str, target: Target, restart: Opti
     {
         restore_file(ctx, &target.path).await?;
         return Err(StepError::new(
-            format!("PostgreSQL rejects the new {}: {e}; the previous file is back and the server runs as before", target.path),
+            format!(
+                "PostgreSQL rejects the new {}: {e}; the previous file is back and the server runs as before",
+                target.path
+            ),
             "fix the value in the inventory (replication.settings or hba) or the template, then re-run",
         ));
     }
@@ -138,8 +179,14 @@ async fn refuse_restart(ctx: &HostCtx<'_>, current: &str, desired: &str) -> Resu
     if names.is_empty() {
         return Ok(());
     }
-    let list = names.iter().map(|n| crate::pg::literal(n)).collect::<Vec<_>>().join(",");
-    let sql = format!("SELECT coalesce(string_agg(name, ', '), '') FROM pg_settings WHERE context = 'postmaster' AND name IN ({list})");
+    let list = names
+        .iter()
+        .map(|n| crate::pg::literal(n))
+        .collect::<Vec<_>>()
+        .join(",");
+    let sql = format!(
+        "SELECT coalesce(string_agg(name, ', '), '') FROM pg_settings WHERE context = 'postmaster' AND name IN ({list})"
+    );
     let needs = ctx.pg().sql(&sql).await?;
     if needs.is_empty() {
         return Ok(());
@@ -156,19 +203,30 @@ async fn read_file(ctx: &HostCtx<'_>, path: &str) -> Result<String, StepError> {
 }
 
 /// Writes a file atomically (temp file, rename), keeping the previous one as `.pgrepl.bak`.
-pub async fn write_file(ctx: &HostCtx<'_>, path: &str, content: &str, owner: &str, mode: &str) -> Result<(), StepError> {
+pub async fn write_file(
+    ctx: &HostCtx<'_>,
+    path: &str,
+    content: &str,
+    owner: &str,
+    mode: &str,
+) -> Result<(), StepError> {
     let script = r#"set -e; f="$1"; rm -f "$f.pgrepl.bak"
 if [ -f "$f" ]; then cp -p "$f" "$f.pgrepl.bak"; fi
 tmp="$f.pgrepl.tmp"; (umask 077; cat > "$tmp"); chown "$2" "$tmp"; chmod "$3" "$tmp"; mv -f "$tmp" "$f""#;
-    let cmd = Command::script(script, &[path, owner, mode]).stdin(content.as_bytes().to_vec()).as_root();
+    let cmd = Command::script(script, &[path, owner, mode])
+        .stdin(content.as_bytes().to_vec())
+        .as_root();
     ctx.session.run(&cmd).await?;
     Ok(())
 }
 
 /// Puts back the file [`write_file`] replaced (or removes it if there was none).
 pub async fn restore_file(ctx: &HostCtx<'_>, path: &str) -> Result<(), StepError> {
-    let script = r#"if [ -f "$1.pgrepl.bak" ]; then mv -f "$1.pgrepl.bak" "$1"; else rm -f "$1"; fi"#;
-    ctx.session.run(&Command::script(script, &[path]).as_root()).await?;
+    let script =
+        r#"if [ -f "$1.pgrepl.bak" ]; then mv -f "$1.pgrepl.bak" "$1"; else rm -f "$1"; fi"#;
+    ctx.session
+        .run(&Command::script(script, &[path]).as_root())
+        .await?;
     Ok(())
 }
 
@@ -204,7 +262,11 @@ async fn validate(ctx: &HostCtx<'_>) -> Result<(), String> {
     let errors: FileErrors = ctx.pg().query(sql).await.map_err(|e| e.to_string())?;
     let mut problems = Vec::new();
     for e in errors.settings.unwrap_or_default() {
-        let at = format!("{}:{}", e.file.unwrap_or_default(), e.line.unwrap_or_default());
+        let at = format!(
+            "{}:{}",
+            e.file.unwrap_or_default(),
+            e.line.unwrap_or_default()
+        );
         match (e.postmaster, e.name) {
             // A changed restart-only setting reads as "could not be applied" until a restart;
             // let the postmaster's own parser judge its value.
@@ -213,18 +275,32 @@ async fn validate(ctx: &HostCtx<'_>) -> Result<(), String> {
                     problems.push(format!("{at}: {message}"));
                 }
             }
-            (_, name) => problems.push(format!("{at}: {}{}", name.map(|n| format!("{n}: ")).unwrap_or_default(), e.error)),
+            (_, name) => problems.push(format!(
+                "{at}: {}{}",
+                name.map(|n| format!("{n}: ")).unwrap_or_default(),
+                e.error
+            )),
         }
     }
     for e in errors.hba.unwrap_or_default() {
-        problems.push(format!("pg_hba.conf line {}: {}", e.line.unwrap_or_default(), e.error));
+        problems.push(format!(
+            "pg_hba.conf line {}: {}",
+            e.line.unwrap_or_default(),
+            e.error
+        ));
     }
-    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
 }
 
 async fn postmaster_accepts(ctx: &HostCtx<'_>, name: &str) -> Result<(), String> {
     let pg = ctx.pg();
-    let cmd = Command::new(pg.bin("postgres")).args(["-C", name, "-D", ctx.host.pg.config_dir.as_str()]).as_postgres();
+    let cmd = Command::new(pg.bin("postgres"))
+        .args(["-C", name, "-D", ctx.host.pg.config_dir.as_str()])
+        .as_postgres();
     let out = ctx.session.output(&cmd).await.map_err(|e| e.to_string())?;
     if out.success() {
         Ok(())
@@ -237,10 +313,16 @@ pub async fn apply(ctx: &HostCtx<'_>, restart: RestartPolicy) -> Result<Outcome,
     let pg = ctx.pg();
     let changed = ctx.state().await.config_changed;
     if pg.state().await? != crate::pg::ServerState::Running {
-        return Ok(Outcome::skipped("server not running; it reads the files when it starts"));
+        return Ok(Outcome::skipped(
+            "server not running; it reads the files when it starts",
+        ));
     }
     if ctx.check_mode() {
-        return Ok(if changed { Outcome::changed("would reload (or restart if a changed setting needs it)") } else { Outcome::ok("nothing to apply") });
+        return Ok(if changed {
+            Outcome::changed("would reload (or restart if a changed setting needs it)")
+        } else {
+            Outcome::ok("nothing to apply")
+        });
     }
     let pending_sql = "SELECT coalesce(string_agg(name, ', ' ORDER BY name), '') FROM pg_settings WHERE pending_restart";
     if changed {
@@ -251,7 +333,11 @@ pub async fn apply(ctx: &HostCtx<'_>, restart: RestartPolicy) -> Result<Outcome,
     let pending = pg.sql(pending_sql).await?;
     if pending.is_empty() {
         ctx.state().await.config_changed = false;
-        return Ok(if changed { Outcome::changed("reloaded") } else { Outcome::ok("nothing to apply") });
+        return Ok(if changed {
+            Outcome::changed("reloaded")
+        } else {
+            Outcome::ok("nothing to apply")
+        });
     }
     if restart == RestartPolicy::Refuse && !ctx.engine.options.allow_restart {
         return Err(StepError::new(
@@ -271,8 +357,17 @@ mod tests {
     #[test]
     fn block_goes_after_the_header_and_before_the_first_rule() {
         let hba = "# header\n\nlocal all postgres peer\nhost all all 0.0.0.0/0 reject\n";
-        let out = with_block(hba, "host replication r 10.0.0.2/32 scram-sha-256\n", Placement::Top);
-        assert_eq!(out, format!("# header\n\n{BEGIN}\nhost replication r 10.0.0.2/32 scram-sha-256\n{END}\nlocal all postgres peer\nhost all all 0.0.0.0/0 reject\n"));
+        let out = with_block(
+            hba,
+            "host replication r 10.0.0.2/32 scram-sha-256\n",
+            Placement::Top,
+        );
+        assert_eq!(
+            out,
+            format!(
+                "# header\n\n{BEGIN}\nhost replication r 10.0.0.2/32 scram-sha-256\n{END}\nlocal all postgres peer\nhost all all 0.0.0.0/0 reject\n"
+            )
+        );
     }
 
     #[test]
@@ -287,6 +382,9 @@ mod tests {
 
     #[test]
     fn block_in_a_file_without_newline_at_end() {
-        assert_eq!(with_block("a = 1", "x\n", Placement::End), format!("a = 1\n{BEGIN}\nx\n{END}\n"));
+        assert_eq!(
+            with_block("a = 1", "x\n", Placement::End),
+            format!("a = 1\n{BEGIN}\nx\n{END}\n")
+        );
     }
 }

@@ -62,9 +62,17 @@ const STANDBY_MINIMUMS: &[&str] = &[
 /// The postgresql.conf settings every member gets: replication defaults sized for the
 /// cluster, never lowering what the primary already has, then the inventory's settings.
 pub fn cluster_settings(engine: &Engine, primary: Option<&Facts>) -> BTreeMap<String, String> {
-    let replicas = engine.inventory.hosts.iter().filter(|h| !h.is_primary()).count();
+    let replicas = engine
+        .inventory
+        .hosts
+        .iter()
+        .filter(|h| !h.is_primary())
+        .count();
     let current = |name: &str| -> Option<i64> {
-        primary.and_then(|f| f.server.as_ref()).and_then(|s| s.settings.get(name)).and_then(|v| v.parse().ok())
+        primary
+            .and_then(|f| f.server.as_ref())
+            .and_then(|s| s.settings.get(name))
+            .and_then(|v| v.parse().ok())
     };
     // Each replica streams through one walsender; each base backup takes two more (-X stream).
     let senders = (replicas + 2 * engine.concurrent_backups + 2) as i64;
@@ -75,9 +83,24 @@ pub fn cluster_settings(engine: &Engine, primary: Option<&Facts>) -> BTreeMap<St
         .and_then(|f| f.server.as_ref())
         .and_then(|s| s.settings.get("wal_level"))
         .is_some_and(|v| v == "logical");
-    out.insert("wal_level".into(), if logical { "logical" } else { "replica" }.into());
-    out.insert("max_wal_senders".into(), senders.max(current("max_wal_senders").unwrap_or(10)).max(10).to_string());
-    out.insert("max_replication_slots".into(), slots.max(current("max_replication_slots").unwrap_or(10)).max(10).to_string());
+    out.insert(
+        "wal_level".into(),
+        if logical { "logical" } else { "replica" }.into(),
+    );
+    out.insert(
+        "max_wal_senders".into(),
+        senders
+            .max(current("max_wal_senders").unwrap_or(10))
+            .max(10)
+            .to_string(),
+    );
+    out.insert(
+        "max_replication_slots".into(),
+        slots
+            .max(current("max_replication_slots").unwrap_or(10))
+            .max(10)
+            .to_string(),
+    );
     out.insert("wal_keep_size".into(), "'1GB'".into());
     for (k, v) in &engine.inventory.replication.settings {
         out.insert(k.clone(), v.clone());
@@ -86,14 +109,22 @@ pub fn cluster_settings(engine: &Engine, primary: Option<&Facts>) -> BTreeMap<St
 }
 
 /// For a replica: the primary's values of the settings a standby needs at least as high.
-pub fn standby_minimums(primary: Option<&Facts>, settings: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+pub fn standby_minimums(
+    primary: Option<&Facts>,
+    settings: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
     let Some(server) = primary.and_then(|f| f.server.as_ref()) else {
         return BTreeMap::new();
     };
     STANDBY_MINIMUMS
         .iter()
         .filter(|name| !settings.contains_key(**name))
-        .filter_map(|name| server.settings.get(*name).map(|v| (name.to_string(), v.clone())))
+        .filter_map(|name| {
+            server
+                .settings
+                .get(*name)
+                .map(|v| (name.to_string(), v.clone()))
+        })
         .collect()
 }
 

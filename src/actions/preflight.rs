@@ -5,8 +5,8 @@
 //! password, versions differ, a replica cannot reach the primary's port or lacks the disk
 //! for a copy of the primary, or the replication password is missing.
 
-use crate::engine::{Facts, HostCtx, Outcome, StepError};
 use crate::engine::context::ServerFacts;
+use crate::engine::{Facts, HostCtx, Outcome, StepError};
 use crate::inventory::Host;
 use crate::ssh::{Command, Session};
 
@@ -29,7 +29,12 @@ const SERVER_FACTS_SQL: &str = "SELECT json_build_object(
      FROM pg_stat_wal_receiver) r))";
 
 /// Gathers a host's facts (once per run; later callers get the stored ones).
-pub async fn facts(engine: &crate::engine::Engine, index: usize, session: &Session, host: &Host) -> Result<Facts, StepError> {
+pub async fn facts(
+    engine: &crate::engine::Engine,
+    index: usize,
+    session: &Session,
+    host: &Host,
+) -> Result<Facts, StepError> {
     let mut state = engine.states[index].lock().await;
     if let Some(f) = &state.facts {
         return Ok(f.clone());
@@ -43,8 +48,12 @@ pub async fn facts(engine: &crate::engine::Engine, index: usize, session: &Sessi
 pub async fn gather(session: &Session, host: &Host) -> Result<Facts, StepError> {
     let cmd = Command::script(FACTS_SCRIPT, &[&host.pg.data_dir, &host.pg.bin_dir]).as_root();
     let out = session.run(&cmd).await?;
-    let mut facts: Facts = serde_json::from_str(out.stdout.trim())
-        .map_err(|e| StepError::new(format!("cannot read host facts ({e}): {}", out.stdout.trim()), "is this a Linux host with PostgreSQL installed?"))?;
+    let mut facts: Facts = serde_json::from_str(out.stdout.trim()).map_err(|e| {
+        StepError::new(
+            format!("cannot read host facts ({e}): {}", out.stdout.trim()),
+            "is this a Linux host with PostgreSQL installed?",
+        )
+    })?;
     if facts.running {
         let pg = crate::pg::Pg::new(session, host);
         facts.server = Some(pg.query::<ServerFacts>(SERVER_FACTS_SQL).await?);
@@ -68,9 +77,15 @@ pub async fn run(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     }
     if problems.is_empty() {
         let state = if facts.running { "running" } else { "stopped" };
-        Ok(Outcome::ok(format!("PostgreSQL {} {state}", facts.binary_major)))
+        Ok(Outcome::ok(format!(
+            "PostgreSQL {} {state}",
+            facts.binary_major
+        )))
     } else {
-        Err(StepError::new(problems.join("; "), "fix these and re-run: nothing was changed on any host"))
+        Err(StepError::new(
+            problems.join("; "),
+            "fix these and re-run: nothing was changed on any host",
+        ))
     }
 }
 
@@ -88,14 +103,28 @@ fn check_primary(ctx: &HostCtx<'_>, facts: &Facts, problems: &mut Vec<String>) {
     }
 }
 
-async fn check_replica(ctx: &HostCtx<'_>, facts: &Facts, problems: &mut Vec<String>) -> Result<(), StepError> {
+async fn check_replica(
+    ctx: &HostCtx<'_>,
+    facts: &Facts,
+    problems: &mut Vec<String>,
+) -> Result<(), StepError> {
     let (primary, primary_session) = ctx.primary()?;
-    let primary_index = ctx.engine.inventory.hosts.iter().position(Host::is_primary).unwrap_or(0);
-    let primary_facts = match self::facts(ctx.engine, primary_index, primary_session, primary).await {
+    let primary_index = ctx
+        .engine
+        .inventory
+        .hosts
+        .iter()
+        .position(Host::is_primary)
+        .unwrap_or(0);
+    let primary_facts = match self::facts(ctx.engine, primary_index, primary_session, primary).await
+    {
         Ok(f) => f,
         Err(_) => return Ok(()), // the primary's own preflight reports it
     };
-    if primary_facts.binary_major != 0 && facts.binary_major != 0 && primary_facts.binary_major != facts.binary_major {
+    if primary_facts.binary_major != 0
+        && facts.binary_major != 0
+        && primary_facts.binary_major != facts.binary_major
+    {
         problems.push(format!("PostgreSQL {} here but {} on the primary `{}` (hint: pg_basebackup needs the same major version on both)", facts.binary_major, primary_facts.binary_major, primary.name));
     }
     if let Some(problem) = reach(ctx, primary).await? {
@@ -103,7 +132,11 @@ async fn check_replica(ctx: &HostCtx<'_>, facts: &Facts, problems: &mut Vec<Stri
     }
     let streaming = super::replica::receiver_matches(ctx, facts.server.as_ref());
     if !streaming {
-        let need = primary_facts.server.as_ref().map(|s| s.db_bytes).unwrap_or(0);
+        let need = primary_facts
+            .server
+            .as_ref()
+            .map(|s| s.db_bytes)
+            .unwrap_or(0);
         let need = need + need / 10 + (64 << 20);
         if facts.free_bytes < need {
             problems.push(format!(
@@ -125,8 +158,16 @@ async fn reach(ctx: &HostCtx<'_>, primary: &Host) -> Result<Option<String>, Step
     if text.contains("open") || text.contains("refused") {
         Ok(None)
     } else {
-        let why = out.stdout.lines().last().unwrap_or("no answer within 5s").to_string();
-        Ok(Some(format!("cannot reach the primary at {}:{} ({why}); hint: open the port between the hosts (security group, firewall)", primary.address, primary.pg.port)))
+        let why = out
+            .stdout
+            .lines()
+            .last()
+            .unwrap_or("no answer within 5s")
+            .to_string();
+        Ok(Some(format!(
+            "cannot reach the primary at {}:{} ({why}); hint: open the port between the hosts (security group, firewall)",
+            primary.address, primary.pg.port
+        )))
     }
 }
 
@@ -139,5 +180,9 @@ pub fn human_bytes(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }

@@ -18,29 +18,46 @@ struct RoleRow {
 /// The password goes to the server only as a SCRAM-SHA-256 verifier computed here.
 pub async fn replication_role(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     let user = &ctx.engine.inventory.replication.user;
-    let password = ctx
-        .engine
-        .password
-        .as_ref()
-        .ok_or_else(|| StepError::new("no replication password", "set replication.password_env or password_file"))?;
+    let password = ctx.engine.password.as_ref().ok_or_else(|| {
+        StepError::new(
+            "no replication password",
+            "set replication.password_env or password_file",
+        )
+    })?;
     let pg = ctx.pg();
     let sql = format!(
         "SELECT coalesce((SELECT row_to_json(r) FROM (SELECT rolcanlogin AS login, rolreplication AS replication, rolpassword AS verifier FROM pg_authid WHERE rolname = {}) r), 'null')",
         literal(user)
     );
     let row: Option<RoleRow> = pg.query(&sql).await?;
-    let current = row.as_ref().is_some_and(|r| r.login && r.replication && r.verifier.as_deref().is_some_and(|v| scram::matches(v, password.expose_secret())));
+    let current = row.as_ref().is_some_and(|r| {
+        r.login
+            && r.replication
+            && r.verifier
+                .as_deref()
+                .is_some_and(|v| scram::matches(v, password.expose_secret()))
+    });
     if current {
         return Ok(Outcome::ok(format!("role {user} is up to date")));
     }
     let verb = if row.is_some() { "ALTER" } else { "CREATE" };
     if ctx.check_mode() {
-        return Ok(Outcome::changed(format!("would {} role {user}", verb.to_lowercase())));
+        return Ok(Outcome::changed(format!(
+            "would {} role {user}",
+            verb.to_lowercase()
+        )));
     }
     let verifier = scram::verifier(password.expose_secret());
-    let sql = format!("{verb} ROLE {} WITH LOGIN REPLICATION PASSWORD {}", ident(user), literal(&verifier));
+    let sql = format!(
+        "{verb} ROLE {} WITH LOGIN REPLICATION PASSWORD {}",
+        ident(user),
+        literal(&verifier)
+    );
     pg.sql(&sql).await?;
-    Ok(Outcome::changed(format!("{} role {user}", if row.is_some() { "updated" } else { "created" })))
+    Ok(Outcome::changed(format!(
+        "{} role {user}",
+        if row.is_some() { "updated" } else { "created" }
+    )))
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,7 +73,9 @@ pub async fn slots(ctx: &HostCtx<'_>, scope: SlotScope) -> Result<Outcome, StepE
         .hosts
         .iter()
         .enumerate()
-        .filter(|(_, h)| scope == SlotScope::All || ctx.engine.target.as_deref() == Some(h.name.as_str()))
+        .filter(|(_, h)| {
+            scope == SlotScope::All || ctx.engine.target.as_deref() == Some(h.name.as_str())
+        })
         .filter_map(|(i, h)| h.slot.as_deref().map(|s| (i, s)))
         .collect();
     let pg = ctx.pg();
@@ -76,7 +95,11 @@ pub async fn slots(ctx: &HostCtx<'_>, scope: SlotScope) -> Result<Outcome, StepE
             None => {}
         }
         if !ctx.check_mode() {
-            pg.sql(&format!("SELECT pg_create_physical_replication_slot({}, true)", literal(slot))).await?;
+            pg.sql(&format!(
+                "SELECT pg_create_physical_replication_slot({}, true)",
+                literal(slot)
+            ))
+            .await?;
             ctx.engine.states[i].lock().await.slot_created = true;
         }
         created.push(slot.to_string());
@@ -84,8 +107,14 @@ pub async fn slots(ctx: &HostCtx<'_>, scope: SlotScope) -> Result<Outcome, StepE
     if created.is_empty() {
         Ok(Outcome::ok("every replica has its slot"))
     } else if ctx.check_mode() {
-        Ok(Outcome::changed(format!("would create slot(s) {}", created.join(", "))))
+        Ok(Outcome::changed(format!(
+            "would create slot(s) {}",
+            created.join(", ")
+        )))
     } else {
-        Ok(Outcome::changed(format!("created slot(s) {}", created.join(", "))))
+        Ok(Outcome::changed(format!(
+            "created slot(s) {}",
+            created.join(", ")
+        )))
     }
 }

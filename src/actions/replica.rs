@@ -19,7 +19,11 @@ use crate::ssh::{Command, Stream};
 /// Where the replication passfile lives on the replica.
 async fn passfile_path(ctx: &HostCtx<'_>) -> Result<String, StepError> {
     let facts = super::preflight::facts(ctx.engine, ctx.index, ctx.session, ctx.host).await?;
-    let home = if facts.postgres_home.is_empty() { "/var/lib/postgresql".to_string() } else { facts.postgres_home };
+    let home = if facts.postgres_home.is_empty() {
+        "/var/lib/postgresql".to_string()
+    } else {
+        facts.postgres_home
+    };
     Ok(format!("{}/.pgrepl_pgpass", home.trim_end_matches('/')))
 }
 
@@ -44,7 +48,12 @@ async fn primary_conninfo(ctx: &HostCtx<'_>) -> Result<String, StepError> {
 
 pub async fn passfile(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     let (primary, _) = ctx.primary()?;
-    let password = ctx.engine.password.as_ref().ok_or_else(|| StepError::new("no replication password", "set replication.password_env or password_file"))?;
+    let password = ctx.engine.password.as_ref().ok_or_else(|| {
+        StepError::new(
+            "no replication password",
+            "set replication.password_env or password_file",
+        )
+    })?;
     let line = format!(
         "{}:{}:replication:{}:{}\n",
         pgpass_field(&primary.address),
@@ -52,9 +61,16 @@ pub async fn passfile(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         pgpass_field(&ctx.engine.inventory.replication.user),
         pgpass_field(password.expose_secret())
     );
-    let digest: String = Sha256::digest(line.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let digest: String = Sha256::digest(line.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let path = passfile_path(ctx).await?;
-    let probe = Command::script(r#"if [ -f "$1" ]; then stat -c '%U %a' "$1"; sha256sum < "$1" | cut -d' ' -f1; fi"#, &[&path]).as_root();
+    let probe = Command::script(
+        r#"if [ -f "$1" ]; then stat -c '%U %a' "$1"; sha256sum < "$1" | cut -d' ' -f1; fi"#,
+        &[&path],
+    )
+    .as_root();
     let now = ctx.session.run(&probe).await?.stdout;
     if now == format!("postgres 600\n{digest}\n") {
         return Ok(Outcome::ok(format!("{path} is up to date")));
@@ -78,11 +94,28 @@ pub async fn replication_login(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> 
         return Ok(Outcome::skipped("check mode: the role may not exist yet"));
     }
     let (primary, _) = ctx.primary()?;
-    let conninfo = format!("{} dbname=replication replication=true connect_timeout=10", primary_conninfo(ctx).await?);
-    let cmd = Command::new(ctx.pg().bin("psql")).args(["-X", "-A", "-t", "-w", "-d", &conninfo, "-c", "IDENTIFY_SYSTEM"]).as_postgres();
+    let conninfo = format!(
+        "{} dbname=replication replication=true connect_timeout=10",
+        primary_conninfo(ctx).await?
+    );
+    let cmd = Command::new(ctx.pg().bin("psql"))
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-w",
+            "-d",
+            &conninfo,
+            "-c",
+            "IDENTIFY_SYSTEM",
+        ])
+        .as_postgres();
     let out = ctx.session.output(&cmd).await?;
     if out.success() {
-        return Ok(Outcome::ok(format!("{} can stream from {}", ctx.engine.inventory.replication.user, primary.name)));
+        return Ok(Outcome::ok(format!(
+            "{} can stream from {}",
+            ctx.engine.inventory.replication.user, primary.name
+        )));
     }
     let err = out.stderr.trim().to_string();
     let hint = if err.contains("password authentication failed") {
@@ -92,7 +125,13 @@ pub async fn replication_login(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> 
     } else {
         "check that the primary listens on the network (listen_addresses) and that the port is open between the hosts"
     };
-    Err(StepError::new(format!("replication login to the primary `{}` failed, nothing was stopped: {err}", primary.name), hint))
+    Err(StepError::new(
+        format!(
+            "replication login to the primary `{}` failed, nothing was stopped: {err}",
+            primary.name
+        ),
+        hint,
+    ))
 }
 
 pub async fn stop(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
@@ -118,7 +157,14 @@ pub async fn start(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         return Ok(Outcome::changed("would start PostgreSQL"));
     }
     if let Err(e) = pg.start().await {
-        return Err(StepError::new(format!("PostgreSQL did not start: {e}"), format!("see the server log on {} (for pg_ctl layouts: {})", ctx.host.name, pg.pg_ctl_log())));
+        return Err(StepError::new(
+            format!("PostgreSQL did not start: {e}"),
+            format!(
+                "see the server log on {} (for pg_ctl layouts: {})",
+                ctx.host.name,
+                pg.pg_ctl_log()
+            ),
+        ));
     }
     ctx.state().await.config_changed = false;
     Ok(Outcome::changed("started PostgreSQL"))
@@ -130,18 +176,28 @@ pub async fn move_aside(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         return Ok(Outcome::changed(format!("would move {data} aside")));
     }
     if ctx.pg().state().await? == ServerState::Running {
-        return Err(StepError::new(format!("PostgreSQL still runs on {data}; refusing to move it"), "stop it first (the stop step)"));
+        return Err(StepError::new(
+            format!("PostgreSQL still runs on {data}; refusing to move it"),
+            "stop it first (the stop step)",
+        ));
     }
     let script = r#"set -e; d="$1"
 if [ -e "$d" ] && [ -n "$(ls -A "$d")" ]; then aside="$d.pgrepl-$(date +%Y%m%dT%H%M%S)"; mv "$d" "$aside"; else aside=""; rm -rf "$d"; fi
 mkdir -p "$d"; chown postgres:postgres "$d"; chmod 700 "$d"; echo "$aside""#;
-    let out = ctx.session.run(&Command::script(script, &[data]).as_root()).await?;
+    let out = ctx
+        .session
+        .run(&Command::script(script, &[data]).as_root())
+        .await?;
     let aside = out.stdout.trim().to_string();
     if aside.is_empty() {
-        return Ok(Outcome::changed(format!("{data} was empty; made a fresh one")));
+        return Ok(Outcome::changed(format!(
+            "{data} was empty; made a fresh one"
+        )));
     }
     ctx.state().await.moved_aside = Some(aside.clone());
-    Ok(Outcome::changed(format!("moved {data} to {aside} (kept; remove it once the replica is verified)")))
+    Ok(Outcome::changed(format!(
+        "moved {data} to {aside} (kept; remove it once the replica is verified)"
+    )))
 }
 
 /// Rescue: put the old data dir back, start the server if it ran, drop the unused slot.
@@ -153,7 +209,10 @@ pub async fn restore_datadir(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     };
     if let Some(pid) = ctx.state().await.backup_pid.take() {
         // An interrupted pg_basebackup may still write into the data dir: end it first.
-        let _ = ctx.session.output(&Command::new("kill").arg(pid.to_string()).as_root()).await;
+        let _ = ctx
+            .session
+            .output(&Command::new("kill").arg(pid.to_string()).as_root())
+            .await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let mut done = Vec::new();
@@ -162,7 +221,9 @@ pub async fn restore_datadir(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
             let _ = pg.stop().await;
         }
         let script = r#"set -e; [ -d "$2" ]; rm -rf "$1"; mv "$2" "$1""#;
-        ctx.session.run(&Command::script(script, &[&ctx.host.pg.data_dir, aside]).as_root()).await?;
+        ctx.session
+            .run(&Command::script(script, &[&ctx.host.pg.data_dir, aside]).as_root())
+            .await?;
         let mut s = ctx.state().await;
         s.moved_aside = None;
         s.backup_done = false;
@@ -171,12 +232,23 @@ pub async fn restore_datadir(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     if was_running && pg.state().await? != ServerState::Running {
         pg.start().await?;
     }
-    done.push(if was_running { "PostgreSQL running as before".into() } else { "PostgreSQL stopped as before".to_string() });
+    done.push(if was_running {
+        "PostgreSQL running as before".into()
+    } else {
+        "PostgreSQL stopped as before".to_string()
+    });
     if let Some(slot) = &ctx.host.slot
         && let Ok((primary, session)) = ctx.primary()
     {
-        let sql = format!("SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots WHERE slot_name = {} AND NOT active", literal(slot));
-        if Pg::new(session, primary).sql(&sql).await.is_ok_and(|n| n == "1") {
+        let sql = format!(
+            "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots WHERE slot_name = {} AND NOT active",
+            literal(slot)
+        );
+        if Pg::new(session, primary)
+            .sql(&sql)
+            .await
+            .is_ok_and(|n| n == "1")
+        {
             done.push(format!("unused slot {slot} dropped on the primary"));
         }
     }
@@ -186,7 +258,9 @@ pub async fn restore_datadir(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
 pub async fn base_backup(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     let slot = ctx.host.slot.clone().unwrap_or_default();
     if ctx.check_mode() {
-        return Ok(Outcome::changed(format!("would copy the primary through slot {slot}")));
+        return Ok(Outcome::changed(format!(
+            "would copy the primary through slot {slot}"
+        )));
     }
     let data = &ctx.host.pg.data_dir;
     let conninfo = primary_conninfo(ctx).await?;
@@ -194,7 +268,15 @@ pub async fn base_backup(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     // `exec` keeps the pid the shell printed, so a rescue can end the copy.
     let script = r#"echo "pgrepl-pid $$" >&2; exec "$@""#;
     let cmd = Command::script(script, &[])
-        .args([pg.bin("pg_basebackup"), "-D".into(), data.clone(), "-X".into(), "stream".into(), "-S".into(), slot.clone()])
+        .args([
+            pg.bin("pg_basebackup"),
+            "-D".into(),
+            data.clone(),
+            "-X".into(),
+            "stream".into(),
+            "-S".into(),
+            slot.clone(),
+        ])
         .args(["-c", "fast", "-w", "-P", "-d", &conninfo])
         .as_postgres()
         .timeout(None);
@@ -220,18 +302,33 @@ pub async fn base_backup(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     if let Err(e) = result {
         let text = e.to_string();
         let hint = if text.contains("No space left on device") {
-            let need = ctx.primary_facts().await.and_then(|f| f.server).map(|s| s.db_bytes).unwrap_or(0);
-            format!("the disk under {data} is full: the copy needs about {} plus WAL; free space there and re-run", super::preflight::human_bytes(need))
+            let need = ctx
+                .primary_facts()
+                .await
+                .and_then(|f| f.server)
+                .map(|s| s.db_bytes)
+                .unwrap_or(0);
+            format!(
+                "the disk under {data} is full: the copy needs about {} plus WAL; free space there and re-run",
+                super::preflight::human_bytes(need)
+            )
         } else {
             "the previous data dir is restored; fix the cause above and re-run".to_string()
         };
-        let message = if text.contains("No space left on device") { format!("disk full during the base backup: {text}") } else { format!("base backup failed: {text}") };
+        let message = if text.contains("No space left on device") {
+            format!("disk full during the base backup: {text}")
+        } else {
+            format!("base backup failed: {text}")
+        };
         return Err(StepError::new(message, hint));
     }
     let mut s = ctx.state().await;
     s.backup_done = true;
     s.backup_pid = None;
-    Ok(Outcome::changed(format!("copied the primary through slot {slot} in {:.1}s", started.elapsed().as_secs_f64())))
+    Ok(Outcome::changed(format!(
+        "copied the primary through slot {slot} in {:.1}s",
+        started.elapsed().as_secs_f64()
+    )))
 }
 
 /// Standby configuration: `standby.signal`, `primary_conninfo` (no password) and the slot.
@@ -239,10 +336,21 @@ pub async fn standby(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     let data = &ctx.host.pg.data_dir;
     let slot = ctx.host.slot.clone().unwrap_or_default();
     let auto = format!("{data}/postgresql.auto.conf");
-    let read = Command::script(r#"cat "$1" 2>/dev/null || true; echo; if [ -f "$2" ]; then echo "pgrepl: signal"; fi"#, &[&auto, &format!("{data}/standby.signal")]).as_root();
+    let read = Command::script(
+        r#"cat "$1" 2>/dev/null || true; echo; if [ -f "$2" ]; then echo "pgrepl: signal"; fi"#,
+        &[&auto, &format!("{data}/standby.signal")],
+    )
+    .as_root();
     let out = ctx.session.run(&read).await?.stdout;
     let has_signal = out.trim_end().ends_with("pgrepl: signal");
-    let current: String = out.lines().filter(|l| *l != "pgrepl: signal").map(|l| format!("{l}\n")).collect::<String>().trim_end().to_string() + "\n";
+    let current: String = out
+        .lines()
+        .filter(|l| *l != "pgrepl: signal")
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        .trim_end()
+        .to_string()
+        + "\n";
     let mut desired: String = current
         .lines()
         .filter(|l| {
@@ -251,9 +359,16 @@ pub async fn standby(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    desired.push_str(&format!("primary_conninfo = {}\n", literal(&primary_conninfo(ctx).await?)));
+    desired.push_str(&format!(
+        "primary_conninfo = {}\n",
+        literal(&primary_conninfo(ctx).await?)
+    ));
     desired.push_str(&format!("primary_slot_name = {}\n", literal(&slot)));
-    let normalized: String = current.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("{l}\n")).collect();
+    let normalized: String = current
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
     if has_signal && normalized == desired {
         return Ok(Outcome::ok("standby settings are up to date"));
     }
@@ -262,9 +377,14 @@ pub async fn standby(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     }
     let script = r#"set -e; tmp="$1.pgrepl.tmp"; (umask 077; cat > "$tmp"); chown postgres:postgres "$tmp"; mv -f "$tmp" "$1"
 touch "$2"; chown postgres:postgres "$2"; chmod 600 "$2""#;
-    let cmd = Command::script(script, &[&auto, &format!("{data}/standby.signal")]).stdin(desired.into_bytes()).as_root();
+    let cmd = Command::script(script, &[&auto, &format!("{data}/standby.signal")])
+        .stdin(desired.into_bytes())
+        .as_root();
     ctx.session.run(&cmd).await?;
-    Ok(Outcome::changed(format!("standby of {} through slot {slot}", ctx.primary()?.0.name)))
+    Ok(Outcome::changed(format!(
+        "standby of {} through slot {slot}",
+        ctx.primary()?.0.name
+    )))
 }
 
 /// How long a new standby may take to start streaming.
@@ -277,7 +397,10 @@ pub async fn wait_streaming(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     let started = Instant::now();
     loop {
         if streams_from_primary(ctx).await? {
-            return Ok(Outcome::ok(format!("streaming after {:.1}s", started.elapsed().as_secs_f64())));
+            return Ok(Outcome::ok(format!(
+                "streaming after {:.1}s",
+                started.elapsed().as_secs_f64()
+            )));
         }
         if started.elapsed() > STREAMING_TIMEOUT {
             return Err(StepError::new(
@@ -298,16 +421,25 @@ pub async fn streams_from_primary(ctx: &HostCtx<'_>) -> Result<bool, StepError> 
         return Ok(false);
     }
     let receiver = pg.query(RECEIVER_SQL).await?;
-    let facts = ServerFacts { in_recovery: true, receiver, ..Default::default() };
+    let facts = ServerFacts {
+        in_recovery: true,
+        receiver,
+        ..Default::default()
+    };
     Ok(receiver_matches(ctx, Some(&facts)))
 }
 
 /// Whether server facts show streaming from the inventory's primary through this host's slot.
 pub fn receiver_matches(ctx: &HostCtx<'_>, server: Option<&ServerFacts>) -> bool {
-    let Ok((primary, _)) = ctx.primary() else { return false };
-    let Some(r) = server.and_then(|s| s.receiver.as_ref()) else { return false };
+    let Ok((primary, _)) = ctx.primary() else {
+        return false;
+    };
+    let Some(r) = server.and_then(|s| s.receiver.as_ref()) else {
+        return false;
+    };
     r.status.as_deref() == Some("streaming")
         && r.slot_name.as_deref() == ctx.host.slot.as_deref()
         && r.sender_host.as_deref() == Some(primary.address.as_str())
-        && r.sender_port.is_none_or(|p| p == i64::from(primary.pg.port))
+        && r.sender_port
+            .is_none_or(|p| p == i64::from(primary.pg.port))
 }

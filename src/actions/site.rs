@@ -4,9 +4,15 @@ use crate::engine::{HostCtx, Outcome, StepError};
 use crate::playbook::ShellUser;
 use crate::ssh::Command;
 
-pub async fn shell(ctx: &HostCtx<'_>, command: &str, user: ShellUser) -> Result<Outcome, StepError> {
+pub async fn shell(
+    ctx: &HostCtx<'_>,
+    command: &str,
+    user: ShellUser,
+) -> Result<Outcome, StepError> {
     if ctx.check_mode() {
-        return Ok(Outcome::skipped(format!("check mode: would run `{command}`")));
+        return Ok(Outcome::skipped(format!(
+            "check mode: would run `{command}`"
+        )));
     }
     let cmd = Command::script(command, &[]);
     let cmd = match user {
@@ -15,7 +21,10 @@ pub async fn shell(ctx: &HostCtx<'_>, command: &str, user: ShellUser) -> Result<
         ShellUser::Postgres => cmd.as_postgres(),
     };
     let out = ctx.session.run(&cmd).await?;
-    Ok(Outcome::changed(format!("ran `{command}`{}", last_line(&out.stdout))))
+    Ok(Outcome::changed(format!(
+        "ran `{command}`{}",
+        last_line(&out.stdout)
+    )))
 }
 
 pub async fn sql(ctx: &HostCtx<'_>, sql: &str) -> Result<Outcome, StepError> {
@@ -27,5 +36,8 @@ pub async fn sql(ctx: &HostCtx<'_>, sql: &str) -> Result<Outcome, StepError> {
 }
 
 fn last_line(text: &str) -> String {
-    text.lines().last().map(|l| format!(": {l}")).unwrap_or_default()
+    text.lines()
+        .last()
+        .map(|l| format!(": {l}"))
+        .unwrap_or_default()
 }

@@ -105,10 +105,17 @@ impl<'e> HostCtx<'e> {
     /// The primary and its session.
     pub fn primary(&self) -> Result<(&'e Host, &'e Session), StepError> {
         let inv = &self.engine.inventory;
-        let i = inv.hosts.iter().position(Host::is_primary).ok_or_else(|| StepError::new("no primary in the inventory", ""))?;
-        let session = self.engine.sessions[i]
-            .as_deref()
-            .ok_or_else(|| StepError::new(format!("primary `{}` is not reachable", inv.hosts[i].name), "check the primary first"))?;
+        let i = inv
+            .hosts
+            .iter()
+            .position(Host::is_primary)
+            .ok_or_else(|| StepError::new("no primary in the inventory", ""))?;
+        let session = self.engine.sessions[i].as_deref().ok_or_else(|| {
+            StepError::new(
+                format!("primary `{}` is not reachable", inv.hosts[i].name),
+                "check the primary first",
+            )
+        })?;
         Ok((&inv.hosts[i], session))
     }
 
@@ -125,7 +132,13 @@ impl<'e> HostCtx<'e> {
         let views: Vec<HostView> = inv.hosts.iter().map(HostView::of).collect();
         let primary = inv.hosts.iter().position(Host::is_primary).unwrap_or(0);
         let mut members = vec![views[primary].clone()];
-        members.extend(views.iter().enumerate().filter(|(i, _)| *i != primary).map(|(_, v)| v.clone()));
+        members.extend(
+            views
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != primary)
+                .map(|(_, v)| v.clone()),
+        );
         let facts = self.primary_facts().await;
         let settings = crate::actions::cluster_settings(self.engine, facts.as_ref());
         let standby_minimums = if self.host.is_primary() {
@@ -140,7 +153,9 @@ impl<'e> HostCtx<'e> {
             members,
             settings,
             standby_minimums,
-            replication: ReplicationView { user: inv.replication.user.clone() },
+            replication: ReplicationView {
+                user: inv.replication.user.clone(),
+            },
             hba: inv.hba.clone(),
         }
     }

@@ -51,13 +51,22 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn ok(detail: impl Into<String>) -> Self {
-        Outcome { status: Status::Ok, detail: detail.into() }
+        Outcome {
+            status: Status::Ok,
+            detail: detail.into(),
+        }
     }
     pub fn changed(detail: impl Into<String>) -> Self {
-        Outcome { status: Status::Changed, detail: detail.into() }
+        Outcome {
+            status: Status::Changed,
+            detail: detail.into(),
+        }
     }
     pub fn skipped(detail: impl Into<String>) -> Self {
-        Outcome { status: Status::Skipped, detail: detail.into() }
+        Outcome {
+            status: Status::Skipped,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -72,7 +81,10 @@ pub enum StepError {
 
 impl StepError {
     pub fn new(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        StepError::Failed { message: message.into(), hint: hint.into() }
+        StepError::Failed {
+            message: message.into(),
+            hint: hint.into(),
+        }
     }
 }
 
@@ -107,7 +119,12 @@ impl Engine {
             let ep = ssh::endpoint(&host.name, &host.ssh, config.as_ref().as_ref());
             let opts = opts.clone();
             let config = config.clone();
-            tasks.push((i, tokio::spawn(async move { ssh::connect(&ep, &opts, config.as_ref().as_ref()).await })));
+            tasks.push((
+                i,
+                tokio::spawn(
+                    async move { ssh::connect(&ep, &opts, config.as_ref().as_ref()).await },
+                ),
+            ));
         }
         for (i, task) in tasks {
             match task.await {
@@ -173,18 +190,40 @@ impl Engine {
     async fn run_on_host(self: &Arc<Self>, step: &PlannedStep, i: usize) -> bool {
         let host = &self.inventory.hosts[i];
         let Some(session) = self.sessions[i].clone() else {
-            let reason = self.states[i].lock().await.unreachable.clone().unwrap_or_default();
+            let reason = self.states[i]
+                .lock()
+                .await
+                .unreachable
+                .clone()
+                .unwrap_or_default();
             self.fail(i, &step.name, &StepError::new(reason, "")).await;
             return false;
         };
-        let ctx = HostCtx { engine: self, index: i, host, session: &session };
+        let ctx = HostCtx {
+            engine: self,
+            index: i,
+            host,
+            session: &session,
+        };
         match &step.work {
             Work::Action(action) => self.run_action(&ctx, &step.name, action).await,
-            Work::Block { unless, steps, rescue } => {
+            Work::Block {
+                unless,
+                steps,
+                rescue,
+            } => {
                 if let Some(cond) = unless {
                     match actions::condition_holds(&ctx, *cond).await {
                         Ok(true) => {
-                            self.record(i, &step.name, &Outcome::ok(format!("{} already (left alone)", actions::condition_label(*cond)))).await;
+                            self.record(
+                                i,
+                                &step.name,
+                                &Outcome::ok(format!(
+                                    "{} already (left alone)",
+                                    actions::condition_label(*cond)
+                                )),
+                            )
+                            .await;
                             return true;
                         }
                         Ok(false) => {}
@@ -248,7 +287,9 @@ impl Engine {
     /// After an interrupt: put back every data dir whose base backup had not completed.
     async fn rescue_interrupted(self: &Arc<Self>, plan: &Plan) {
         let rescue = plan.steps.iter().find_map(|s| match &s.work {
-            Work::Block { rescue: Some(r), .. } => Some(r.clone()),
+            Work::Block {
+                rescue: Some(r), ..
+            } => Some(r.clone()),
             _ => None,
         });
         let Some(rescue) = rescue else { return };
@@ -258,14 +299,20 @@ impl Engine {
                 s.moved_aside.is_some() && !s.backup_done
             };
             if let (true, Some(session)) = (needs, self.sessions[i].clone()) {
-                let ctx = HostCtx { engine: self, index: i, host, session: &session };
+                let ctx = HostCtx {
+                    engine: self,
+                    index: i,
+                    host,
+                    session: &session,
+                };
                 self.run_rescue(&ctx, &rescue).await;
             }
         }
     }
 
     async fn record(&self, i: usize, step: &str, outcome: &Outcome) {
-        self.reporter.step_done(&self.inventory.hosts[i].name, step, outcome);
+        self.reporter
+            .step_done(&self.inventory.hosts[i].name, step, outcome);
         self.states[i].lock().await.count(outcome.status);
     }
 

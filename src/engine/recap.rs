@@ -57,10 +57,19 @@ impl RunReport {
     }
 }
 
-pub(super) async fn build(engine: &Engine, plan: &Plan, elapsed: Duration, stopped: Option<String>) -> RunReport {
+pub(super) async fn build(
+    engine: &Engine,
+    plan: &Plan,
+    elapsed: Duration,
+    stopped: Option<String>,
+) -> RunReport {
     let mut hosts = Vec::new();
     let in_plan: Vec<usize> = {
-        let mut v: Vec<usize> = plan.steps.iter().flat_map(|s| s.hosts.iter().copied()).collect();
+        let mut v: Vec<usize> = plan
+            .steps
+            .iter()
+            .flat_map(|s| s.hosts.iter().copied())
+            .collect();
         v.sort_unstable();
         v.dedup();
         v
@@ -72,13 +81,24 @@ pub(super) async fn build(engine: &Engine, plan: &Plan, elapsed: Duration, stopp
         hosts.push(HostRecap {
             name: host.name.clone(),
             role: host.role,
-            status: if failed { "failed" } else if s.changed > 0 { "changed" } else { "ok" }.into(),
+            status: if failed {
+                "failed"
+            } else if s.changed > 0 {
+                "changed"
+            } else {
+                "ok"
+            }
+            .into(),
             ok: s.ok,
             changed: s.changed,
             skipped: s.skipped,
             failed: s.failed_count,
             unreachable: engine.sessions[i].is_none(),
-            error: s.failed.clone().or_else(|| s.unreachable.clone().filter(|_| engine.sessions[i].is_none())),
+            error: s.failed.clone().or_else(|| {
+                s.unreachable
+                    .clone()
+                    .filter(|_| engine.sessions[i].is_none())
+            }),
             left_in: s.left_in.clone(),
         });
     }

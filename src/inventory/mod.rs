@@ -27,12 +27,16 @@ pub struct Problem {
 /// Everything wrong with an inventory file.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read inventory {path}: {source}\nhint: pass the inventory with -i FILE, or run from the directory that holds inventory.yaml")]
+    #[error(
+        "cannot read inventory {path}: {source}\nhint: pass the inventory with -i FILE, or run from the directory that holds inventory.yaml"
+    )]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}:{line}:{column}: {message}\nhint: check the YAML syntax and the field names in README's inventory reference")]
+    #[error(
+        "{path}:{line}:{column}: {message}\nhint: check the YAML syntax and the field names in README's inventory reference"
+    )]
     Syntax {
         path: PathBuf,
         line: u64,
@@ -40,7 +44,10 @@ pub enum Error {
         message: String,
     },
     #[error("{}", render_problems(.path, .problems))]
-    Invalid { path: PathBuf, problems: Vec<Problem> },
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
 }
 
 fn render_problems(path: &Path, problems: &[Problem]) -> String {

@@ -236,7 +236,9 @@ fn resolve_pg(
             column: at.referenced.column(),
             field: format!("hosts[{host}].postgres.{field}"),
             message: format!("layout `custom` needs `{field}`"),
-            hint: format!("set postgres.{field} for this host or in the top-level postgres section"),
+            hint: format!(
+                "set postgres.{field} for this host or in the top-level postgres section"
+            ),
         })
     };
     if data_dir.is_none() {
@@ -352,7 +354,10 @@ fn read_password(
                     var,
                     "replication.password_env",
                     format!("environment variable {} is not set or empty", var.value),
-                    &format!("export {}=... before running pgrepl, or use password_file", var.value),
+                    &format!(
+                        "export {}=... before running pgrepl, or use password_file",
+                        var.value
+                    ),
                 );
                 (source, None)
             }

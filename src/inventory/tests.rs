@@ -29,8 +29,15 @@ fn problems(text: &str) -> Vec<Problem> {
 
 fn one_problem(text: &str, field_part: &str) -> Problem {
     let all = problems(text);
-    let found: Vec<_> = all.iter().filter(|p| p.field.contains(field_part)).collect();
-    assert_eq!(found.len(), 1, "expected one problem on {field_part}, got {all:#?}");
+    let found: Vec<_> = all
+        .iter()
+        .filter(|p| p.field.contains(field_part))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one problem on {field_part}, got {all:#?}"
+    );
     found[0].clone()
 }
 
@@ -42,7 +49,10 @@ fn good_inventory_resolves_defaults() {
     assert_eq!(r.slot.as_deref(), Some("replica_az_a_0"));
     assert_eq!(r.pg.data_dir, "/var/lib/postgresql/15/main");
     assert_eq!(r.pg.config_dir, "/etc/postgresql/15/main");
-    assert_eq!(r.pg.include_dir.as_deref(), Some("/etc/postgresql/15/main/conf.d"));
+    assert_eq!(
+        r.pg.include_dir.as_deref(),
+        Some("/etc/postgresql/15/main/conf.d")
+    );
     assert_eq!(inv.hosts[2].slot.as_deref(), Some("custom_slot"));
     assert_eq!(inv.replication.settings["wal_keep_size"], "'1GB'");
     assert_eq!(inv.replication.settings["hot_standby_feedback"], "on");
@@ -61,24 +71,45 @@ fn rhel_layout_keeps_config_in_data_dir() {
 #[test]
 fn no_primary_is_rejected() {
     let text = GOOD.replace("role: primary", "role: replica");
-    assert_eq!(one_problem(&text, "hosts").message, "no host has `role: primary`");
+    assert_eq!(
+        one_problem(&text, "hosts").message,
+        "no host has `role: primary`"
+    );
 }
 
 #[test]
 fn two_primaries_are_rejected_at_the_second() {
-    let text = GOOD.replace("address: 10.0.2.20, role: replica", "address: 10.0.2.20, role: primary");
+    let text = GOOD.replace(
+        "address: 10.0.2.20, role: replica",
+        "address: 10.0.2.20, role: primary",
+    );
     let p = one_problem(&text, "role");
     assert_eq!(p.line, 13);
 }
 
 #[test]
 fn duplicate_names_addresses_and_slots_are_rejected() {
-    let text = GOOD.replace("replica-az-b-0, address: 10.0.2.20", "replica-az-a-0, address: 10.0.1.20");
+    let text = GOOD.replace(
+        "replica-az-b-0, address: 10.0.2.20",
+        "replica-az-a-0, address: 10.0.1.20",
+    );
     let all = problems(&text);
-    assert!(all.iter().any(|p| p.message.starts_with("duplicate host name")), "{all:#?}");
-    assert!(all.iter().any(|p| p.message.starts_with("duplicate address")), "{all:#?}");
+    assert!(
+        all.iter()
+            .any(|p| p.message.starts_with("duplicate host name")),
+        "{all:#?}"
+    );
+    assert!(
+        all.iter()
+            .any(|p| p.message.starts_with("duplicate address")),
+        "{all:#?}"
+    );
     let text = GOOD.replace("slot: custom_slot", "slot: replica_az_a_0");
-    assert!(one_problem(&text, "slot").message.starts_with("duplicate slot"));
+    assert!(
+        one_problem(&text, "slot")
+            .message
+            .starts_with("duplicate slot")
+    );
 }
 
 #[test]
@@ -94,9 +125,17 @@ fn invalid_slot_names_are_rejected() {
 #[test]
 fn invalid_addresses_and_cidrs_are_rejected() {
     let text = GOOD.replace("10.0.2.20", "10.0.2.300");
-    assert!(one_problem(&text, "address").message.contains("neither an IP"));
+    assert!(
+        one_problem(&text, "address")
+            .message
+            .contains("neither an IP")
+    );
     let text = GOOD.replace("10.0.1.0/24", "10.0.1.0/33");
-    assert!(one_problem(&text, "hba[].address").message.contains("not a valid CIDR"));
+    assert!(
+        one_problem(&text, "hba[].address")
+            .message
+            .contains("not a valid CIDR")
+    );
     let text = GOOD.replace("10.0.1.0/24", "10.0.1.0");
     assert_eq!(one_problem(&text, "hba[].address").line, 8);
 }
@@ -104,11 +143,18 @@ fn invalid_addresses_and_cidrs_are_rejected() {
 #[test]
 fn invalid_ports_versions_and_methods_are_rejected() {
     let text = GOOD.replace("version: 15", "version: 9");
-    assert!(one_problem(&text, "version").message.contains("not supported"));
+    assert!(
+        one_problem(&text, "version")
+            .message
+            .contains("not supported")
+    );
     let text = GOOD.replace("port: 5432", "port: 0");
     assert_eq!(one_problem(&text, "postgres.port").line, 2);
     let text = GOOD.replace("port: 5432", "port: 70000");
-    assert!(matches!(parse(Path::new("i.yaml"), &text), Err(Error::Syntax { line: 2, .. })));
+    assert!(matches!(
+        parse(Path::new("i.yaml"), &text),
+        Err(Error::Syntax { line: 2, .. })
+    ));
     let text = GOOD.replace("method: scram-sha-256", "method: scram");
     assert!(one_problem(&text, "method").hint.contains("scram-sha-256"));
 }
@@ -127,27 +173,48 @@ fn unknown_fields_are_rejected_with_line_and_column() {
 
 #[test]
 fn password_sources_are_checked() {
-    let text = GOOD.replace("password: s3cret", "password_env: PGREPL_TEST_UNSET_VARIABLE_X");
+    let text = GOOD.replace(
+        "password: s3cret",
+        "password_env: PGREPL_TEST_UNSET_VARIABLE_X",
+    );
     let p = one_problem(&text, "password_env");
     assert!(p.message.contains("not set"));
     assert_eq!(p.line, 5);
     let text = GOOD.replace("password: s3cret", "password_file: /nonexistent/pw");
-    assert!(one_problem(&text, "password_file").message.contains("cannot read"));
+    assert!(
+        one_problem(&text, "password_file")
+            .message
+            .contains("cannot read")
+    );
     let text = GOOD.replace("  password: s3cret\n", "");
-    assert!(one_problem(&text, "password").message.contains("no replication password"));
+    assert!(
+        one_problem(&text, "password")
+            .message
+            .contains("no replication password")
+    );
     let text = GOOD.replace("password: s3cret", "password: a\n  password_env: HOME");
-    assert!(one_problem(&text, "replication").message.contains("more than one"));
+    assert!(
+        one_problem(&text, "replication")
+            .message
+            .contains("more than one")
+    );
 }
 
 #[test]
 fn custom_layout_needs_paths() {
     let text = GOOD.replace("layout: debian", "layout: custom");
     let all = problems(&text);
-    assert_eq!(all.iter().filter(|p| p.field.ends_with("data_dir")).count(), 3, "{all:#?}");
+    assert_eq!(
+        all.iter().filter(|p| p.field.ends_with("data_dir")).count(),
+        3,
+        "{all:#?}"
+    );
 }
 
 #[test]
 fn every_problem_is_reported_at_once() {
-    let text = GOOD.replace("10.0.2.20", "bad..host").replace("custom_slot", "Bad");
+    let text = GOOD
+        .replace("10.0.2.20", "bad..host")
+        .replace("custom_slot", "Bad");
     assert_eq!(problems(&text).len(), 2);
 }

@@ -17,10 +17,29 @@ pub const MIN_VERSION: u32 = 12;
 /// Highest PostgreSQL major version pgrepl knows.
 pub const MAX_VERSION: u32 = 18;
 
-const HBA_TYPES: &[&str] = &["local", "host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc"];
+const HBA_TYPES: &[&str] = &[
+    "local",
+    "host",
+    "hostssl",
+    "hostnossl",
+    "hostgssenc",
+    "hostnogssenc",
+];
 const HBA_METHODS: &[&str] = &[
-    "trust", "reject", "scram-sha-256", "md5", "password", "gss", "sspi", "ident", "peer", "ldap",
-    "radius", "cert", "pam", "bsd",
+    "trust",
+    "reject",
+    "scram-sha-256",
+    "md5",
+    "password",
+    "gss",
+    "sspi",
+    "ident",
+    "peer",
+    "ldap",
+    "radius",
+    "cert",
+    "pam",
+    "bsd",
 ];
 
 pub(super) fn check(file: &InventoryFile) -> Vec<Problem> {
@@ -33,7 +52,12 @@ pub(super) fn check(file: &InventoryFile) -> Vec<Problem> {
     out
 }
 
-fn problem<T>(at: &Spanned<T>, field: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) -> Problem {
+fn problem<T>(
+    at: &Spanned<T>,
+    field: impl Into<String>,
+    message: impl Into<String>,
+    hint: impl Into<String>,
+) -> Problem {
     Problem {
         line: at.referenced.line(),
         column: at.referenced.column(),
@@ -44,7 +68,11 @@ fn problem<T>(at: &Spanned<T>, field: impl Into<String>, message: impl Into<Stri
 }
 
 fn check_hosts(file: &InventoryFile, out: &mut Vec<Problem>) {
-    let primaries: Vec<_> = file.hosts.iter().filter(|h| h.value.role == Role::Primary).collect();
+    let primaries: Vec<_> = file
+        .hosts
+        .iter()
+        .filter(|h| h.value.role == Role::Primary)
+        .collect();
     match primaries.len() {
         1 => {}
         0 => out.push(Problem {
@@ -73,31 +101,73 @@ fn check_hosts(file: &InventoryFile, out: &mut Vec<Problem>) {
         let host = &h.value;
         let name = &host.name.value;
         if !valid_host_name(name) {
-            out.push(problem(&host.name, "hosts[].name", format!("`{name}` is not a valid host name"), "use letters, digits, `-`, `_` and `.` (it becomes the replica's application_name)"));
+            out.push(problem(
+                &host.name,
+                "hosts[].name",
+                format!("`{name}` is not a valid host name"),
+                "use letters, digits, `-`, `_` and `.` (it becomes the replica's application_name)",
+            ));
         }
         if let Some(first) = names.insert(name.clone(), host.name.referenced.line()) {
-            out.push(problem(&host.name, format!("hosts[{name}].name"), format!("duplicate host name `{name}` (first at line {first})"), "give every host a unique name"));
+            out.push(problem(
+                &host.name,
+                format!("hosts[{name}].name"),
+                format!("duplicate host name `{name}` (first at line {first})"),
+                "give every host a unique name",
+            ));
         }
         let address = &host.address.value;
         if !valid_address(address) {
-            out.push(problem(&host.address, format!("hosts[{name}].address"), format!("`{address}` is neither an IP address nor a DNS name"), "write an IPv4/IPv6 address such as 10.0.1.10, or a host name"));
+            out.push(problem(
+                &host.address,
+                format!("hosts[{name}].address"),
+                format!("`{address}` is neither an IP address nor a DNS name"),
+                "write an IPv4/IPv6 address such as 10.0.1.10, or a host name",
+            ));
         }
         if let Some(first) = addresses.insert(address.clone(), host.address.referenced.line()) {
-            out.push(problem(&host.address, format!("hosts[{name}].address"), format!("duplicate address `{address}` (first at line {first})"), "every host needs its own address"));
+            out.push(problem(
+                &host.address,
+                format!("hosts[{name}].address"),
+                format!("duplicate address `{address}` (first at line {first})"),
+                "every host needs its own address",
+            ));
         }
         if host.role == Role::Replica {
             let (slot, at_line, at_col) = match &host.slot {
                 Some(s) => (s.value.clone(), s.referenced.line(), s.referenced.column()),
-                None => (default_slot_name(name), host.name.referenced.line(), host.name.referenced.column()),
+                None => (
+                    default_slot_name(name),
+                    host.name.referenced.line(),
+                    host.name.referenced.column(),
+                ),
             };
             if !valid_slot_name(&slot) {
-                out.push(Problem { line: at_line, column: at_col, field: format!("hosts[{name}].slot"), message: format!("`{slot}` is not a valid replication slot name"), hint: "use only lowercase letters, digits and `_`, at most 63 characters".into() });
+                out.push(Problem {
+                    line: at_line,
+                    column: at_col,
+                    field: format!("hosts[{name}].slot"),
+                    message: format!("`{slot}` is not a valid replication slot name"),
+                    hint: "use only lowercase letters, digits and `_`, at most 63 characters"
+                        .into(),
+                });
             }
             if let Some(first) = slots.insert(slot.clone(), at_line) {
-                out.push(Problem { line: at_line, column: at_col, field: format!("hosts[{name}].slot"), message: format!("duplicate slot `{slot}` (first at line {first})"), hint: "every replica needs its own slot; set `slot:` explicitly".into() });
+                out.push(Problem {
+                    line: at_line,
+                    column: at_col,
+                    field: format!("hosts[{name}].slot"),
+                    message: format!("duplicate slot `{slot}` (first at line {first})"),
+                    hint: "every replica needs its own slot; set `slot:` explicitly".into(),
+                });
             }
         } else if let Some(slot) = &host.slot {
-            out.push(problem(slot, format!("hosts[{name}].slot"), "the primary has no slot of its own", "remove `slot:` from the primary"));
+            out.push(problem(
+                slot,
+                format!("hosts[{name}].slot"),
+                "the primary has no slot of its own",
+                "remove `slot:` from the primary",
+            ));
         }
         check_ports_and_version(&host.postgres, &host.ssh, &format!("hosts[{name}]."), out);
     }
@@ -107,17 +177,32 @@ fn check_ports_and_version(pg: &PostgresSpec, ssh: &SshSpec, scope: &str, out: &
     if let Some(v) = &pg.version
         && !(MIN_VERSION..=MAX_VERSION).contains(&v.value)
     {
-        out.push(problem(v, format!("{scope}postgres.version"), format!("PostgreSQL {} is not supported", v.value), format!("use a major version from {MIN_VERSION} to {MAX_VERSION}")));
+        out.push(problem(
+            v,
+            format!("{scope}postgres.version"),
+            format!("PostgreSQL {} is not supported", v.value),
+            format!("use a major version from {MIN_VERSION} to {MAX_VERSION}"),
+        ));
     }
     if let Some(p) = &pg.port
         && p.value == 0
     {
-        out.push(problem(p, format!("{scope}postgres.port"), "port 0 is not a valid port", "use PostgreSQL's port, usually 5432"));
+        out.push(problem(
+            p,
+            format!("{scope}postgres.port"),
+            "port 0 is not a valid port",
+            "use PostgreSQL's port, usually 5432",
+        ));
     }
     if let Some(p) = &ssh.port
         && p.value == 0
     {
-        out.push(problem(p, format!("{scope}ssh.port"), "port 0 is not a valid port", "use the SSH port, usually 22"));
+        out.push(problem(
+            p,
+            format!("{scope}ssh.port"),
+            "port 0 is not a valid port",
+            "use the SSH port, usually 22",
+        ));
     }
 }
 
@@ -126,12 +211,26 @@ fn check_replication(file: &InventoryFile, out: &mut Vec<Problem>) {
     if let Some(user) = &r.user
         && !valid_role_name(&user.value)
     {
-        out.push(problem(user, "replication.user", format!("`{}` is not a plain PostgreSQL role name", user.value), "use lowercase letters, digits and `_`, starting with a letter"));
+        out.push(problem(
+            user,
+            "replication.user",
+            format!("`{}` is not a plain PostgreSQL role name", user.value),
+            "use lowercase letters, digits and `_`, starting with a letter",
+        ));
     }
-    let sources = [r.password_env.as_ref(), r.password_file.as_ref(), r.password.as_ref()];
+    let sources = [
+        r.password_env.as_ref(),
+        r.password_file.as_ref(),
+        r.password.as_ref(),
+    ];
     let given: Vec<_> = sources.into_iter().flatten().collect();
     if given.len() > 1 {
-        out.push(problem(given[1], "replication", "more than one password source is set", "keep exactly one of password_env, password_file and password"));
+        out.push(problem(
+            given[1],
+            "replication",
+            "more than one password source is set",
+            "keep exactly one of password_env, password_file and password",
+        ));
     }
     if given.is_empty() {
         out.push(Problem {
@@ -143,13 +242,27 @@ fn check_replication(file: &InventoryFile, out: &mut Vec<Problem>) {
         });
     }
     for (name, value) in &r.settings {
-        if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.') || name.is_empty() {
-            out.push(problem(value, format!("replication.settings.{name}"), format!("`{name}` is not a PostgreSQL setting name"), "use the name as in postgresql.conf, e.g. wal_keep_size"));
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.')
+            || name.is_empty()
+        {
+            out.push(problem(
+                value,
+                format!("replication.settings.{name}"),
+                format!("`{name}` is not a PostgreSQL setting name"),
+                "use the name as in postgresql.conf, e.g. wal_keep_size",
+            ));
         }
         if let super::model::SettingValue::Text(t) = &value.value
             && t.contains(['\n', '\r'])
         {
-            out.push(problem(value, format!("replication.settings.{name}"), "a setting value cannot span lines", "write the value on one line"));
+            out.push(problem(
+                value,
+                format!("replication.settings.{name}"),
+                "a setting value cannot span lines",
+                "write the value on one line",
+            ));
         }
     }
 }
@@ -157,39 +270,84 @@ fn check_replication(file: &InventoryFile, out: &mut Vec<Problem>) {
 fn check_hba_rule(rule: &Spanned<HbaRuleSpec>, out: &mut Vec<Problem>) {
     let r = &rule.value;
     if !HBA_TYPES.contains(&r.kind.as_str()) {
-        out.push(problem(rule, "hba[].type", format!("`{}` is not a pg_hba.conf connection type", r.kind), format!("use one of {}", HBA_TYPES.join(", "))));
+        out.push(problem(
+            rule,
+            "hba[].type",
+            format!("`{}` is not a pg_hba.conf connection type", r.kind),
+            format!("use one of {}", HBA_TYPES.join(", ")),
+        ));
     }
     if !HBA_METHODS.contains(&r.method.as_str()) {
-        out.push(problem(rule, "hba[].method", format!("`{}` is not a pg_hba.conf auth method", r.method), "use scram-sha-256 for password logins"));
+        out.push(problem(
+            rule,
+            "hba[].method",
+            format!("`{}` is not a pg_hba.conf auth method", r.method),
+            "use scram-sha-256 for password logins",
+        ));
     }
     for (field, value) in [("database", &r.database), ("user", &r.user)] {
         if value.is_empty() || value.contains(char::is_whitespace) || value.contains('#') {
-            out.push(problem(rule, format!("hba[].{field}"), format!("`{value}` is not a valid {field} field"), "use a name, a comma-separated list, or `all`"));
+            out.push(problem(
+                rule,
+                format!("hba[].{field}"),
+                format!("`{value}` is not a valid {field} field"),
+                "use a name, a comma-separated list, or `all`",
+            ));
         }
     }
     match (r.kind.as_str(), &r.address) {
-        ("local", Some(_)) => out.push(problem(rule, "hba[].address", "a `local` rule has no address", "remove `address:` or use `type: host`")),
+        ("local", Some(_)) => out.push(problem(
+            rule,
+            "hba[].address",
+            "a `local` rule has no address",
+            "remove `address:` or use `type: host`",
+        )),
         ("local", None) => {}
-        (_, None) => out.push(problem(rule, "hba[].address", "a host rule needs an address", "add `address: 10.0.1.0/24` (a CIDR)")),
-        (_, Some(a)) if !valid_cidr(a) && !matches!(a.as_str(), "all" | "samehost" | "samenet") => out.push(problem(rule, "hba[].address", format!("`{a}` is not a valid CIDR"), "write an address with a prefix length, e.g. 10.0.1.0/24 or 10.0.1.5/32")),
+        (_, None) => out.push(problem(
+            rule,
+            "hba[].address",
+            "a host rule needs an address",
+            "add `address: 10.0.1.0/24` (a CIDR)",
+        )),
+        (_, Some(a)) if !valid_cidr(a) && !matches!(a.as_str(), "all" | "samehost" | "samenet") => {
+            out.push(problem(
+                rule,
+                "hba[].address",
+                format!("`{a}` is not a valid CIDR"),
+                "write an address with a prefix length, e.g. 10.0.1.0/24 or 10.0.1.5/32",
+            ))
+        }
         _ => {}
     }
 }
 
 /// A host name usable as application_name: letters, digits, `-`, `_`, `.`.
 pub fn valid_host_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 63 && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// PostgreSQL's rule for replication slot names.
 pub fn valid_slot_name(slot: &str) -> bool {
-    !slot.is_empty() && slot.len() <= 63 && slot.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    !slot.is_empty()
+        && slot.len() <= 63
+        && slot
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 fn valid_role_name(role: &str) -> bool {
     role.len() <= 63
-        && role.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && role.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && role
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && role
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// An IP address or an RFC 1123 DNS name.
@@ -198,7 +356,10 @@ pub fn valid_address(address: &str) -> bool {
         return true;
     }
     // Something that looks like a dotted quad but did not parse is a typo, not a DNS name.
-    if address.split('.').all(|p| p.chars().all(|c| c.is_ascii_digit())) {
+    if address
+        .split('.')
+        .all(|p| p.chars().all(|c| c.is_ascii_digit()))
+    {
         return false;
     }
     address.len() <= 253

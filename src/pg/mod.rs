@@ -86,17 +86,29 @@ impl<'a> Pg<'a> {
     fn service(&self, verb: &str) -> Command {
         let pg = &self.host.pg;
         match pg.service {
-            ServiceKind::Systemd => Command::new("systemctl").args([verb, pg.unit.as_str()]).as_root(),
+            ServiceKind::Systemd => Command::new("systemctl")
+                .args([verb, pg.unit.as_str()])
+                .as_root(),
             ServiceKind::PgCtlcluster => {
-                let mut cmd = Command::new("pg_ctlcluster")
-                    .args([pg.version.to_string(), pg.cluster.clone(), verb.to_string()]);
+                let mut cmd = Command::new("pg_ctlcluster").args([
+                    pg.version.to_string(),
+                    pg.cluster.clone(),
+                    verb.to_string(),
+                ]);
                 if verb != "start" {
                     cmd = cmd.args(["-m", "fast"]);
                 }
                 cmd.as_root()
             }
             ServiceKind::PgCtl => {
-                let mut cmd = Command::new(self.bin("pg_ctl")).args([verb, "-D", pg.data_dir.as_str(), "-w", "-t", "300"]);
+                let mut cmd = Command::new(self.bin("pg_ctl")).args([
+                    verb,
+                    "-D",
+                    pg.data_dir.as_str(),
+                    "-w",
+                    "-t",
+                    "300",
+                ]);
                 if verb != "stop" {
                     cmd = cmd.args(["-l", &self.pg_ctl_log()]);
                 }

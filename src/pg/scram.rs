@@ -52,7 +52,8 @@ pub fn matches(stored: &str, password: &str) -> bool {
 }
 
 fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(message);
     mac.finalize().into_bytes().to_vec()
 }
@@ -80,7 +81,12 @@ mod tests {
 
     #[test]
     fn garbage_never_matches() {
-        for stored in ["", "md5abc", "SCRAM-SHA-256$x:y$z:w", "SCRAM-SHA-256$4096:!!$a:b"] {
+        for stored in [
+            "",
+            "md5abc",
+            "SCRAM-SHA-256$x:y$z:w",
+            "SCRAM-SHA-256$4096:!!$a:b",
+        ] {
             assert!(!matches(stored, "pw"), "{stored}");
         }
     }

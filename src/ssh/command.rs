@@ -126,7 +126,9 @@ impl Command {
         match (self.run_as, login_is_root) {
             (Become::Login, _) | (Become::Root, true) => {}
             (Become::Root, false) => words.extend(["sudo", "-n", "--"].map(String::from)),
-            (Become::Postgres, true) => words.extend(["runuser", "-u", "postgres", "--"].map(String::from)),
+            (Become::Postgres, true) => {
+                words.extend(["runuser", "-u", "postgres", "--"].map(String::from))
+            }
             (Become::Postgres, false) => {
                 words.extend(["sudo", "-n", "-u", "postgres", "--"].map(String::from))
             }
@@ -157,11 +159,7 @@ impl Command {
 
 /// Quotes each word for a POSIX shell and joins them with spaces.
 pub fn join(words: &[String]) -> String {
-    words
-        .iter()
-        .map(|w| quote(w))
-        .collect::<Vec<_>>()
-        .join(" ")
+    words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
 }
 
 /// Quotes one word for a POSIX shell. A NUL byte cannot be passed at all, so it is dropped.
@@ -200,7 +198,10 @@ mod tests {
 
     #[test]
     fn arguments_are_quoted_once() {
-        let cmd = Command::new("psql").arg("-c").arg("select 'x'; drop").as_postgres();
+        let cmd = Command::new("psql")
+            .arg("-c")
+            .arg("select 'x'; drop")
+            .as_postgres();
         assert_eq!(
             cmd.render(false),
             r#"cd / && sudo -n -u postgres -- psql -c "select 'x'; drop""#
@@ -230,7 +231,10 @@ mod tests {
     #[test]
     fn scripts_take_arguments_positionally() {
         let cmd = Command::script("mv \"$1\" \"$2\"", &["/x y", "/z"]);
-        assert_eq!(cmd.render(true), r#"cd / && sh -c 'mv "$1" "$2"' sh '/x y' /z"#);
+        assert_eq!(
+            cmd.render(true),
+            r#"cd / && sh -c 'mv "$1" "$2"' sh '/x y' /z"#
+        );
     }
 
     #[test]

@@ -79,11 +79,19 @@ pub fn load_ssh_config(opts: &ConnectOptions) -> Result<Option<ssh2_config::SshC
 }
 
 /// Merges an inventory target with ssh config. Inventory values win.
-pub fn endpoint(name: &str, target: &SshTarget, config: Option<&ssh2_config::SshConfig>) -> Endpoint {
+pub fn endpoint(
+    name: &str,
+    target: &SshTarget,
+    config: Option<&ssh2_config::SshConfig>,
+) -> Endpoint {
     let params = config.map(|c| c.query(&target.host));
     let home = std::env::home_dir().unwrap_or_else(|| PathBuf::from("/root"));
-    let from_config = params.as_ref().and_then(|p| p.identity_file.clone()).unwrap_or_default();
-    let (identity_files, explicit_identity) = match (&target.identity_file, from_config.is_empty()) {
+    let from_config = params
+        .as_ref()
+        .and_then(|p| p.identity_file.clone())
+        .unwrap_or_default();
+    let (identity_files, explicit_identity) = match (&target.identity_file, from_config.is_empty())
+    {
         (Some(file), _) => (vec![file.clone()], true),
         (None, false) => (from_config, true),
         (None, true) => (
@@ -129,7 +137,11 @@ pub fn endpoint(name: &str, target: &SshTarget, config: Option<&ssh2_config::Ssh
 
 /// The endpoint of a bastion named in `ProxyJump` form (`[user@]host[:port]`), using the
 /// target's key files and known_hosts, and ssh config for an alias.
-pub fn jump_endpoint(spec: &str, via: &Endpoint, config: Option<&ssh2_config::SshConfig>) -> Endpoint {
+pub fn jump_endpoint(
+    spec: &str,
+    via: &Endpoint,
+    config: Option<&ssh2_config::SshConfig>,
+) -> Endpoint {
     let (user, rest) = match spec.rsplit_once('@') {
         Some((u, r)) => (Some(u.to_string()), r),
         None => (None, spec),
@@ -140,7 +152,9 @@ pub fn jump_endpoint(spec: &str, via: &Endpoint, config: Option<&ssh2_config::Ss
     };
     let target = SshTarget {
         host: host.trim_matches(['[', ']']).to_string(),
-        user: user.or_else(|| config.and_then(|c| c.query(host).user)).or(Some(via.user.clone())),
+        user: user
+            .or_else(|| config.and_then(|c| c.query(host).user))
+            .or(Some(via.user.clone())),
         port,
         identity_file: None,
         known_hosts: Some(via.known_hosts.clone()),
@@ -171,7 +185,11 @@ pub async fn connect(
     open(ep, opts, jump).await
 }
 
-async fn open(ep: &Endpoint, opts: &ConnectOptions, jump: Option<Arc<Session>>) -> Result<Session, Error> {
+async fn open(
+    ep: &Endpoint,
+    opts: &ConnectOptions,
+    jump: Option<Arc<Session>>,
+) -> Result<Session, Error> {
     let config = Arc::new(client::Config {
         // Keepalives find a dead peer; no inactivity limit, so a long silent backup survives.
         keepalive_interval: Some(Duration::from_secs(15)),
@@ -191,9 +209,13 @@ async fn open(ep: &Endpoint, opts: &ConnectOptions, jump: Option<Arc<Session>>) 
         match &jump {
             Some(bastion) => {
                 let stream = bastion.tunnel(&ep.address, ep.port).await?;
-                client::connect_stream(config, stream, handler).await.map_err(|e| e.into_error(ep))
+                client::connect_stream(config, stream, handler)
+                    .await
+                    .map_err(|e| e.into_error(ep))
             }
-            None => client::connect(config, addr.as_str(), handler).await.map_err(|e| e.into_error(ep)),
+            None => client::connect(config, addr.as_str(), handler)
+                .await
+                .map_err(|e| e.into_error(ep)),
         }
     };
     let mut handle = tokio::time::timeout(opts.connect_timeout, connecting)
@@ -214,9 +236,15 @@ async fn open(ep: &Endpoint, opts: &ConnectOptions, jump: Option<Arc<Session>>) 
     })
 }
 
-async fn authenticate(handle: &mut client::Handle<ClientHandler>, ep: &Endpoint) -> Result<(), Error> {
+async fn authenticate(
+    handle: &mut client::Handle<ClientHandler>,
+    ep: &Endpoint,
+) -> Result<(), Error> {
     let mut tried = Vec::new();
-    let protocol = |source| Error::Protocol { host: ep.name.clone(), source };
+    let protocol = |source| Error::Protocol {
+        host: ep.name.clone(),
+        source,
+    };
     for path in &ep.identity_files {
         if !ep.explicit_identity && !path.exists() {
             continue;
@@ -229,7 +257,11 @@ async fn authenticate(handle: &mut client::Handle<ClientHandler>, ep: &Endpoint)
             }
         };
         let hash = if key.algorithm().is_rsa() {
-            handle.best_supported_rsa_hash().await.map_err(protocol)?.flatten()
+            handle
+                .best_supported_rsa_hash()
+                .await
+                .map_err(protocol)?
+                .flatten()
         } else {
             None
         };
@@ -249,11 +281,18 @@ async fn authenticate(handle: &mut client::Handle<ClientHandler>, ep: &Endpoint)
             Err(reason) => tried.push(format!("ssh-agent ({reason})")),
         }
     }
-    Err(Error::Auth { host: ep.name.clone(), user: ep.user.clone(), tried })
+    Err(Error::Auth {
+        host: ep.name.clone(),
+        user: ep.user.clone(),
+        tried,
+    })
 }
 
 fn load_key(path: &Path, ep: &Endpoint) -> Result<keys::PrivateKey, String> {
-    let passphrase = ep.passphrase_env.as_ref().and_then(|v| std::env::var(v).ok());
+    let passphrase = ep
+        .passphrase_env
+        .as_ref()
+        .and_then(|v| std::env::var(v).ok());
     match keys::load_secret_key(path, passphrase.as_deref()) {
         Ok(key) => Ok(key),
         Err(keys::Error::KeyIsEncrypted) => match &ep.passphrase_env {
@@ -264,9 +303,18 @@ fn load_key(path: &Path, ep: &Endpoint) -> Result<keys::PrivateKey, String> {
     }
 }
 
-async fn try_agent(handle: &mut client::Handle<ClientHandler>, ep: &Endpoint, tried: &mut Vec<String>) -> Result<bool, String> {
-    let mut agent = keys::agent::client::AgentClient::connect_env().await.map_err(|e| e.to_string())?;
-    let identities = agent.request_identities().await.map_err(|e| e.to_string())?;
+async fn try_agent(
+    handle: &mut client::Handle<ClientHandler>,
+    ep: &Endpoint,
+    tried: &mut Vec<String>,
+) -> Result<bool, String> {
+    let mut agent = keys::agent::client::AgentClient::connect_env()
+        .await
+        .map_err(|e| e.to_string())?;
+    let identities = agent
+        .request_identities()
+        .await
+        .map_err(|e| e.to_string())?;
     if identities.is_empty() {
         tried.push("ssh-agent (no keys loaded)".into());
     }
@@ -275,11 +323,18 @@ async fn try_agent(handle: &mut client::Handle<ClientHandler>, ep: &Endpoint, tr
             continue;
         };
         let hash = if key.algorithm().is_rsa() {
-            handle.best_supported_rsa_hash().await.map_err(|e| e.to_string())?.flatten()
+            handle
+                .best_supported_rsa_hash()
+                .await
+                .map_err(|e| e.to_string())?
+                .flatten()
         } else {
             None
         };
-        match handle.authenticate_publickey_with(&ep.user, key, hash, &mut agent).await {
+        match handle
+            .authenticate_publickey_with(&ep.user, key, hash, &mut agent)
+            .await
+        {
             Ok(r) if r.success() => return Ok(true),
             Ok(_) => tried.push(format!("ssh-agent key {comment} (rejected by the server)")),
             Err(e) => tried.push(format!("ssh-agent key {comment} ({e})")),
@@ -317,10 +372,24 @@ impl HandshakeError {
         let addr = ep.address.clone();
         let file = ep.known_hosts.clone();
         match self {
-            HandshakeError::Russh(russh::Error::IO(e)) => Error::Connect { host, addr: format!("{addr}:{}", ep.port), reason: e.to_string() },
+            HandshakeError::Russh(russh::Error::IO(e)) => Error::Connect {
+                host,
+                addr: format!("{addr}:{}", ep.port),
+                reason: e.to_string(),
+            },
             HandshakeError::Russh(source) => Error::Protocol { host, source },
-            HandshakeError::Unknown { fingerprint } => Error::HostKeyUnknown { host, addr, fingerprint, file },
-            HandshakeError::Changed { line } => Error::HostKeyChanged { host, addr, file, line },
+            HandshakeError::Unknown { fingerprint } => Error::HostKeyUnknown {
+                host,
+                addr,
+                fingerprint,
+                file,
+            },
+            HandshakeError::Changed { line } => Error::HostKeyChanged {
+                host,
+                addr,
+                file,
+                line,
+            },
             HandshakeError::KnownHosts(reason) => Error::KnownHosts { host, file, reason },
         }
     }
@@ -335,18 +404,30 @@ impl From<Error> for HandshakeError {
 impl client::Handler for ClientHandler {
     type Error = HandshakeError;
 
-    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
         let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
-            return Err(HandshakeError::KnownHosts("host certificates are not supported; list the host's plain key in known_hosts".into()));
+            return Err(HandshakeError::KnownHosts(
+                "host certificates are not supported; list the host's plain key in known_hosts"
+                    .into(),
+            ));
         };
         match keys::check_known_hosts_path(&self.addr, self.port, key, &self.known_hosts) {
             Ok(true) => Ok(true),
             Ok(false) if self.accept_new => {
                 if let Some(dir) = self.known_hosts.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| HandshakeError::KnownHosts(e.to_string()))?;
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| HandshakeError::KnownHosts(e.to_string()))?;
                 }
-                keys::known_hosts::learn_known_hosts_path(&self.addr, self.port, key, &self.known_hosts)
-                    .map_err(|e| HandshakeError::KnownHosts(e.to_string()))?;
+                keys::known_hosts::learn_known_hosts_path(
+                    &self.addr,
+                    self.port,
+                    key,
+                    &self.known_hosts,
+                )
+                .map_err(|e| HandshakeError::KnownHosts(e.to_string()))?;
                 Ok(true)
             }
             Ok(false) => Err(HandshakeError::Unknown {

@@ -6,7 +6,9 @@ use std::time::Duration;
 /// An SSH-layer failure. Every variant names the host.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("host `{host}`: cannot connect to {addr}: {reason}\nhint: check that the host is up, that sshd listens on that port, and the network path (bastion, security group)")]
+    #[error(
+        "host `{host}`: cannot connect to {addr}: {reason}\nhint: check that the host is up, that sshd listens on that port, and the network path (bastion, security group)"
+    )]
     Connect {
         host: String,
         addr: String,
@@ -52,7 +54,9 @@ pub enum Error {
         stderr: String,
         stdout: String,
     },
-    #[error("host `{host}`: `{command}` ended without an exit status (connection lost or command killed)")]
+    #[error(
+        "host `{host}`: `{command}` ended without an exit status (connection lost or command killed)"
+    )]
     NoExitStatus { host: String, command: String },
     #[error("host `{host}`: `{command}` did not finish within {after:?}")]
     Timeout {
@@ -60,7 +64,9 @@ pub enum Error {
         command: String,
         after: Duration,
     },
-    #[error("host `{host}`: sudo asks user `{user}` for a password\nhint: pgrepl needs passwordless sudo (a sudoers line `{user} ALL=(ALL) NOPASSWD:ALL`), or log in as root")]
+    #[error(
+        "host `{host}`: sudo asks user `{user}` for a password\nhint: pgrepl needs passwordless sudo (a sudoers line `{user} ALL=(ALL) NOPASSWD:ALL`), or log in as root"
+    )]
     SudoNeedsPassword { host: String, user: String },
     #[error("host `{host}`: {message}")]
     Config { host: String, message: String },

@@ -13,17 +13,31 @@ use crate::inventory::{HbaRule, Host, Role};
 
 /// The templates shipped with pgrepl, by name.
 pub const EMBEDDED: &[(&str, &str)] = &[
-    ("primary.conf.j2", include_str!("../../templates/primary.conf.j2")),
-    ("replica.conf.j2", include_str!("../../templates/replica.conf.j2")),
-    ("pg_hba.conf.j2", include_str!("../../templates/pg_hba.conf.j2")),
+    (
+        "primary.conf.j2",
+        include_str!("../../templates/primary.conf.j2"),
+    ),
+    (
+        "replica.conf.j2",
+        include_str!("../../templates/replica.conf.j2"),
+    ),
+    (
+        "pg_hba.conf.j2",
+        include_str!("../../templates/pg_hba.conf.j2"),
+    ),
 ];
 
 /// A template that could not be loaded or rendered.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot read template {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("template {name}: {message}\nhint: check the template's syntax and that it only uses the variables listed in README (host, primary, replicas, members, settings, standby_minimums, replication, hba)")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "template {name}: {message}\nhint: check the template's syntax and that it only uses the variables listed in README (host, primary, replicas, members, settings, standby_minimums, replication, hba)"
+    )]
     Render { name: String, message: String },
 }
 
@@ -99,36 +113,53 @@ impl Templates {
                 .lstrip_blocks(true)
                 .keep_trailing_newline(true)
                 .build()
-                .map_err(|e| Error::Render { name: "(syntax)".into(), message: e.to_string() })?,
+                .map_err(|e| Error::Render {
+                    name: "(syntax)".into(),
+                    message: e.to_string(),
+                })?,
         );
-        let mut sources: BTreeMap<String, String> =
-            EMBEDDED.iter().map(|(n, s)| (n.to_string(), s.to_string())).collect();
+        let mut sources: BTreeMap<String, String> = EMBEDDED
+            .iter()
+            .map(|(n, s)| (n.to_string(), s.to_string()))
+            .collect();
         if let Some(dir) = dir {
-            let entries = std::fs::read_dir(dir).map_err(|source| Error::Read { path: dir.to_path_buf(), source })?;
+            let entries = std::fs::read_dir(dir).map_err(|source| Error::Read {
+                path: dir.to_path_buf(),
+                source,
+            })?;
             for entry in entries.flatten() {
                 let path = entry.path();
                 if path.extension().is_some_and(|e| e == "j2") {
-                    let text = std::fs::read_to_string(&path).map_err(|source| Error::Read { path: path.clone(), source })?;
+                    let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+                        path: path.clone(),
+                        source,
+                    })?;
                     sources.insert(entry.file_name().to_string_lossy().into_owned(), text);
                 }
             }
         }
         for (name, source) in sources {
             env.add_template_owned(name.clone(), source)
-                .map_err(|e| Error::Render { name: name.clone(), message: describe(&e) })?;
+                .map_err(|e| Error::Render {
+                    name: name.clone(),
+                    message: describe(&e),
+                })?;
         }
         Ok(Templates { env })
     }
 
     /// Renders one template.
     pub fn render(&self, name: &str, ctx: &Context) -> Result<String, Error> {
-        let template = self
-            .env
-            .get_template(name)
-            .map_err(|e| Error::Render { name: name.into(), message: describe(&e) })?;
+        let template = self.env.get_template(name).map_err(|e| Error::Render {
+            name: name.into(),
+            message: describe(&e),
+        })?;
         template
             .render(minijinja::value::Serde(ctx))
-            .map_err(|e| Error::Render { name: name.into(), message: describe(&e) })
+            .map_err(|e| Error::Render {
+                name: name.into(),
+                message: describe(&e),
+            })
     }
 
     /// Whether a template of that name exists.

@@ -33,7 +33,9 @@ hosts:
         members: views.clone(),
         settings,
         standby_minimums: minimums,
-        replication: ReplicationView { user: inv.replication.user.clone() },
+        replication: ReplicationView {
+            user: inv.replication.user.clone(),
+        },
         hba: inv.hba.clone(),
     }
 }
@@ -59,16 +61,32 @@ fn hba_renders_replication_rules_first() {
 #[test]
 fn a_typo_in_a_template_is_an_error_not_an_empty_string() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("primary.conf.j2"), "port = {{ host.prot }}\n").unwrap();
+    std::fs::write(
+        dir.path().join("primary.conf.j2"),
+        "port = {{ host.prot }}\n",
+    )
+    .unwrap();
     let t = Templates::load(Some(dir.path())).unwrap();
-    let err = t.render("primary.conf.j2", &lab_context(0)).unwrap_err().to_string();
-    assert!(err.contains("primary.conf.j2") && err.contains("undefined"), "{err}");
+    let err = t
+        .render("primary.conf.j2", &lab_context(0))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("primary.conf.j2") && err.contains("undefined"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_syntax_error_names_the_template_and_line() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("pg_hba.conf.j2"), "# ok\n{% for x in %}\n").unwrap();
-    let err = Templates::load(Some(dir.path())).err().expect("must fail").to_string();
-    assert!(err.contains("pg_hba.conf.j2") && err.contains("line 2"), "{err}");
+    let err = Templates::load(Some(dir.path()))
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(
+        err.contains("pg_hba.conf.j2") && err.contains("line 2"),
+        "{err}"
+    );
 }

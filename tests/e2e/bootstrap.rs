@@ -12,34 +12,68 @@ fn bootstrap_and_prove(lab: &Lab, service_check: &str) {
     let doc = run.json();
     assert_eq!(doc["status"], "ok", "{run:?}");
     assert_eq!(doc["hosts"].as_array().map(Vec::len), Some(lab.nodes.len()));
-    assert!(doc["hosts"].as_array().unwrap().iter().all(|h| h["status"] == "changed" && h["failed"] == 0), "{run:?}");
+    assert!(
+        doc["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["status"] == "changed" && h["failed"] == 0),
+        "{run:?}"
+    );
 
     let token = format!("row-{}", std::process::id());
-    lab.sql(0, &format!("CREATE TABLE IF NOT EXISTS e2e (v text); INSERT INTO e2e VALUES ('{token}')"));
+    lab.sql(
+        0,
+        &format!("CREATE TABLE IF NOT EXISTS e2e (v text); INSERT INTO e2e VALUES ('{token}')"),
+    );
     for i in 1..lab.nodes.len() {
-        let seen = lab.wait_for(Duration::from_secs(10), || lab.try_sql(i, &format!("SELECT count(*) FROM e2e WHERE v = '{token}'")).stdout.starts_with(b"1"));
+        let seen = lab.wait_for(Duration::from_secs(10), || {
+            lab.try_sql(i, &format!("SELECT count(*) FROM e2e WHERE v = '{token}'"))
+                .stdout
+                .starts_with(b"1")
+        });
         assert!(seen, "row not replicated to {}", lab.nodes[i].name);
         let write = lab.try_sql(i, "INSERT INTO e2e VALUES ('x')");
         assert!(!write.status.success());
-        assert!(String::from_utf8_lossy(&write.stderr).contains("read-only"), "{write:?}");
+        assert!(
+            String::from_utf8_lossy(&write.stderr).contains("read-only"),
+            "{write:?}"
+        );
         let conninfo = lab.sql(i, "SHOW primary_conninfo");
         let password = std::fs::read_to_string(lab.dir.join("replication-password")).unwrap();
-        assert!(!conninfo.contains(password.trim()) && !conninfo.contains("password="), "{conninfo}");
-        assert!(conninfo.contains(&format!("application_name={}", lab.nodes[i].name)), "{conninfo}");
+        assert!(
+            !conninfo.contains(password.trim()) && !conninfo.contains("password="),
+            "{conninfo}"
+        );
+        assert!(
+            conninfo.contains(&format!("application_name={}", lab.nodes[i].name)),
+            "{conninfo}"
+        );
         let auto = lab.exec(i, "cat $(su postgres -s /bin/sh -c \"psql -Atc 'show data_directory'\")/postgresql.auto.conf");
         assert!(!String::from_utf8_lossy(&auto.stdout).contains(password.trim()));
         let mode = lab.exec(i, "stat -c '%U %a' ~postgres/.pgrepl_pgpass");
         assert_eq!(String::from_utf8_lossy(&mode.stdout).trim(), "postgres 600");
     }
-    let starts: Vec<String> = (0..lab.nodes.len()).map(|i| lab.sql(i, "SELECT pg_postmaster_start_time()")).collect();
+    let starts: Vec<String> = (0..lab.nodes.len())
+        .map(|i| lab.sql(i, "SELECT pg_postmaster_start_time()"))
+        .collect();
     let again = lab.pgrepl(&["bootstrap", "--format", "json"]);
     assert_eq!(again.code, 0, "{again:?}");
     let doc = again.json();
     for h in doc["hosts"].as_array().unwrap() {
-        assert_eq!(h["changed"], 0, "second run changed something on {}: {again:?}", h["name"]);
+        assert_eq!(
+            h["changed"], 0,
+            "second run changed something on {}: {again:?}",
+            h["name"]
+        );
     }
     for (i, before) in starts.iter().enumerate() {
-        assert_eq!(&lab.sql(i, "SELECT pg_postmaster_start_time()"), before, "{} restarted on a no-op run", lab.nodes[i].name);
+        assert_eq!(
+            &lab.sql(i, "SELECT pg_postmaster_start_time()"),
+            before,
+            "{} restarted on a no-op run",
+            lab.nodes[i].name
+        );
     }
     let verify = lab.pgrepl(&["verify"]);
     assert_eq!(verify.code, 0, "{verify:?}");
@@ -70,9 +104,14 @@ fn bootstrap_pg_ctl_layout_logged_in_as_root() {
         return;
     }
     let lab = Lab::up("bootpgctl", 3, "bookworm", "pgctl");
-    let inv = std::fs::read_to_string(lab.inventory()).unwrap().replace("user: ubuntu", "user: root");
+    let inv = std::fs::read_to_string(lab.inventory())
+        .unwrap()
+        .replace("user: ubuntu", "user: root");
     std::fs::write(lab.inventory(), inv).unwrap();
-    bootstrap_and_prove(&lab, "grep -q 'BEGIN pgrepl managed block' /var/lib/pgsql/15/data/postgresql.conf");
+    bootstrap_and_prove(
+        &lab,
+        "grep -q 'BEGIN pgrepl managed block' /var/lib/pgsql/15/data/postgresql.conf",
+    );
 }
 
 #[test]
@@ -84,5 +123,11 @@ fn bootstrap_1_plus_8_on_defaults() {
     let run = lab.pgrepl(&["bootstrap", "--format", "json"]);
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(run.json()["verify"]["status"], "ok", "{run:?}");
-    assert_eq!(lab.sql(0, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"), "8");
+    assert_eq!(
+        lab.sql(
+            0,
+            "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+        ),
+        "8"
+    );
 }

@@ -6,4 +6,5 @@ mod support;
 
 mod bootstrap;
 mod lab;
+mod ssh;
 mod verify;

@@ -37,13 +37,22 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 }
 
 impl std::fmt::Debug for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
@@ -52,18 +61,45 @@ impl Lab {
     pub fn up(test: &str, nodes: usize, flavour: &str, layout: &str) -> Lab {
         let name = format!("{}-{}", test.replace('_', "-"), std::process::id() % 10000);
         let out = Command::new(repo().join("lab/lab"))
-            .args(["up", &nodes.to_string(), "--flavour", flavour, "--layout", layout, "--name", &name])
+            .args([
+                "up",
+                &nodes.to_string(),
+                "--flavour",
+                flavour,
+                "--layout",
+                layout,
+                "--name",
+                &name,
+            ])
             .output()
             .expect("run lab/lab");
-        let mut lab = Lab { name: name.clone(), dir: PathBuf::new(), nodes: Vec::new() };
-        assert!(out.status.success(), "lab up failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        lab.dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default());
+        let mut lab = Lab {
+            name: name.clone(),
+            dir: PathBuf::new(),
+            nodes: Vec::new(),
+        };
+        assert!(
+            out.status.success(),
+            "lab up failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lab.dir = PathBuf::from(
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or_default(),
+        );
         let tsv = std::fs::read_to_string(lab.dir.join("nodes.tsv")).expect("nodes.tsv");
         lab.nodes = tsv
             .lines()
             .filter_map(|l| {
                 let f: Vec<&str> = l.split('\t').collect();
-                (f.len() >= 3).then(|| Node { name: f[0].into(), container: f[1].into(), address: f[2].into() })
+                (f.len() >= 3).then(|| Node {
+                    name: f[0].into(),
+                    container: f[1].into(),
+                    address: f[2].into(),
+                })
             })
             .collect();
         lab
@@ -80,19 +116,42 @@ impl Lab {
 
     /// Runs a shell command as root in a node's container.
     pub fn exec(&self, node: usize, script: &str) -> Output {
-        Command::new("docker").args(["exec", &self.nodes[node].container, "sh", "-c", script]).output().expect("docker exec")
+        Command::new("docker")
+            .args(["exec", &self.nodes[node].container, "sh", "-c", script])
+            .output()
+            .expect("docker exec")
     }
 
     /// Runs SQL as postgres on a node and returns trimmed unaligned output (panics on error).
     pub fn sql(&self, node: usize, sql: &str) -> String {
         let out = self.try_sql(node, sql);
-        assert!(out.status.success(), "SQL on {} failed: {sql}\n{}", self.nodes[node].name, String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "SQL on {} failed: {sql}\n{}",
+            self.nodes[node].name,
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     pub fn try_sql(&self, node: usize, sql: &str) -> Output {
         Command::new("docker")
-            .args(["exec", "-u", "postgres", &self.nodes[node].container, "psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-c", sql])
+            .args([
+                "exec",
+                "-u",
+                "postgres",
+                &self.nodes[node].container,
+                "psql",
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ])
             .output()
             .expect("docker exec psql")
     }
@@ -112,7 +171,9 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let _ = Command::new(repo().join("lab/lab")).args(["down", "--name", &self.name]).output();
+        let _ = Command::new(repo().join("lab/lab"))
+            .args(["down", "--name", &self.name])
+            .output();
     }
 }
 

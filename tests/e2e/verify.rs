@@ -1,0 +1,249 @@
+//! `pgrepl verify` against healthy and broken clusters.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{Lab, Run, enabled};
+
+/// Runs `verify --format json` with extra arguments; returns the run and its parsed report.
+fn verify_json(lab: &Lab, extra: &[&str]) -> (Run, Value) {
+    let mut args = vec!["verify", "--format", "json"];
+    args.extend_from_slice(extra);
+    let run = lab.pgrepl(&args);
+    let doc = run.json();
+    (run, doc)
+}
+
+/// The host entry named `host` in a verify report.
+fn host<'a>(doc: &'a Value, host: &str) -> &'a Value {
+    doc["hosts"]
+        .as_array()
+        .and_then(|hs| hs.iter().find(|h| h["name"] == host))
+        .unwrap_or_else(|| panic!("no host {host} in report: {doc:#}"))
+}
+
+/// The (status, detail) of the first check named `name` on `host`, if any.
+fn check(doc: &Value, host_name: &str, name: &str) -> Option<(String, String)> {
+    host(doc, host_name)["checks"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == name)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["detail"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+}
+
+/// The probe entry of `host`.
+fn probe<'a>(doc: &'a Value, host: &str) -> &'a Value {
+    doc["probe"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["host"] == host))
+        .unwrap_or_else(|| panic!("no probe for {host}: {doc:#}"))
+}
+
+/// Waits until plain `verify` exits 0 again, panicking with the last run if it does not.
+fn wait_healthy(lab: &Lab, what: &str) {
+    let start = Instant::now();
+    let mut last = None;
+    let ok = lab.wait_for(Duration::from_secs(60), || {
+        let run = lab.pgrepl(&["verify", "--probe-timeout", "3"]);
+        let ok = run.code == 0;
+        last = Some(run);
+        ok
+    });
+    assert!(
+        ok,
+        "cluster not healthy again after {what}:\n{:?}",
+        last.unwrap()
+    );
+    eprintln!(
+        "healthy again after {what} in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+}
+
+fn pg_ctl(lab: &Lab, node: usize, action: &str) {
+    let out = lab.exec(node, &format!("pg_ctlcluster 15 main {action}"));
+    assert!(
+        out.status.success(),
+        "pg_ctlcluster {action} on {} failed: {out:?}",
+        lab.nodes[node].name
+    );
+}
+
+#[test]
+fn verify_reports_health_and_names_each_failure() {
+    if !enabled() {
+        return;
+    }
+    let t0 = Instant::now();
+    let lab = Lab::up("verify15", 3, "bookworm", "debian");
+    eprintln!("lab up: {:.1} s", t0.elapsed().as_secs_f64());
+    // Real pgrepl bugs seen on the way: asserted at the end so the other cases still run.
+    let mut bugs: Vec<String> = Vec::new();
+    let boot = lab.pgrepl(&["bootstrap"]);
+    if boot.code != 0 {
+        // Seen intermittently: the very first probe (pgrepl.probe not created yet) is not
+        // seen by any replica although every other check is ok. Bootstrap must still exit 0.
+        assert!(
+            boot.stdout
+                .contains("verification failed on pg1 (probe), pg2 (probe)"),
+            "{boot:?}"
+        );
+        bugs.push(format!(
+            "first probe on a fresh cluster failed, so bootstrap exited {}:\n{boot:?}",
+            boot.code
+        ));
+    }
+    eprintln!("bootstrap done: {:.1} s", t0.elapsed().as_secs_f64());
+
+    // 1. Healthy.
+    let (run, doc) = verify_json(&lab, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(doc["status"], "ok", "{run:?}");
+    let hosts = doc["hosts"].as_array().expect("hosts");
+    assert_eq!(hosts.len(), 3, "{run:?}");
+    for h in hosts {
+        assert_eq!(h["status"], "ok", "{run:?}");
+        assert!(
+            h["checks"].as_array().is_some_and(|c| !c.is_empty()),
+            "host {} has no checks: {run:?}",
+            h["name"]
+        );
+    }
+    assert_eq!(host(&doc, "pg0")["role"], "primary", "{run:?}");
+    for r in ["pg1", "pg2"] {
+        let p = probe(&doc, r);
+        assert!(
+            p["delay_ms"].is_number(),
+            "no numeric probe delay for {r}: {run:?}"
+        );
+        assert_eq!(p["status"], "ok", "{run:?}");
+        assert_eq!(
+            check(&doc, r, "wal receiver").map(|c| c.0).as_deref(),
+            Some("ok"),
+            "{run:?}"
+        );
+    }
+
+    // 2. Replay paused on pg1: it warns about the paused replay and the probe times out.
+    lab.sql(1, "SELECT pg_wal_replay_pause()");
+    lab.sql(
+        0,
+        "CREATE TABLE big AS SELECT g, repeat('x', 500) FROM generate_series(1, 20000) g",
+    );
+    let (run, doc) = verify_json(&lab, &["--max-lag-bytes", "1024", "--probe-timeout", "2"]);
+    eprintln!("replay paused: {run:?}");
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(doc["status"], "fail", "{run:?}");
+    let (status, detail) =
+        check(&doc, "pg1", "replay").unwrap_or_else(|| panic!("no replay check on pg1: {run:?}"));
+    assert_eq!(status, "warn", "{run:?}");
+    assert!(detail.contains("paused"), "{run:?}");
+    assert_eq!(
+        check(&doc, "pg1", "probe").map(|c| c.0).as_deref(),
+        Some("fail"),
+        "{run:?}"
+    );
+    assert_eq!(probe(&doc, "pg1")["status"], "fail", "{run:?}");
+    assert!(probe(&doc, "pg1")["delay_ms"].is_null(), "{run:?}");
+    assert_eq!(host(&doc, "pg1")["status"], "fail", "{run:?}");
+    assert_eq!(
+        probe(&doc, "pg2")["status"],
+        "ok",
+        "pg2 is not paused: {run:?}"
+    );
+    lab.sql(1, "SELECT pg_wal_replay_resume()");
+    wait_healthy(&lab, "replay resumed");
+
+    // 3. An inactive slot outside the inventory: a warning on the primary.
+    lab.sql(
+        0,
+        "SELECT pg_create_physical_replication_slot('orphan', true)",
+    );
+    let (run, doc) = verify_json(&lab, &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(doc["status"], "warn", "{run:?}");
+    let (status, detail) = check(&doc, "pg0", "extra slot")
+        .unwrap_or_else(|| panic!("no extra slot check on pg0: {run:?}"));
+    assert_eq!(status, "warn", "{run:?}");
+    assert!(detail.contains("orphan"), "{run:?}");
+    lab.sql(0, "SELECT pg_drop_replication_slot('orphan')");
+    let (run, _) = verify_json(&lab, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+
+    // 4. A stopped replica.
+    pg_ctl(&lab, 2, "stop");
+    let (run, doc) = verify_json(&lab, &[]);
+    eprintln!("pg2 stopped: {run:?}");
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(host(&doc, "pg2")["status"], "fail", "{run:?}");
+    let (status, detail) =
+        check(&doc, "pg2", "running").unwrap_or_else(|| panic!("no running check on pg2: {run:?}"));
+    assert_eq!(status, "fail", "{run:?}");
+    assert!(detail.contains("pg2"), "{run:?}");
+    assert_eq!(host(&doc, "pg1")["status"], "ok", "pg1 is fine: {run:?}");
+    assert_eq!(probe(&doc, "pg2")["status"], "fail", "{run:?}");
+    // With a probe timeout under the primary's fixed 5 s wait for every replica to be ready,
+    // the stopped replica must still not fail the healthy one.
+    let (run, doc) = verify_json(&lab, &["--probe-timeout", "2"]);
+    if probe(&doc, "pg1")["status"] != "ok" {
+        bugs.push(format!(
+            "with pg2 stopped and --probe-timeout 2, healthy pg1 failed its probe:\n{run:?}"
+        ));
+    }
+    pg_ctl(&lab, 2, "start");
+    wait_healthy(&lab, "pg2 restarted");
+
+    // 5. The replica's slot dropped on the primary.
+    pg_ctl(&lab, 2, "stop");
+    lab.sql(0, "SELECT pg_drop_replication_slot('pg2')");
+    pg_ctl(&lab, 2, "start");
+    let (run, doc) = verify_json(&lab, &["--probe-timeout", "2"]);
+    eprintln!("slot pg2 dropped: {run:?}");
+    assert_eq!(run.code, 2, "{run:?}");
+    let (status, detail) =
+        check(&doc, "pg2", "slot").unwrap_or_else(|| panic!("no slot check on pg2: {run:?}"));
+    assert_eq!(status, "fail", "{run:?}");
+    assert!(detail.contains("missing"), "{run:?}");
+    let heal = lab.pgrepl(&["bootstrap"]);
+    eprintln!("bootstrap after dropped slot: {heal:?}");
+    eprintln!(
+        "slots now: {}",
+        lab.sql(0, "SELECT slot_name, active FROM pg_replication_slots")
+    );
+    wait_healthy(&lab, "bootstrap re-run");
+
+    // 6. pg2 follows pg1 (cascading) instead of the inventory's primary.
+    let pg1 = lab.nodes[1].address.clone();
+    lab.sql(2, &format!("ALTER SYSTEM SET primary_conninfo = 'host={pg1} port=5432 user=replicator passfile=/var/lib/postgresql/.pgrepl_pgpass application_name=pg2'"));
+    lab.sql(2, "ALTER SYSTEM SET primary_slot_name = ''");
+    pg_ctl(&lab, 2, "restart");
+    let cascading = lab.wait_for(Duration::from_secs(20), || {
+        lab.try_sql(
+            2,
+            "SELECT sender_host FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+        )
+        .stdout
+        .starts_with(pg1.as_bytes())
+    });
+    let (run, doc) = verify_json(&lab, &["--probe-timeout", "3"]);
+    eprintln!("pg2 follows pg1 (cascade connected: {cascading}): {run:?}");
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(host(&doc, "pg2")["status"], "fail", "{run:?}");
+    let (status, detail) = check(&doc, "pg2", "wal receiver")
+        .unwrap_or_else(|| panic!("no wal receiver check on pg2: {run:?}"));
+    assert_eq!(status, "fail", "{run:?}");
+    if cascading {
+        assert!(
+            detail.contains(&pg1) && detail.contains(&lab.nodes[0].address),
+            "{run:?}"
+        );
+    }
+    eprintln!("total: {:.1} s", t0.elapsed().as_secs_f64());
+    assert!(bugs.is_empty(), "pgrepl bugs:\n{}", bugs.join("\n\n"));
+}
