@@ -404,7 +404,7 @@ struct TraceSink {
 }
 
 impl TraceSink {
-    fn callback(&self) -> Arc<dyn Fn(&str, &str) + Send + Sync> {
+    fn callback(&self) -> crate::ssh::Trace {
         let cell = self.engine.clone();
         Arc::new(move |host: &str, cmd: &str| {
             if let Some(engine) = cell.get().and_then(|w| w.upgrade()) {

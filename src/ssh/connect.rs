@@ -24,7 +24,7 @@ pub struct ConnectOptions {
     pub accept_new_host_keys: bool,
     pub connect_timeout: Duration,
     /// Receives `(host, command)` for every command run (`-v`).
-    pub trace: Option<Arc<dyn Fn(&str, &str) + Send + Sync>>,
+    pub trace: Option<super::Trace>,
 }
 
 impl Default for ConnectOptions {

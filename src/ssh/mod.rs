@@ -13,3 +13,6 @@ pub use command::{Become, Command, DEFAULT_TIMEOUT, Output, quote};
 pub use connect::{ConnectOptions, Endpoint, connect, endpoint, load_ssh_config};
 pub use error::Error;
 pub use session::{Session, Stream};
+
+/// Receives `(host, command)` for each command about to run, secrets already redacted.
+pub type Trace = std::sync::Arc<dyn Fn(&str, &str) + Send + Sync>;

@@ -34,7 +34,7 @@ pub struct Session {
     /// Whether sudo can be skipped (the login user is root).
     pub login_is_root: bool,
     /// Called with the displayable form of every command before it runs (`-v`).
-    pub(super) trace: Option<Arc<dyn Fn(&str, &str) + Send + Sync>>,
+    pub(super) trace: Option<super::Trace>,
 }
 
 impl Session {

@@ -5,6 +5,7 @@
 mod support;
 
 mod bootstrap;
+mod engine;
 mod lab;
 mod ssh;
 mod verify;
