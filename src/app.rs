@@ -274,7 +274,12 @@ async fn execute(
         .iter()
         .flat_map(|s| s.hosts.iter().copied())
         .collect();
-    if command == "verify" {
+    // Verify reads every member, even those the command leaves untouched.
+    if plan.steps.iter().any(|s| {
+        actions_of(&s.work)
+            .iter()
+            .any(|a| matches!(a, playbook::Action::Verify))
+    }) {
         hosts = (0..n).collect();
     }
     hosts.sort_unstable();

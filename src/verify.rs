@@ -561,20 +561,25 @@ SELECT current_setting('pgrepl.probe_ms');",
             tokio::spawn(async move {
                 let pg = Pg::new(&session, &host);
                 let cmd = pg.psql().stdin(sql).timeout(Some(Duration::from_secs(60)));
-                session
+                let result = session
                     .run_streaming(&cmd, |stream, line| {
                         if stream == Stream::Stderr && line.contains("pgrepl-probe-ready") {
                             let _ = tx.send(());
                         }
                     })
-                    .await
+                    .await;
+                // A waiter that ended without getting ready (server down) must not hold up the write.
+                if result.is_err() {
+                    let _ = tx.send(());
+                }
+                result
             }),
         ));
     }
     drop(ready_tx);
     let expected = waiters.len();
     let mut ready = 0;
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+    let _ = tokio::time::timeout(opts.probe_timeout.min(Duration::from_secs(5)), async {
         while ready < expected && ready_rx.recv().await.is_some() {
             ready += 1;
         }

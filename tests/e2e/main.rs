@@ -4,6 +4,7 @@
 
 mod support;
 
+mod add_replica;
 mod bootstrap;
 mod engine;
 mod lab;
