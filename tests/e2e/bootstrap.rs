@@ -131,3 +131,63 @@ fn bootstrap_1_plus_8_on_defaults() {
         "8"
     );
 }
+
+#[test]
+fn a_replica_that_fails_to_start_gets_its_old_data_dir_back_and_a_rerun_finishes() {
+    if !enabled() {
+        return;
+    }
+    let lab = Lab::up("bootfail", 3, "bookworm", "debian");
+    // A standby refuses to start with max_connections below its primary's: break pg2 so.
+    let marker = "SELECT 'old pg2 data'";
+    lab.sql(2, &format!("CREATE TABLE old_data AS {marker} AS v"));
+    assert!(
+        lab.exec(
+            2,
+            "echo 'max_connections = 10' > /etc/postgresql/15/main/conf.d/zz-site.conf"
+        )
+        .status
+        .success()
+    );
+    let run = lab.pgrepl(&["bootstrap", "--format", "json"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    let doc = run.json();
+    let host = |name: &str| {
+        doc["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(host("pg2")["status"], "failed", "{run:?}");
+    assert!(
+        host("pg2")["left_in"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("previous data dir restored"),
+        "{run:?}"
+    );
+    assert_eq!(host("pg1")["failed"], 0, "pg1 carries on: {run:?}");
+    // pg2 runs as before, on its old data.
+    assert_eq!(lab.sql(2, "SELECT v FROM old_data"), "old pg2 data");
+    assert_eq!(lab.sql(2, "SELECT pg_is_in_recovery()"), "f");
+    assert_eq!(
+        lab.sql(
+            0,
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pg2' AND NOT active"
+        ),
+        "0",
+        "no orphan slot retains WAL"
+    );
+    // Fix the cause; a re-run finishes the job.
+    assert!(
+        lab.exec(2, "rm /etc/postgresql/15/main/conf.d/zz-site.conf")
+            .status
+            .success()
+    );
+    let rerun = lab.pgrepl(&["bootstrap"]);
+    assert_eq!(rerun.code, 0, "{rerun:?}");
+    assert_eq!(lab.sql(2, "SELECT pg_is_in_recovery()"), "t");
+}
