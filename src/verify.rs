@@ -213,7 +213,7 @@ pub async fn run(engine: &crate::engine::Engine) -> VerifyReport {
             checks
         }
     });
-    let mut replica_checks = futures_join(replica_futures).await;
+    let mut replica_checks = join_all(replica_futures.map(Box::pin).collect()).await;
 
     match &view {
         Err(e) => primary_checks.add("reachable", Health::Fail, e.clone()),
@@ -249,17 +249,6 @@ pub async fn run(engine: &crate::engine::Engine) -> VerifyReport {
         hosts,
         probe,
     }
-}
-
-async fn futures_join<F: std::future::Future<Output = HostChecks>>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<HostChecks> {
-    let mut out = Vec::new();
-    let pinned: Vec<_> = futures.map(Box::pin).collect();
-    // Poll all at once: each replica's checks are independent network round trips.
-    let joined = join_all(pinned).await;
-    out.extend(joined);
-    out
 }
 
 /// Awaits futures concurrently, keeping their order.
