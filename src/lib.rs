@@ -16,3 +16,4 @@ pub mod report;
 pub mod ssh;
 pub mod templates;
 pub mod verify;
+pub mod yaml;

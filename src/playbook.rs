@@ -231,17 +231,11 @@ pub fn load(command: &str, dir: Option<&Path>) -> Result<(Playbook, String), Err
 
 /// Parses playbook text; `file` names it in errors.
 pub fn parse(file: &str, text: &str) -> Result<Playbook, Error> {
-    serde_saphyr::from_str(text).map_err(|e| {
-        let (line, column) = e
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((0, 0));
-        Error::Syntax {
-            file: file.into(),
-            line,
-            column,
-            message: e.to_string().lines().next().unwrap_or_default().to_string(),
-        }
+    crate::yaml::from_str(text).map_err(|e| Error::Syntax {
+        file: file.into(),
+        line: e.line,
+        column: e.column,
+        message: e.message,
     })
 }
 

@@ -87,17 +87,11 @@ pub fn load(path: &Path) -> Result<Inventory, Error> {
 
 /// Parses inventory text as if read from `path` (relative paths resolve against its folder).
 pub fn parse(path: &Path, text: &str) -> Result<Inventory, Error> {
-    let file: model::InventoryFile = serde_saphyr::from_str(text).map_err(|e| {
-        let (line, column) = e
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((0, 0));
-        Error::Syntax {
-            path: path.to_path_buf(),
-            line,
-            column,
-            message: first_line(&e.to_string()),
-        }
+    let file: model::InventoryFile = crate::yaml::from_str(text).map_err(|e| Error::Syntax {
+        path: path.to_path_buf(),
+        line: e.line,
+        column: e.column,
+        message: e.message,
     })?;
     let base = path
         .parent()
@@ -114,10 +108,6 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, Error> {
             problems,
         })
     }
-}
-
-fn first_line(message: &str) -> String {
-    message.lines().next().unwrap_or(message).to_string()
 }
 
 #[cfg(test)]
