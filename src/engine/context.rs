@@ -71,6 +71,11 @@ pub struct HostState {
 }
 
 impl HostState {
+    /// Whether the host is out of the run: a step failed there, or it could not be reached.
+    pub fn is_failed(&self) -> bool {
+        self.failed.is_some() || self.unreachable.is_some()
+    }
+
     pub fn count(&mut self, status: Status) {
         match status {
             Status::Ok => self.ok += 1,

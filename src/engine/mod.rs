@@ -182,8 +182,7 @@ impl Engine {
     }
 
     async fn host_failed(&self, i: usize) -> bool {
-        let state = self.states[i].lock().await;
-        state.failed.is_some() || state.unreachable.is_some() && self.sessions[i].is_none()
+        self.states[i].lock().await.is_failed()
     }
 
     /// Runs a step on one host; returns false when it failed there.

@@ -77,7 +77,7 @@ pub(super) async fn build(
     for i in in_plan {
         let host = &engine.inventory.hosts[i];
         let s = engine.states[i].lock().await;
-        let failed = s.failed.is_some() || s.unreachable.is_some() && engine.sessions[i].is_none();
+        let failed = s.is_failed();
         hosts.push(HostRecap {
             name: host.name.clone(),
             role: host.role,
