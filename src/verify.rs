@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{HostCtx, Outcome, StepError};
 use crate::inventory::{Host, Role};
-use crate::pg::{Pg, ServerState, literal};
+use crate::pg::{Pg, literal};
 use crate::ssh::{Session, Stream};
 
 /// Thresholds for warnings.
@@ -198,9 +198,11 @@ pub async fn run(engine: &crate::engine::Engine) -> VerifyReport {
 
     let mut primary_checks = HostChecks::new(primary);
     let primary_session = session(primary_index);
-    let view = match &primary_session {
-        Some(s) => primary_view(s, primary).await,
-        None => Err(unreachable(engine, primary_index).await),
+    let view = async {
+        match &primary_session {
+            Some(s) => primary_view(s, primary).await,
+            None => Err(unreachable(engine, primary_index).await),
+        }
     };
     let replica_futures = replicas.iter().map(|&(i, host)| {
         let s = session(i);
@@ -213,7 +215,9 @@ pub async fn run(engine: &crate::engine::Engine) -> VerifyReport {
             checks
         }
     });
-    let mut replica_checks = join_all(replica_futures.map(Box::pin).collect()).await;
+    // The primary's view and each replica's checks are independent round trips.
+    let (view, mut replica_checks) =
+        tokio::join!(view, join_all(replica_futures.map(Box::pin).collect()));
 
     match &view {
         Err(e) => primary_checks.add("reachable", Health::Fail, e.clone()),
@@ -287,13 +291,11 @@ async fn unreachable(engine: &crate::engine::Engine, i: usize) -> String {
 }
 
 async fn primary_view(session: &Session, host: &Host) -> Result<PrimaryView, String> {
-    let pg = Pg::new(session, host);
-    match pg.state().await {
-        Ok(ServerState::Running) => {}
-        Ok(_) => return Err("PostgreSQL is not running".into()),
-        Err(e) => return Err(e.to_string()),
+    match Pg::new(session, host).query_if_running(PRIMARY_SQL).await {
+        Ok(Some(view)) => Ok(view),
+        Ok(None) => Err("PostgreSQL is not running".into()),
+        Err(e) => Err(e.to_string()),
     }
-    pg.query(PRIMARY_SQL).await.map_err(|e| e.to_string())
 }
 
 fn check_primary(
@@ -401,19 +403,23 @@ async fn check_replica(
     rc: &mut HostChecks,
 ) {
     let pg = Pg::new(session, host);
-    match pg.state().await {
-        Ok(ServerState::Running) => {}
-        Ok(_) => {
+    let write =
+        "BEGIN; SET TRANSACTION READ WRITE; CREATE TABLE pgrepl_write_check (x int); ROLLBACK;";
+    let write_cmd = pg.psql().stdin(write);
+    // The state query and the write attempt are independent: run them side by side.
+    let (view, attempt) = tokio::join!(
+        pg.query_if_running::<ReplicaView>(REPLICA_SQL),
+        session.output(&write_cmd)
+    );
+    let view = match view {
+        Ok(Some(v)) => v,
+        Ok(None) => {
             return rc.add(
                 "running",
                 Health::Fail,
                 format!("PostgreSQL is not running on {}", host.name),
             );
         }
-        Err(e) => return rc.add("running", Health::Fail, e.to_string()),
-    }
-    let view: ReplicaView = match pg.query(REPLICA_SQL).await {
-        Ok(v) => v,
         Err(e) => return rc.add("query", Health::Fail, e.to_string()),
     };
     if !view.in_recovery {
@@ -487,9 +493,7 @@ async fn check_replica(
             format!("{lag} B behind what it received"),
         );
     }
-    let write =
-        "BEGIN; SET TRANSACTION READ WRITE; CREATE TABLE pgrepl_write_check (x int); ROLLBACK;";
-    match session.output(&pg.psql().stdin(write)).await {
+    match attempt {
         Ok(out) if !out.success() => rc.add("read-only", Health::Ok, "a write was refused"),
         Ok(_) => rc.add(
             "read-only",

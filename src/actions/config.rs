@@ -312,11 +312,12 @@ async fn postmaster_accepts(ctx: &HostCtx<'_>, name: &str) -> Result<(), String>
 pub async fn apply(ctx: &HostCtx<'_>, restart: RestartPolicy) -> Result<Outcome, StepError> {
     let pg = ctx.pg();
     let changed = ctx.state().await.config_changed;
-    if pg.state().await? != crate::pg::ServerState::Running {
+    let pending_sql = "SELECT to_json(coalesce(string_agg(name, ', ' ORDER BY name), '')) FROM pg_settings WHERE pending_restart";
+    let Some(mut pending) = pg.query_if_running::<String>(pending_sql).await? else {
         return Ok(Outcome::skipped(
             "server not running; it reads the files when it starts",
         ));
-    }
+    };
     if ctx.check_mode() {
         return Ok(if changed {
             Outcome::changed("would reload (or restart if a changed setting needs it)")
@@ -324,13 +325,12 @@ pub async fn apply(ctx: &HostCtx<'_>, restart: RestartPolicy) -> Result<Outcome,
             Outcome::ok("nothing to apply")
         });
     }
-    let pending_sql = "SELECT coalesce(string_agg(name, ', ' ORDER BY name), '') FROM pg_settings WHERE pending_restart";
     if changed {
         pg.reload().await?;
         // The reload is asynchronous: give the postmaster a moment to re-read the files.
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        pending = pg.query(pending_sql).await?;
     }
-    let pending = pg.sql(pending_sql).await?;
     if pending.is_empty() {
         ctx.state().await.config_changed = false;
         return Ok(if changed {

@@ -39,7 +39,20 @@ pub async fn run(ctx: &HostCtx<'_>, action: &Action) -> Result<Outcome, StepErro
 /// Whether a block's `unless` condition holds on the host.
 pub async fn condition_holds(ctx: &HostCtx<'_>, cond: Condition) -> Result<bool, StepError> {
     match cond {
-        Condition::Streaming => replica::streams_from_primary(ctx).await,
+        Condition::Streaming => {
+            // Preflight read the wal receiver moments ago; ask again only when it said no.
+            let seen = ctx
+                .state()
+                .await
+                .facts
+                .as_ref()
+                .and_then(|f| f.server.clone());
+            if replica::receiver_matches(ctx, seen.as_ref()) {
+                Ok(true)
+            } else {
+                replica::streams_from_primary(ctx).await
+            }
+        }
     }
 }
 

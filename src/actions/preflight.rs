@@ -16,7 +16,9 @@ if runuser -u postgres -- "$bin/pg_ctl" status -D "$data" >/dev/null 2>&1; then 
 parent=$(dirname "$data"); while [ ! -d "$parent" ]; do parent=$(dirname "$parent"); done
 free=$(df -Pk "$parent" | awk 'NR==2 {printf "%.0f", $4*1024}')
 home=$(getent passwd postgres | cut -d: -f6)
-printf '{"binary_major":%s,"running":%s,"free_bytes":%s,"postgres_home":"%s"}\n' "${v:-0}" "$r" "${free:-0}" "$home""#;
+printf '{"binary_major":%s,"running":%s,"free_bytes":%s,"postgres_home":"%s"}\n' "${v:-0}" "$r" "${free:-0}" "$home"
+# The server's own facts come in the same round trip; the SQL arrives on stdin.
+if [ "$r" = true ]; then exec runuser -u postgres -- "$bin/psql" -X -A -t -q -v ON_ERROR_STOP=1 -p "$3" ${4:+-h "$4"} -d postgres; fi"#;
 
 const SERVER_FACTS_SQL: &str = "SELECT json_build_object(
   'version_num', current_setting('server_version_num')::int,
@@ -46,17 +48,29 @@ pub async fn facts(
 
 /// Reads the facts afresh, ignoring any stored ones.
 pub async fn gather(session: &Session, host: &Host) -> Result<Facts, StepError> {
-    let cmd = Command::script(FACTS_SCRIPT, &[&host.pg.data_dir, &host.pg.bin_dir]).as_root();
+    let port = host.pg.port.to_string();
+    let socket = host.pg.socket_dir.clone().unwrap_or_default();
+    let cmd = Command::script(
+        FACTS_SCRIPT,
+        &[&host.pg.data_dir, &host.pg.bin_dir, &port, &socket],
+    )
+    .stdin(SERVER_FACTS_SQL)
+    .as_root();
     let out = session.run(&cmd).await?;
-    let mut facts: Facts = serde_json::from_str(out.stdout.trim()).map_err(|e| {
+    let mut lines = out.stdout.lines().filter(|l| !l.trim().is_empty());
+    let unreadable = |e: serde_json::Error| {
         StepError::new(
             format!("cannot read host facts ({e}): {}", out.stdout.trim()),
             "is this a Linux host with PostgreSQL installed?",
         )
-    })?;
+    };
+    let mut facts: Facts =
+        serde_json::from_str(lines.next().unwrap_or_default()).map_err(unreadable)?;
     if facts.running {
-        let pg = crate::pg::Pg::new(session, host);
-        facts.server = Some(pg.query::<ServerFacts>(SERVER_FACTS_SQL).await?);
+        facts.server = Some(
+            serde_json::from_str::<ServerFacts>(lines.next().unwrap_or_default())
+                .map_err(unreadable)?,
+        );
     }
     Ok(facts)
 }
@@ -116,19 +130,22 @@ async fn check_replica(
         .iter()
         .position(Host::is_primary)
         .unwrap_or(0);
-    let primary_facts = match self::facts(ctx.engine, primary_index, primary_session, primary).await
-    {
-        Ok(f) => f,
-        Err(_) => return Ok(()), // the primary's own preflight reports it
+    // The primary's facts and the port probe are independent: one round trip for both.
+    let (primary_facts, reached) = tokio::join!(
+        self::facts(ctx.engine, primary_index, primary_session, primary),
+        reach(ctx, primary)
+    );
+    let Ok(primary_facts) = primary_facts else {
+        return Ok(()); // the primary's own preflight reports it
     };
+    if let Some(problem) = reached? {
+        problems.push(problem);
+    }
     if primary_facts.binary_major != 0
         && facts.binary_major != 0
         && primary_facts.binary_major != facts.binary_major
     {
         problems.push(format!("PostgreSQL {} here but {} on the primary `{}` (hint: pg_basebackup needs the same major version on both)", facts.binary_major, primary_facts.binary_major, primary.name));
-    }
-    if let Some(problem) = reach(ctx, primary).await? {
-        problems.push(problem);
     }
     let streaming = super::replica::receiver_matches(ctx, facts.server.as_ref());
     if !streaming {

@@ -416,11 +416,9 @@ const RECEIVER_SQL: &str = "SELECT coalesce((SELECT row_to_json(r) FROM (SELECT 
 
 /// Whether the host streams from the inventory's primary through its own slot, right now.
 pub async fn streams_from_primary(ctx: &HostCtx<'_>) -> Result<bool, StepError> {
-    let pg = ctx.pg();
-    if pg.state().await? != ServerState::Running {
+    let Some(receiver) = ctx.pg().query_if_running(RECEIVER_SQL).await? else {
         return Ok(false);
-    }
-    let receiver = pg.query(RECEIVER_SQL).await?;
+    };
     let facts = ServerFacts {
         in_recovery: true,
         receiver,

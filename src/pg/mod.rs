@@ -65,6 +65,22 @@ impl<'a> Pg<'a> {
         })
     }
 
+    /// Runs a query when the server is running; `Ok(None)` when it is not. The query is
+    /// tried first and `pg_ctl status` asked only if it fails, so the common case costs one
+    /// round trip.
+    pub async fn query_if_running<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+    ) -> Result<Option<T>, Error> {
+        match self.query(sql).await {
+            Ok(value) => Ok(Some(value)),
+            Err(e) => match self.state().await? {
+                ServerState::Running => Err(e),
+                _ => Ok(None),
+            },
+        }
+    }
+
     /// Asks `pg_ctl status` whether the server runs on the data directory.
     pub async fn state(&self) -> Result<ServerState, Error> {
         let cmd = Command::new(self.bin("pg_ctl"))
