@@ -303,7 +303,30 @@ async fn execute(
     {
         return code;
     }
+    // Commands that change hosts hold the cluster lock on the primary while they run.
+    let changes = command != "verify" && !flags.check;
+    let holder = crate::engine::lock::Holder::this_run(command);
+    let primary = engine
+        .inventory
+        .hosts
+        .iter()
+        .position(|h| h.is_primary())
+        .and_then(|i| engine.sessions[i].clone());
+    if let (true, Some(primary)) = (changes, &primary) {
+        match crate::engine::lock::acquire(primary, &holder, g.break_lock).await {
+            Ok(Some(notice)) => engine.reporter.line(&format!("pgrepl: {notice}")),
+            Ok(None) => {}
+            Err(e) => {
+                engine.reporter.finish();
+                eprintln!("pgrepl: {e}\nnothing was changed");
+                return exit::FAILED;
+            }
+        }
+    }
     let report = engine.run(&plan).await;
+    if let (true, Some(primary)) = (changes, &primary) {
+        crate::engine::lock::release(primary, &holder).await;
+    }
     let mut verify_report = engine.verify_report.lock().await.clone();
     if command == "verify" && verify_report.is_none() {
         verify_report = Some(crate::verify::run(&engine).await);

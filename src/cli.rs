@@ -51,6 +51,10 @@ pub struct Global {
     /// A changed key is always refused.
     #[arg(long, global = true)]
     pub accept_new_host_keys: bool,
+    /// Remove another run's lock on the primary first. Only when that run is dead: two runs
+    /// at once can rebuild the same replica twice.
+    #[arg(long, global = true)]
+    pub break_lock: bool,
     /// How many hosts work at once within a step.
     #[arg(long, global = true, default_value_t = 10, value_name = "N")]
     pub forks: usize,

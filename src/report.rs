@@ -164,6 +164,10 @@ impl Reporter {
                             .progress_chars("=> "),
                     );
                     bar.set_prefix(host.to_string());
+                    // The copy ran before its first progress line: start the rate from
+                    // here, not from a jump to `done` in no time (it showed GiB/s).
+                    bar.set_position(done);
+                    bar.reset_eta();
                     bar
                 });
                 bar.set_length(total.max(done));

@@ -279,7 +279,10 @@ pub async fn base_backup(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         ])
         .args(["-c", "fast", "-w", "-P", "-d", &conninfo])
         .as_postgres()
-        .timeout(None);
+        .timeout(None)
+        // pg_basebackup -P reports at least every second while data flows; silence this
+        // long means the path to the primary is gone, and waiting forever would hide it.
+        .idle_timeout(Some(BACKUP_STALL));
     let engine = ctx.engine;
     let name = ctx.host.name.clone();
     let pid = std::sync::Mutex::new(None);
@@ -386,6 +389,9 @@ touch "$2"; chown postgres:postgres "$2"; chmod 600 "$2""#;
         ctx.primary()?.0.name
     )))
 }
+
+/// How long a base backup may print nothing before it counts as stalled.
+const BACKUP_STALL: Duration = Duration::from_secs(180);
 
 /// How long a new standby may take to start streaming.
 const STREAMING_TIMEOUT: Duration = Duration::from_secs(120);

@@ -7,6 +7,7 @@
 //! work and rescue hosts caught half-way.
 
 pub mod context;
+pub mod lock;
 mod recap;
 
 use std::sync::Arc;

@@ -57,6 +57,24 @@ impl RunReport {
     }
 }
 
+/// What state a host is left in, when that is worth saying.
+fn left_in(s: &super::HostState, data_dir: &str, interrupted: bool) -> Option<String> {
+    if let Some(aside) = &s.moved_aside {
+        if !s.is_failed() && !interrupted {
+            return Some(format!(
+                "streaming; the previous data dir is kept at {aside}: remove it once you trust this replica"
+            ));
+        }
+        // A rescue that could not run leaves it set: tell the user how to undo by hand.
+        return Some(format!(
+            "the previous data dir is still at {aside} (not restored); to put it back: stop PostgreSQL, then `rm -rf {data_dir} && mv {aside} {data_dir}`"
+        ));
+    }
+    s.left_in.clone().or_else(|| {
+        interrupted.then(|| "no change was in progress: as its completed steps left it".to_string())
+    })
+}
+
 pub(super) async fn build(
     engine: &Engine,
     plan: &Plan,
@@ -99,7 +117,11 @@ pub(super) async fn build(
                     .clone()
                     .filter(|_| engine.sessions[i].is_none())
             }),
-            left_in: s.left_in.clone(),
+            left_in: left_in(
+                &s,
+                &host.pg.data_dir,
+                stopped.as_deref() == Some("interrupted"),
+            ),
         });
     }
     let verify = engine.verify_report.lock().await.clone();

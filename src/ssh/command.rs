@@ -39,6 +39,8 @@ pub struct Command {
     pub stdin: Option<Stdin>,
     /// Give up (and fail) after this long; `None` waits as long as it takes.
     pub timeout: Option<Duration>,
+    /// Give up when the command prints nothing for this long (a stalled copy).
+    pub idle_timeout: Option<Duration>,
 }
 
 /// The default per-command timeout: generous for anything but a base backup.
@@ -54,6 +56,7 @@ impl Command {
             run_as: Become::Login,
             stdin: None,
             timeout: Some(DEFAULT_TIMEOUT),
+            idle_timeout: None,
         }
     }
 
@@ -108,6 +111,11 @@ impl Command {
 
     pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    pub fn idle_timeout(mut self, idle: Option<Duration>) -> Self {
+        self.idle_timeout = idle;
         self
     }
 

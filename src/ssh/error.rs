@@ -65,6 +65,14 @@ pub enum Error {
         after: Duration,
     },
     #[error(
+        "host `{host}`: `{command}` printed nothing for {after:?}: stalled (a lost network path?)"
+    )]
+    Stalled {
+        host: String,
+        command: String,
+        after: Duration,
+    },
+    #[error(
         "host `{host}`: sudo asks user `{user}` for a password\nhint: pgrepl needs passwordless sudo (a sudoers line `{user} ALL=(ALL) NOPASSWD:ALL`), or log in as root"
     )]
     SudoNeedsPassword { host: String, user: String },
@@ -85,6 +93,7 @@ impl Error {
             | Error::CommandFailed { host, .. }
             | Error::NoExitStatus { host, .. }
             | Error::Timeout { host, .. }
+            | Error::Stalled { host, .. }
             | Error::SudoNeedsPassword { host, .. }
             | Error::Config { host, .. } => host,
         }
@@ -94,7 +103,10 @@ impl Error {
     pub fn is_unreachable(&self) -> bool {
         matches!(
             self,
-            Error::Connect { .. } | Error::Protocol { .. } | Error::NoExitStatus { .. }
+            Error::Connect { .. }
+                | Error::Protocol { .. }
+                | Error::NoExitStatus { .. }
+                | Error::Stalled { .. }
         )
     }
 }

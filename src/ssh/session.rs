@@ -129,7 +129,18 @@ impl Session {
         let mut stdout = LineSplitter::default();
         let mut stderr = LineSplitter::default();
         let mut status = None;
-        while let Some(msg) = reader.wait().await {
+        loop {
+            let next = match cmd.idle_timeout {
+                Some(idle) => tokio::time::timeout(idle, reader.wait())
+                    .await
+                    .map_err(|_| Error::Stalled {
+                        host: self.host.clone(),
+                        command: cmd.display(self.login_is_root),
+                        after: idle,
+                    })?,
+                None => reader.wait().await,
+            };
+            let Some(msg) = next else { break };
             match msg {
                 ChannelMsg::Data { data } => {
                     stdout.push(&data, |l| on_line(Stream::Stdout, l));

@@ -1,0 +1,136 @@
+//! One run at a time per cluster: a lock file on the primary.
+//!
+//! The lock lives on the primary, not on the machine running pgrepl, so two operators on
+//! two laptops cannot rebuild the same replicas at once. It names its holder (machine,
+//! pid, user, command, start time). A lock left by a dead run on this same machine is
+//! recovered by itself (its pid is gone); one from elsewhere needs `--break-lock`.
+
+use crate::ssh::{Command, Session};
+
+use super::StepError;
+
+/// Where the lock file lives on the primary.
+pub const LOCK_FILE: &str = "/var/lib/pgrepl/run.lock";
+
+/// This run's identity, as written in the lock file.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    pub machine: String,
+    pub pid: u32,
+    pub user: String,
+    pub command: String,
+}
+
+impl Holder {
+    /// The current process.
+    pub fn this_run(command: &str) -> Self {
+        let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        Holder {
+            machine,
+            pid: std::process::id(),
+            user: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            command: command.into(),
+        }
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "machine={} pid={} user={} command={}",
+            self.machine, self.pid, self.user, self.command
+        )
+    }
+
+    /// Parses a lock line; `None` for a line pgrepl did not write.
+    fn parse(line: &str) -> Option<Holder> {
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                .map(str::to_string)
+        };
+        Some(Holder {
+            machine: field("machine")?,
+            pid: field("pid")?.parse().ok()?,
+            user: field("user")?,
+            command: field("command")?,
+        })
+    }
+
+    /// A holder on this machine whose process is gone left a stale lock.
+    fn is_dead_local(&self) -> bool {
+        let me = Holder::this_run("");
+        self.machine == me.machine
+            && self.pid != me.pid
+            && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+}
+
+const ACQUIRE: &str = r#"f="$1"; mkdir -p "$(dirname "$f")"
+if [ "$3" = break ]; then rm -f "$f"; fi
+if (set -C; printf '%s since=%s\n' "$2" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$f") 2>/dev/null; then echo acquired; else echo "held $(cat "$f")"; fi"#;
+
+/// Takes the lock on the primary, or says who holds it.
+pub async fn acquire(
+    primary: &Session,
+    holder: &Holder,
+    break_lock: bool,
+) -> Result<Option<String>, StepError> {
+    let run = |mode: &str| Command::script(ACQUIRE, &[LOCK_FILE, &holder.line(), mode]).as_root();
+    let out = primary
+        .run(&run(if break_lock { "break" } else { "take" }))
+        .await?;
+    let answer = out.stdout.trim().to_string();
+    let Some(held) = answer.strip_prefix("held ") else {
+        return Ok(None);
+    };
+    if Holder::parse(held).is_some_and(|h| h.is_dead_local()) {
+        primary.run(&run("break")).await?;
+        return Ok(Some(format!(
+            "recovered a stale lock left by a dead run ({held})"
+        )));
+    }
+    Err(StepError::new(
+        format!("another pgrepl run holds the cluster lock on the primary ({LOCK_FILE}): {held}"),
+        "wait for that run to finish; if it is dead (its machine rebooted, it was killed), re-run with --break-lock",
+    ))
+}
+
+/// Releases the lock if this run still holds it.
+pub async fn release(primary: &Session, holder: &Holder) {
+    let script = r#"if grep -qF -- "$2 " "$1" 2>/dev/null; then rm -f "$1"; fi"#;
+    let _ = primary
+        .run(&Command::script(script, &[LOCK_FILE, &holder.line()]).as_root())
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_lines_round_trip() {
+        let h = Holder {
+            machine: "ops-1".into(),
+            pid: 42,
+            user: "ana".into(),
+            command: "bootstrap".into(),
+        };
+        let parsed = Holder::parse(&format!("{} since=2026-11-22T10:00:00Z", h.line())).unwrap();
+        assert_eq!(
+            (parsed.machine.as_str(), parsed.pid, parsed.command.as_str()),
+            ("ops-1", 42, "bootstrap")
+        );
+        assert!(Holder::parse("garbage").is_none());
+    }
+
+    #[test]
+    fn only_a_local_holder_with_no_process_is_stale() {
+        let mut h = Holder::this_run("bootstrap");
+        assert!(!h.is_dead_local(), "this very process is alive");
+        h.pid = u32::MAX - 1;
+        assert!(h.is_dead_local());
+        h.machine = "elsewhere".into();
+        assert!(!h.is_dead_local());
+    }
+}
