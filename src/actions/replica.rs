@@ -278,6 +278,14 @@ pub async fn base_backup(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
             slot.clone(),
         ])
         .args(["-c", "fast", "-w", "-P", "-d", &conninfo])
+        .args(
+            ctx.engine
+                .inventory
+                .replication
+                .backup_max_rate
+                .iter()
+                .flat_map(|r| ["-r".to_string(), r.clone()]),
+        )
         .as_postgres()
         .timeout(None)
         // pg_basebackup -P reports at least every second while data flows; silence this

@@ -76,6 +76,9 @@ pub struct ReplicationSpec {
     pub password_env: Option<Spanned<String>>,
     pub password_file: Option<Spanned<String>>,
     pub password: Option<Spanned<String>>,
+    /// Cap on the base backup's transfer rate (pg_basebackup `--max-rate`, e.g. `50M`), to
+    /// spare a busy primary's disks and network.
+    pub backup_max_rate: Option<Spanned<String>>,
     /// Extra `postgresql.conf` settings for the primary (and replicas, for failover).
     #[serde(default)]
     pub settings: BTreeMap<String, Spanned<SettingValue>>,

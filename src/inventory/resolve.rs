@@ -35,6 +35,8 @@ pub struct Replication {
     pub password_source: PasswordSource,
     /// The password itself, read once at load time.
     pub password: Option<SecretString>,
+    /// pg_basebackup `--max-rate`, when set.
+    pub backup_max_rate: Option<String>,
     /// Extra postgresql.conf settings, already rendered as PostgreSQL literals.
     pub settings: BTreeMap<String, String>,
 }
@@ -313,6 +315,7 @@ fn resolve_replication(
             .unwrap_or_else(|| "replicator".into()),
         password_source,
         password,
+        backup_max_rate: r.backup_max_rate.as_ref().map(|v| v.value.clone()),
         settings: r
             .settings
             .iter()

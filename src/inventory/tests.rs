@@ -218,3 +218,26 @@ fn every_problem_is_reported_at_once() {
         .replace("custom_slot", "Bad");
     assert_eq!(problems(&text).len(), 2);
 }
+
+#[test]
+fn backup_rate_must_be_a_pg_basebackup_rate() {
+    let ok = GOOD.replace(
+        "  user: replicator\n",
+        "  user: replicator\n  backup_max_rate: 50M\n",
+    );
+    assert_eq!(
+        parse(Path::new("i.yaml"), &ok)
+            .unwrap()
+            .replication
+            .backup_max_rate
+            .as_deref(),
+        Some("50M")
+    );
+    for bad in ["fast", "50MB", "M", "5kM"] {
+        let text = GOOD.replace(
+            "  user: replicator\n",
+            &format!("  user: replicator\n  backup_max_rate: {bad}\n"),
+        );
+        assert_eq!(one_problem(&text, "backup_max_rate").line, 5, "{bad}");
+    }
+}

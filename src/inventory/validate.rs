@@ -241,6 +241,20 @@ fn check_replication(file: &InventoryFile, out: &mut Vec<Problem>) {
             hint: "add `replication: { password_env: PGREPL_REPLICATION_PASSWORD }` (or password_file: PATH)".into(),
         });
     }
+    if let Some(rate) = &r.backup_max_rate {
+        let digits = rate.value.trim_end_matches(['k', 'M']);
+        let valid = !digits.is_empty()
+            && digits.len() + 1 >= rate.value.len()
+            && digits.chars().all(|c| c.is_ascii_digit());
+        if !valid {
+            out.push(problem(
+                rate,
+                "replication.backup_max_rate",
+                format!("`{}` is not a pg_basebackup rate", rate.value),
+                "write kilobytes per second, or a number with k or M, e.g. 50M",
+            ));
+        }
+    }
     for (name, value) in &r.settings {
         if !name
             .chars()
