@@ -9,4 +9,5 @@ mod bootstrap;
 mod engine;
 mod lab;
 mod ssh;
+mod terminal;
 mod verify;
