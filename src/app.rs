@@ -266,6 +266,7 @@ async fn execute(
         concurrent_backups: clone_hosts.min(g.forks.max(1)),
         interrupted: Arc::new(AtomicBool::new(false)),
         verify_report: Mutex::new(None),
+        backup_pids: (0..n).map(|_| std::sync::Mutex::new(None)).collect(),
         interrupt: tokio::sync::watch::channel(false).0,
         inventory,
     };

@@ -317,11 +317,29 @@ fn check_primary(
     pc.add("not in recovery", Health::Ok, "accepts writes");
     let mut matched = 0;
     for ((_, host), rc) in replicas.iter().zip(rcs.iter_mut()) {
-        let row = v.replication.iter().find(|r| {
-            r.application_name.as_deref() == Some(host.name.as_str())
-                && (host.address.parse::<std::net::IpAddr>().is_err()
-                    || r.client_addr.as_deref() == Some(host.address.as_str()))
-        });
+        let rows: Vec<&StatRow> = v
+            .replication
+            .iter()
+            .filter(|r| {
+                r.application_name.as_deref() == Some(host.name.as_str())
+                    && (host.address.parse::<std::net::IpAddr>().is_err()
+                        || r.client_addr.as_deref() == Some(host.address.as_str()))
+            })
+            .collect();
+        // A replica has one streaming walsender; others under its name are leftovers (say a
+        // base backup cut off by a lost network, until wal_sender_timeout ends it).
+        let row = rows
+            .iter()
+            .find(|r| r.state.as_deref() == Some("streaming"))
+            .or(rows.first())
+            .copied();
+        if rows.len() > 1 {
+            rc.add(
+                "extra walsenders",
+                Health::Warn,
+                format!("{} connections from {} on the primary; the extra ones end at wal_sender_timeout", rows.len(), host.name),
+            );
+        }
         match row {
             None => rc.add("pg_stat_replication", Health::Fail, format!("no pg_stat_replication row on {} for application_name {} from {}: the replica is not connected", primary.name, host.name, host.address)),
             Some(r) => {

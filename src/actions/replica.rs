@@ -207,13 +207,17 @@ pub async fn restore_datadir(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         let s = ctx.state().await;
         (s.moved_aside.clone(), s.was_running.unwrap_or(false))
     };
-    if let Some(pid) = ctx.state().await.backup_pid.take() {
-        // An interrupted pg_basebackup may still write into the data dir: end it first.
-        let _ = ctx
-            .session
-            .output(&Command::new("kill").arg(pid.to_string()).as_root())
-            .await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = ctx.engine.backup_pids[ctx.index]
+        .lock()
+        .map(|mut p| p.take())
+        .unwrap_or(None);
+    if let Some(pid) = pid {
+        // A cut-off pg_basebackup may still write into the data dir: end it, and make sure
+        // it is gone, before the old data dir goes back in its place.
+        let script = r#"kill "$1" 2>/dev/null; i=0; while kill -0 "$1" 2>/dev/null; do i=$((i+1)); [ $i -ge 50 ] && kill -9 "$1"; sleep 0.1; done"#;
+        ctx.session
+            .run(&Command::script(script, &[&pid.to_string()]).as_root())
+            .await?;
     }
     let mut done = Vec::new();
     if let Some(aside) = &aside {
@@ -238,8 +242,9 @@ pub async fn restore_datadir(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         "PostgreSQL stopped as before".to_string()
     });
     if let Some(slot) = &ctx.host.slot
-        && let Ok((primary, session)) = ctx.primary()
+        && release_slot(ctx, slot).await.is_ok()
     {
+        let (primary, session) = ctx.primary()?;
         let sql = format!(
             "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots WHERE slot_name = {} AND NOT active",
             literal(slot)
@@ -255,6 +260,40 @@ pub async fn restore_datadir(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     Ok(Outcome::changed(done.join("; ")))
 }
 
+/// Ends walsenders still serving this replica on the primary (its slot, its name). Only a replica being
+/// rebuilt calls this: its server is stopped, so whoever holds the slot is a ghost, such as
+/// the walsender of a copy cut off by a lost network, which the primary only notices after
+/// `wal_sender_timeout`.
+async fn release_slot(ctx: &HostCtx<'_>, slot: &str) -> Result<(), StepError> {
+    let (primary, session) = ctx.primary()?;
+    let pg = Pg::new(session, primary);
+    // The slot's holder, and any walsender still serving this host's name (the base backup
+    // connection of a cut-off copy holds none).
+    let sql = format!(
+        "SELECT count(pg_terminate_backend(pid)) FROM (SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = {} AND active_pid IS NOT NULL
+           UNION SELECT pid FROM pg_stat_replication WHERE application_name = {}) ghosts",
+        literal(slot),
+        literal(&ctx.host.name)
+    );
+    if pg.sql(&sql).await? == "0" {
+        return Ok(());
+    }
+    let inactive = format!(
+        "SELECT count(*) FROM pg_replication_slots WHERE slot_name = {} AND active",
+        literal(slot)
+    );
+    for _ in 0..50 {
+        if pg.sql(&inactive).await? == "0" {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(StepError::new(
+        format!("slot {slot} on the primary stays in use by another connection"),
+        "check pg_stat_replication on the primary for who holds it",
+    ))
+}
+
 pub async fn base_backup(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     let slot = ctx.host.slot.clone().unwrap_or_default();
     if ctx.check_mode() {
@@ -264,6 +303,7 @@ pub async fn base_backup(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     }
     let data = &ctx.host.pg.data_dir;
     let conninfo = primary_conninfo(ctx).await?;
+    release_slot(ctx, &slot).await?;
     let pg = ctx.pg();
     // `exec` keeps the pid the shell printed, so a rescue can end the copy.
     let script = r#"echo "pgrepl-pid $$" >&2; exec "$@""#;
@@ -293,7 +333,7 @@ pub async fn base_backup(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         .idle_timeout(Some(BACKUP_STALL));
     let engine = ctx.engine;
     let name = ctx.host.name.clone();
-    let pid = std::sync::Mutex::new(None);
+    let pid_slot = &engine.backup_pids[ctx.index];
     let started = Instant::now();
     let result = ctx
         .session
@@ -302,13 +342,14 @@ pub async fn base_backup(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
                 return;
             }
             if let Some(p) = line.strip_prefix("pgrepl-pid ") {
-                *pid.lock().unwrap_or_else(|e| e.into_inner()) = p.trim().parse::<u32>().ok();
+                *pid_slot.lock().unwrap_or_else(|e| e.into_inner()) = p.trim().parse::<u32>().ok();
             } else {
                 engine.reporter.backup_progress(&name, line);
             }
         })
         .await;
-    ctx.state().await.backup_pid = pid.into_inner().unwrap_or_else(|e| e.into_inner());
+    // The command returned, so pg_basebackup has exited: only a cancelled run keeps the pid.
+    *pid_slot.lock().unwrap_or_else(|e| e.into_inner()) = None;
     engine.reporter.backup_finished(&ctx.host.name);
     if let Err(e) = result {
         let text = e.to_string();
@@ -335,7 +376,6 @@ pub async fn base_backup(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     }
     let mut s = ctx.state().await;
     s.backup_done = true;
-    s.backup_pid = None;
     Ok(Outcome::changed(format!(
         "copied the primary through slot {slot} in {:.1}s",
         started.elapsed().as_secs_f64()

@@ -54,8 +54,6 @@ pub struct HostState {
     pub moved_aside: Option<String>,
     /// Whether a base backup completed into the data dir.
     pub backup_done: bool,
-    /// The pid of a running pg_basebackup, so a rescue can end it.
-    pub backup_pid: Option<u32>,
     /// Whether this run created the replica's slot.
     pub slot_created: bool,
     /// Whether the server was running before this run stopped it.

@@ -107,6 +107,9 @@ pub struct Engine {
     /// Flips to true on an interrupt, waking actions in flight.
     pub interrupt: tokio::sync::watch::Sender<bool>,
     pub verify_report: Mutex<Option<VerifyReport>>,
+    /// The pid of each host's running pg_basebackup, recorded the moment it is known (a
+    /// plain mutex: it is set from inside the output callback), so a rescue can end it.
+    pub backup_pids: Vec<std::sync::Mutex<Option<u32>>>,
 }
 
 impl Engine {
@@ -152,8 +155,8 @@ impl Engine {
                 break;
             }
         }
+        // Blocks cut short by an interrupt have already run their rescue.
         if self.interrupted.load(Ordering::SeqCst) {
-            self.rescue_interrupted(plan).await;
             stopped.get_or_insert_with(|| "interrupted".to_string());
         }
         recap::build(self, plan, started.elapsed(), stopped).await
@@ -183,7 +186,9 @@ impl Engine {
     }
 
     async fn host_failed(&self, i: usize) -> bool {
-        self.states[i].lock().await.is_failed()
+        // Only an earlier failure skips a host: an unreachable one must fail this step (and
+        // so stop a preflight) rather than be passed over in silence.
+        self.states[i].lock().await.failed.is_some()
     }
 
     /// Runs a step on one host; returns false when it failed there.
@@ -234,10 +239,16 @@ impl Engine {
                     }
                 }
                 for (name, action) in steps {
-                    if self.interrupted.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    if !self.run_action(&ctx, name, action).await {
+                    // An interrupt between two steps leaves the block half done: rescue it too.
+                    let done = if self.interrupted.load(Ordering::SeqCst) {
+                        let stop =
+                            StepError::new("interrupted", "re-run the command to finish the job");
+                        self.fail(i, name, &stop).await;
+                        false
+                    } else {
+                        self.run_action(&ctx, name, action).await
+                    };
+                    if !done {
                         if let Some(rescue) = rescue {
                             self.run_rescue(&ctx, rescue).await;
                         }
@@ -280,32 +291,6 @@ impl Engine {
                 let message = format!("rescue failed: {e}");
                 self.reporter.step_failed(&ctx.host.name, &name, &message);
                 ctx.state().await.left_in = Some(message);
-            }
-        }
-    }
-
-    /// After an interrupt: put back every data dir whose base backup had not completed.
-    async fn rescue_interrupted(self: &Arc<Self>, plan: &Plan) {
-        let rescue = plan.steps.iter().find_map(|s| match &s.work {
-            Work::Block {
-                rescue: Some(r), ..
-            } => Some(r.clone()),
-            _ => None,
-        });
-        let Some(rescue) = rescue else { return };
-        for (i, host) in self.inventory.hosts.iter().enumerate() {
-            let needs = {
-                let s = self.states[i].lock().await;
-                s.moved_aside.is_some() && !s.backup_done
-            };
-            if let (true, Some(session)) = (needs, self.sessions[i].clone()) {
-                let ctx = HostCtx {
-                    engine: self,
-                    index: i,
-                    host,
-                    session: &session,
-                };
-                self.run_rescue(&ctx, &rescue).await;
             }
         }
     }

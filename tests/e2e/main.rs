@@ -7,6 +7,7 @@ mod support;
 mod add_replica;
 mod bootstrap;
 mod engine;
+mod faults;
 mod lab;
 mod ssh;
 mod terminal;
