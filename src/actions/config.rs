@@ -313,7 +313,16 @@ pub async fn apply(ctx: &HostCtx<'_>, restart: RestartPolicy) -> Result<Outcome,
     let pg = ctx.pg();
     let changed = ctx.state().await.config_changed;
     let pending_sql = "SELECT to_json(coalesce(string_agg(name, ', ' ORDER BY name), '')) FROM pg_settings WHERE pending_restart";
-    let Some(mut pending) = pg.query_if_running::<String>(pending_sql).await? else {
+    // Nothing written this run: preflight's reading of pending_restart is still current.
+    let known = match (changed, &ctx.state().await.facts) {
+        (false, Some(f)) => f.server.as_ref().map(|s| s.pending_restart.clone()),
+        _ => None,
+    };
+    let pending = match known {
+        Some(p) => Some(p),
+        None => pg.query_if_running::<String>(pending_sql).await?,
+    };
+    let Some(mut pending) = pending else {
         return Ok(Outcome::skipped(
             "server not running; it reads the files when it starts",
         ));

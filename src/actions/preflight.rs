@@ -28,7 +28,8 @@ const SERVER_FACTS_SQL: &str = "SELECT json_build_object(
      ('max_connections','max_worker_processes','max_wal_senders','max_prepared_transactions',
       'max_locks_per_transaction','max_replication_slots','wal_level','listen_addresses','port')),
   'receiver', (SELECT row_to_json(r) FROM (SELECT status, slot_name, sender_host, sender_port
-     FROM pg_stat_wal_receiver) r))";
+     FROM pg_stat_wal_receiver) r),
+  'pending_restart', (SELECT coalesce(string_agg(name, ', ' ORDER BY name), '') FROM pg_settings WHERE pending_restart))";
 
 /// Gathers a host's facts (once per run; later callers get the stored ones).
 pub async fn facts(

@@ -33,6 +33,9 @@ pub struct ServerFacts {
     pub settings: BTreeMap<String, String>,
     /// The wal receiver, on a standby.
     pub receiver: Option<Receiver>,
+    /// Settings changed in the files that wait for a restart (`pg_settings.pending_restart`).
+    #[serde(default)]
+    pub pending_restart: String,
 }
 
 /// A standby's `pg_stat_wal_receiver` row.

@@ -4,12 +4,15 @@
 //! users expect. Host keys are checked against known_hosts before any credential is sent;
 //! an unknown key is refused unless `--accept-new-host-keys`, a changed key always.
 
+use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use russh::client;
 use russh::keys::{self, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use secrecy::{ExposeSecret, SecretString};
 
 use super::error::Error;
 use super::session::Session;
@@ -288,18 +291,89 @@ async fn authenticate(
     })
 }
 
+/// Loads a key file, decrypting it with the passphrase from `ssh.passphrase_env`, or, when
+/// that variable is not set and pgrepl runs on a terminal, with one prompted for.
 fn load_key(path: &Path, ep: &Endpoint) -> Result<keys::PrivateKey, String> {
-    let passphrase = ep
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let from_env = ep
         .passphrase_env
         .as_ref()
-        .and_then(|v| std::env::var(v).ok());
-    match keys::load_secret_key(path, passphrase.as_deref()) {
-        Ok(key) => Ok(key),
-        Err(keys::Error::KeyIsEncrypted) => match &ep.passphrase_env {
-            Some(var) => Err(format!("encrypted, and ${var} is not set")),
-            None => Err("encrypted; set ssh.passphrase_env to the variable holding its passphrase, or load it into ssh-agent".into()),
+        .and_then(|v| std::env::var(v).ok())
+        .map(SecretString::from);
+    match keys::decode_secret_key(&text, from_env.as_ref().map(|p| p.expose_secret())) {
+        Ok(key) => return Ok(key),
+        // Only without a passphrase: go on to the prompt.
+        Err(keys::Error::KeyIsEncrypted) => {}
+        Err(e) => {
+            return Err(match (&ep.passphrase_env, &from_env) {
+                (Some(var), Some(_)) if is_encrypted(&text) => {
+                    format!("encrypted; wrong passphrase in ${var}")
+                }
+                _ => e.to_string(),
+            });
+        }
+    }
+    if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        return blocking(|| prompted_key(path, &text));
+    }
+    Err(match &ep.passphrase_env {
+        Some(var) => {
+            format!("encrypted, and ${var} is not set (no terminal to prompt for its passphrase)")
+        }
+        None => "encrypted; set ssh.passphrase_env to the variable holding its passphrase, \
+                 load it into ssh-agent, or run on a terminal to be prompted"
+            .into(),
+    })
+}
+
+fn is_encrypted(text: &str) -> bool {
+    matches!(
+        keys::decode_secret_key(text, None),
+        Err(keys::Error::KeyIsEncrypted)
+    )
+}
+
+/// Passphrases entered at the prompt, per key file: `None` when the one entered was wrong
+/// (or could not be read), so that hosts sharing a key ask once, whatever the outcome.
+/// The lock is held across the prompt, so concurrent connections wait for its answer.
+static PASSPHRASES: OnceLock<Mutex<HashMap<PathBuf, Option<SecretString>>>> = OnceLock::new();
+
+fn prompted_key(path: &Path, text: &str) -> Result<keys::PrivateKey, String> {
+    let mut cache = PASSPHRASES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let passphrase = match cache.get(path) {
+        Some(Some(passphrase)) => passphrase.clone(),
+        Some(None) => return Err("encrypted; wrong passphrase entered at the prompt".into()),
+        None => match rpassword::prompt_password(format!("Passphrase for {}: ", path.display())) {
+            Ok(entered) => SecretString::from(entered),
+            Err(e) => {
+                cache.insert(path.to_path_buf(), None);
+                return Err(format!("encrypted; cannot prompt for its passphrase: {e}"));
+            }
         },
-        Err(e) => Err(e.to_string()),
+    };
+    match keys::decode_secret_key(text, Some(passphrase.expose_secret())) {
+        Ok(key) => {
+            cache.insert(path.to_path_buf(), Some(passphrase));
+            Ok(key)
+        }
+        Err(_) => {
+            cache.insert(path.to_path_buf(), None);
+            Err("encrypted; wrong passphrase entered at the prompt".into())
+        }
+    }
+}
+
+/// Runs blocking work (a prompt, waiting for another task's prompt) from async code without
+/// stalling the runtime's other tasks, when on the multi-thread runtime.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 
