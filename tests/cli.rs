@@ -1,0 +1,106 @@
+//! The command line without any host: help, exit codes for bad input, completions, plans.
+
+use std::process::Command;
+
+fn pgrepl(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pgrepl"))
+        .args(args)
+        .env("PGREPL_REPLICATION_PASSWORD", "example")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run pgrepl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_command_explains_itself_with_an_example() {
+    for cmd in ["bootstrap", "add-replica", "verify", "plan", "completions"] {
+        let (code, out, _) = pgrepl(&[cmd, "--help"]);
+        assert_eq!(code, 0, "{cmd}");
+        assert!(
+            out.contains("Example"),
+            "`pgrepl {cmd} --help` has no example:\n{out}"
+        );
+    }
+    let (code, out, _) = pgrepl(&["--help"]);
+    assert_eq!(code, 0);
+    for needle in ["Exit codes", "64 invalid input", "--inventory", "--format"] {
+        assert!(
+            out.contains(needle),
+            "top-level help lacks {needle}:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn bad_flags_and_bad_inventories_exit_64_naming_the_problem() {
+    let (code, _, err) = pgrepl(&["bootstrap", "--no-such-flag"]);
+    assert_eq!(code, 64, "{err}");
+    let (code, _, err) = pgrepl(&["-i", "/nonexistent/inventory.yaml", "plan", "bootstrap"]);
+    assert_eq!(code, 64);
+    assert!(
+        err.contains("/nonexistent/inventory.yaml") && err.contains("hint:"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inv.yaml");
+    std::fs::write(&inv, "replication: { password_env: PGREPL_REPLICATION_PASSWORD }\nhosts:\n  - { name: a, address: 10.0.0.1, role: primary }\n  - { name: b, address: 10.0.0.1, role: replica, slot: Bad-Slot }\n").unwrap();
+    let (code, _, err) = pgrepl(&["-i", inv.to_str().unwrap(), "bootstrap"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("inv.yaml:4:") && err.contains("duplicate address") && err.contains("slot"),
+        "{err}"
+    );
+    let (code, _, err) = pgrepl(&["plan", "add-replica"]);
+    assert_eq!(code, 64, "{err}");
+}
+
+#[test]
+fn plans_print_without_contacting_hosts_as_text_or_json() {
+    let (code, out, err) = pgrepl(&["-i", "examples/cloud.yaml", "plan", "bootstrap"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("clone replica") && out.contains("base backup [base_backup]"),
+        "{out}"
+    );
+    let (code, out, _) = pgrepl(&[
+        "-i",
+        "examples/cloud.yaml",
+        "--format",
+        "json",
+        "plan",
+        "bootstrap",
+    ]);
+    assert_eq!(code, 0);
+    let plan: serde_json::Value = serde_json::from_str(&out).expect("JSON plan");
+    assert_eq!(plan["command"], "bootstrap");
+    assert!(plan["steps"].as_array().is_some_and(|s| s.len() > 5));
+    let (_, all, _) = pgrepl(&["-i", "examples/cloud.yaml", "plan", "bootstrap"]);
+    let (code, limited, _) = pgrepl(&[
+        "-i",
+        "examples/cloud.yaml",
+        "--limit",
+        "master-0",
+        "plan",
+        "bootstrap",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        limited.len() < all.len() && !limited.contains("replica-az"),
+        "{limited}"
+    );
+}
+
+#[test]
+fn completions_and_version() {
+    let (code, out, _) = pgrepl(&["completions", "bash"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("pgrepl") && out.contains("add-replica"));
+    let (code, out, _) = pgrepl(&["--version"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("pgrepl "));
+}
