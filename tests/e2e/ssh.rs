@@ -1,5 +1,6 @@
 //! The SSH layer against real sshd in the lab: exec, stdin, big output, exit codes, sudo,
-//! host keys, a wrong key, and ProxyJump through a bastion node.
+//! host keys, a wrong key, ProxyJump through a bastion node, ~/.ssh/config aliases and
+//! encrypted keys.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -202,5 +203,164 @@ async fn ssh_layer_against_real_sshd() {
         conn.split_whitespace().next(),
         Some(lab.nodes[0].address.as_str()),
         "SSH_CONNECTION={conn}"
+    );
+}
+
+/// Connects like the CLI does: options and ssh config loaded once, then endpoint + connect.
+async fn open_with_config(
+    t: &SshTarget,
+    opts: &ConnectOptions,
+    config: Option<&ssh2_config::SshConfig>,
+) -> Result<ssh::Session, Error> {
+    ssh::connect(&ssh::endpoint("node", t, config), opts, config).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_config_aliases_and_encrypted_keys() {
+    if !enabled() {
+        return;
+    }
+    let lab = Lab::up("sshcfg", 2, "bookworm", "debian");
+    let known = lab.dir.join("known_hosts");
+    let key = lab.dir.join("id_ed25519");
+    let (pg0, pg1) = (&lab.nodes[0].address, &lab.nodes[1].address);
+
+    // An ssh config with a bastion alias and a database host behind it.
+    let config_path = lab.dir.join("test_ssh_config");
+    std::fs::write(
+        &config_path,
+        format!(
+            "Host bastion\n    HostName {pg0}\n    User ubuntu\n    IdentityFile {key}\n\n\
+             Host db1\n    HostName {pg1}\n    User ubuntu\n    IdentityFile {key}\n    ProxyJump bastion\n",
+            key = key.display()
+        ),
+    )
+    .unwrap();
+    let opts = ConnectOptions {
+        ssh_config: Some(config_path.clone()),
+        ..Default::default()
+    };
+    let config = ssh::load_ssh_config(&opts).expect("ssh config parses");
+    assert!(config.is_some());
+    let db1 = SshTarget {
+        host: "db1".into(),
+        user: None,
+        port: None,
+        identity_file: None,
+        known_hosts: Some(known.clone()),
+        proxy_jump: None,
+        passphrase_env: None,
+    };
+    let ep = ssh::endpoint("db1", &db1, config.as_ref());
+    assert_eq!(
+        (ep.address.as_str(), ep.user.as_str(), ep.port),
+        (pg1.as_str(), "ubuntu", 22)
+    );
+    assert_eq!(ep.identity_files, vec![key.clone()]);
+    assert_eq!(ep.proxy_jump.as_deref(), Some("bastion"));
+    let s = ssh::connect(&ep, &opts, config.as_ref())
+        .await
+        .expect("connect to db1 through the bastion alias");
+    let conn = s
+        .run(&Command::script("echo $SSH_CONNECTION", &[]))
+        .await
+        .unwrap()
+        .stdout;
+    // pg1 sees pg0 as the client: the config's ProxyJump alias was followed.
+    assert_eq!(
+        conn.split_whitespace().next(),
+        Some(pg0.as_str()),
+        "SSH_CONNECTION={conn}"
+    );
+    assert_eq!(
+        s.run(&Command::new("whoami")).await.unwrap().stdout.trim(),
+        "ubuntu"
+    );
+
+    // Inventory values win over ssh config.
+    let pw = SshTarget {
+        user: Some("pwsudo".into()),
+        ..db1.clone()
+    };
+    assert_eq!(ssh::endpoint("db1", &pw, config.as_ref()).user, "pwsudo");
+    let s = open_with_config(&pw, &opts, config.as_ref())
+        .await
+        .expect("connect as pwsudo through the bastion");
+    assert_eq!(
+        s.run(&Command::new("whoami")).await.unwrap().stdout.trim(),
+        "pwsudo"
+    );
+
+    // An encrypted key, authorized for ubuntu on pg1.
+    let enc = lab.dir.join("enc_key");
+    assert!(
+        std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "sekrit phrase", "-f"])
+            .arg(&enc)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let public = std::fs::read_to_string(lab.dir.join("enc_key.pub")).unwrap();
+    let out = lab.exec(
+        1,
+        &format!(
+            "printf '%s\\n' '{}' >>/home/ubuntu/.ssh/authorized_keys",
+            public.trim()
+        ),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let no_config = ConnectOptions {
+        ssh_config: Some(PathBuf::from("/dev/null")),
+        ..Default::default()
+    };
+    // A distinct variable per case, so that no test changes another's environment. The test
+    // process has no terminal, so the passphrase prompt is never taken here.
+    let encrypted = |var: &str| SshTarget {
+        identity_file: Some(enc.clone()),
+        passphrase_env: Some(var.into()),
+        ..target(&lab, 1, "ubuntu", known.clone())
+    };
+    let unset = "PGREPL_TEST_KEY_PASSPHRASE_UNSET";
+    // SAFETY: removing a variable only this test reads.
+    unsafe { std::env::remove_var(unset) };
+    let err = open_with_config(&encrypted(unset), &no_config, None)
+        .await
+        .err()
+        .expect("encrypted key without its passphrase");
+    let msg = err.to_string();
+    assert!(
+        matches!(err, Error::Auth { .. })
+            && msg.contains("enc_key")
+            && msg.contains("encrypted")
+            && msg.contains(unset),
+        "{msg}"
+    );
+
+    let right = "PGREPL_TEST_KEY_PASSPHRASE_RIGHT";
+    // SAFETY: set before any thread of this test reads it, and read by this test only; other
+    // tests running concurrently use no such variable.
+    unsafe { std::env::set_var(right, "sekrit phrase") };
+    let s = open_with_config(&encrypted(right), &no_config, None)
+        .await
+        .expect("encrypted key with its passphrase");
+    assert_eq!(
+        s.run(&Command::new("whoami")).await.unwrap().stdout.trim(),
+        "ubuntu"
+    );
+
+    let wrong = "PGREPL_TEST_KEY_PASSPHRASE_WRONG";
+    // SAFETY: as above.
+    unsafe { std::env::set_var(wrong, "not the phrase") };
+    let err = open_with_config(&encrypted(wrong), &no_config, None)
+        .await
+        .err()
+        .expect("encrypted key with a wrong passphrase");
+    let msg = err.to_string();
+    assert!(
+        matches!(err, Error::Auth { .. })
+            && msg.contains("enc_key")
+            && msg.contains("wrong passphrase"),
+        "{msg}"
     );
 }
