@@ -24,6 +24,8 @@ pub struct PlannedStep {
     pub hosts: Vec<usize>,
     pub work: Work,
     pub on_failure: OnFailure,
+    /// One host at a time.
+    pub serial: bool,
 }
 
 /// What a step does on each of its hosts.
@@ -82,7 +84,7 @@ pub fn build(
             let picked = select(inventory, selector, target).map_err(|m| {
                 fail(
                     m,
-                    "use primary, replicas, all, target, or a host name from the inventory",
+                    "use primary, replicas, existing_replicas, all, target, or a host name from the inventory",
                 )
             })?;
             for i in picked {
@@ -113,6 +115,7 @@ pub fn build(
             hosts,
             work,
             on_failure,
+            serial: step.serial,
         });
     }
     Ok(Plan {
@@ -141,6 +144,10 @@ fn select(
         "all" => Ok((0..inventory.hosts.len()).collect()),
         "primary" => Ok(by_role(Role::Primary)),
         "replicas" => Ok(by_role(Role::Replica)),
+        "existing_replicas" => Ok(by_role(Role::Replica)
+            .into_iter()
+            .filter(|&i| Some(inventory.hosts[i].name.as_str()) != target)
+            .collect()),
         "target" => match target {
             Some(name) => by_name(name)
                 .map(|i| vec![i])
@@ -204,11 +211,12 @@ pub fn render(plan: &Plan, inventory: &Inventory) -> String {
         };
         match &step.work {
             Work::Action(a) => out.push_str(&format!(
-                "{:>2}. {} [{}] on {}\n",
+                "{:>2}. {} [{}] on {}{}\n",
                 n + 1,
                 step.name,
                 a.name(),
-                hosts
+                hosts,
+                if step.serial { " (one at a time)" } else { "" }
             )),
             Work::Block {
                 unless,

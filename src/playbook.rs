@@ -31,8 +31,8 @@ pub struct Playbook {
 #[serde(deny_unknown_fields)]
 pub struct Step {
     pub name: String,
-    /// `primary`, `replicas`, `all`, `target` (the host named on the command line), or a
-    /// host name; or a list of those. Inside a block, the block's hosts.
+    /// `primary`, `replicas`, `existing_replicas` (all but the target), `all`, `target` (the
+    /// host named on the command line), or a host name; or a list of those. Inside a block, the block's hosts.
     #[serde(default)]
     pub hosts: Option<Hosts>,
     #[serde(default)]
@@ -48,6 +48,9 @@ pub struct Step {
     /// What a failure on one host does to the rest of the run.
     #[serde(default)]
     pub on_failure: Option<OnFailure>,
+    /// Run on one host at a time (a rolling restart), instead of up to `--forks` at once.
+    #[serde(default)]
+    pub serial: bool,
 }
 
 /// Host selectors: one word or a list.

@@ -192,8 +192,11 @@ async fn refuse_restart(ctx: &HostCtx<'_>, current: &str, desired: &str) -> Resu
         return Ok(());
     }
     Err(StepError::new(
-        format!("the primary needs a restart to change {needs}; refusing, nothing was changed"),
-        "re-run with --allow-restart to restart the primary (a short outage), or raise these settings in a maintenance window first",
+        format!(
+            "{} needs a restart to change {needs}; refusing, nothing was changed",
+            ctx.host.name
+        ),
+        "re-run with --allow-restart: replicas restart one at a time first, then the primary (a short outage each); or raise these settings in a maintenance window",
     ))
 }
 

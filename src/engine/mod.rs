@@ -164,7 +164,12 @@ impl Engine {
 
     /// Runs one step on its hosts; returns whether any host failed.
     async fn run_step(self: &Arc<Self>, step: &PlannedStep) -> bool {
-        let forks = Arc::new(Semaphore::new(self.options.forks.max(1)));
+        let width = if step.serial {
+            1
+        } else {
+            self.options.forks.max(1)
+        };
+        let forks = Arc::new(Semaphore::new(width));
         let mut tasks = Vec::new();
         for &i in &step.hosts {
             if self.host_failed(i).await {

@@ -159,3 +159,74 @@ fn add_replica_under_write_load_without_disruption() {
     let verify = lab.pgrepl(&["verify"]);
     assert_eq!(verify.code, 0, "{verify:?}");
 }
+
+#[test]
+fn add_replica_refuses_a_primary_restart_unless_allowed() {
+    if !enabled() {
+        return;
+    }
+    let lab = Lab::up("addrestart", 3, "bookworm", "debian");
+    let full = std::fs::read_to_string(lab.inventory()).unwrap();
+    let pg2_line = full
+        .lines()
+        .find(|l| l.contains("name: pg2"))
+        .unwrap()
+        .to_string();
+    let one_replica = full.replace(&format!("{pg2_line}\n"), "");
+    // A primary sized by hand for one replica: 4 walsenders.
+    let tight = one_replica.replace(
+        "  password_file: replication-password\n",
+        "  password_file: replication-password\n  settings: { max_wal_senders: 4 }\n",
+    );
+    std::fs::write(lab.inventory(), &tight).unwrap();
+    let run = lab.pgrepl(&["bootstrap"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(lab.sql(0, "SHOW max_wal_senders"), "4");
+
+    // Without the override pgrepl sizes max_wal_senders for two replicas plus a copy: that
+    // needs a restart, which add-replica refuses, changing nothing.
+    std::fs::write(lab.inventory(), &one_replica).unwrap();
+    let conf =
+        "md5sum /etc/postgresql/15/main/conf.d/pgrepl.conf /etc/postgresql/15/main/pg_hba.conf";
+    let files = lab.exec(0, conf).stdout;
+    let started = lab.sql(0, "SELECT pg_postmaster_start_time()");
+    let refused = lab.pgrepl(&["add-replica", "pg2", "--address", &lab.nodes[2].address]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(
+        refused
+            .stdout
+            .contains("needs a restart to change max_wal_senders")
+            && refused.stdout.contains("--allow-restart"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        lab.exec(0, conf).stdout,
+        files,
+        "a refused add-replica changed the primary's files"
+    );
+    assert_eq!(lab.sql(0, "SELECT pg_postmaster_start_time()"), started);
+    assert_eq!(
+        lab.sql(2, "SELECT pg_is_in_recovery()"),
+        "f",
+        "pg2 was touched"
+    );
+
+    let pg1_started = lab.sql(1, "SELECT pg_postmaster_start_time()");
+    let allowed = lab.pgrepl(&["add-replica", "pg2", "--allow-restart"]);
+    assert_eq!(allowed.code, 0, "{allowed:?}");
+    // pg1 took the raised setting first (restarted), so it never paused replay.
+    assert_ne!(
+        lab.sql(1, "SELECT pg_postmaster_start_time()"),
+        pg1_started,
+        "pg1 kept max_wal_senders below the primary's"
+    );
+    assert_eq!(lab.sql(1, "SHOW max_wal_senders"), "10");
+    assert_eq!(lab.sql(1, "SELECT pg_is_wal_replay_paused()"), "f");
+    assert_ne!(
+        lab.sql(0, "SELECT pg_postmaster_start_time()"),
+        started,
+        "the allowed restart did not happen"
+    );
+    assert_eq!(lab.sql(0, "SHOW max_wal_senders"), "10");
+    assert_eq!(lab.sql(2, "SELECT pg_is_in_recovery()"), "t");
+}
