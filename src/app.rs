@@ -290,6 +290,7 @@ async fn execute(
         ssh_config: g.ssh_config.clone(),
         accept_new_host_keys: g.accept_new_host_keys,
         connect_timeout: Duration::from_secs(g.connect_timeout.max(1)),
+        keepalive: Duration::from_secs(g.ssh_keepalive.max(1)),
         trace: (g.verbose > 0).then(|| trace_reporter.callback()),
     };
     if let Err(e) = engine.connect(&hosts, &opts).await {

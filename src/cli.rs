@@ -70,6 +70,10 @@ pub struct Global {
     /// Seconds to wait for an SSH connection.
     #[arg(long, global = true, default_value_t = 10, value_name = "SECONDS")]
     pub connect_timeout: u64,
+    /// Seconds between SSH keepalives; a host silent for four of them counts as lost
+    /// (OpenSSH's ServerAliveInterval with ServerAliveCountMax 4).
+    #[arg(long, global = true, default_value_t = 15, value_name = "SECONDS")]
+    pub ssh_keepalive: u64,
 }
 
 /// Flags of commands that change hosts.

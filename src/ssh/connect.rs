@@ -26,6 +26,8 @@ pub struct ConnectOptions {
     /// Record unknown host keys instead of refusing them (OpenSSH's `accept-new`).
     pub accept_new_host_keys: bool,
     pub connect_timeout: Duration,
+    /// Interval of SSH keepalives; a host that misses four in a row counts as lost.
+    pub keepalive: Duration,
     /// Receives `(host, command)` for every command run (`-v`).
     pub trace: Option<super::Trace>,
 }
@@ -36,6 +38,7 @@ impl Default for ConnectOptions {
             ssh_config: None,
             accept_new_host_keys: false,
             connect_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(15),
             trace: None,
         }
     }
@@ -195,7 +198,7 @@ async fn open(
 ) -> Result<Session, Error> {
     let config = Arc::new(client::Config {
         // Keepalives find a dead peer; no inactivity limit, so a long silent backup survives.
-        keepalive_interval: Some(Duration::from_secs(15)),
+        keepalive_interval: Some(opts.keepalive),
         keepalive_max: 4,
         inactivity_timeout: None,
         nodelay: true,

@@ -503,3 +503,74 @@ fn the_replication_password_appears_nowhere() {
         );
     }
 }
+
+#[test]
+fn a_replica_lost_mid_run_is_named_and_the_others_complete() {
+    if !enabled() {
+        return;
+    }
+    let lab = Lab::up("flost", 3, "bookworm", "debian");
+    slow_backups(&lab);
+    let pg2 = lab.nodes[2].container.clone();
+    // pg2 freezes (as a host that dropped off the network) during the copies.
+    let run = run_with_trigger(
+        &lab,
+        &["bootstrap", "--ssh-keepalive", "1", "--format", "json"],
+        "[pg2] base backup: ",
+        move |_| {
+            let _ = Command::new("docker").args(["pause", &pg2]).status();
+        },
+    );
+    assert!(
+        Command::new("docker")
+            .args(["unpause", &lab.nodes[2].container])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    let doc = run.json();
+    let host = |name: &str| {
+        doc["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(host("pg1")["failed"], 0, "pg1 carries on: {run:?}");
+    assert_eq!(
+        lab.sql(1, "SELECT status FROM pg_stat_wal_receiver"),
+        "streaming"
+    );
+    assert_eq!(host("pg2")["status"], "failed", "{run:?}");
+    let left = host("pg2")["left_in"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        left.contains("main.pgrepl-") && left.contains("not restored"),
+        "the recap says where pg2's old data is: {run:?}"
+    );
+    // pg2's old data dir is intact where the recap says.
+    let aside = left
+        .split_whitespace()
+        .find(|w| w.contains("main.pgrepl-"))
+        .unwrap()
+        .trim_end_matches([',', ';', '.', ')'])
+        .to_string();
+    assert!(
+        lab.exec(
+            2,
+            &format!("test -f {aside}/PG_VERSION && test -d {aside}/base")
+        )
+        .status
+        .success(),
+        "{aside} is not a data dir"
+    );
+    // Back on the network, a re-run finishes the job.
+    let rerun = lab.pgrepl(&["bootstrap"]);
+    assert_eq!(rerun.code, 0, "{rerun:?}");
+    assert_eq!(lab.sql(2, "SELECT pg_is_in_recovery()"), "t");
+}
