@@ -216,8 +216,7 @@ pub async fn run(engine: &crate::engine::Engine) -> VerifyReport {
         }
     });
     // The primary's view and each replica's checks are independent round trips.
-    let (view, mut replica_checks) =
-        tokio::join!(view, join_all(replica_futures.map(Box::pin).collect()));
+    let (view, mut replica_checks) = tokio::join!(view, futures::future::join_all(replica_futures));
 
     match &view {
         Err(e) => primary_checks.add("reachable", Health::Fail, e.clone()),
@@ -253,28 +252,6 @@ pub async fn run(engine: &crate::engine::Engine) -> VerifyReport {
         hosts,
         probe,
     }
-}
-
-/// Awaits futures concurrently, keeping their order.
-pub async fn join_all<F: std::future::Future + Unpin>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut slots: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    let mut pending: Vec<(usize, F)> = futures.into_iter().enumerate().collect();
-    std::future::poll_fn(|cx| {
-        pending.retain_mut(|(i, f)| match std::pin::Pin::new(f).poll(cx) {
-            std::task::Poll::Ready(v) => {
-                slots[*i] = Some(v);
-                false
-            }
-            std::task::Poll::Pending => true,
-        });
-        if pending.is_empty() {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    slots.into_iter().flatten().collect()
 }
 
 async fn unreachable(engine: &crate::engine::Engine, i: usize) -> String {

@@ -189,18 +189,7 @@ async fn reach(ctx: &HostCtx<'_>, primary: &Host) -> Result<Option<String>, Step
     }
 }
 
-/// Bytes as people read them.
+/// Bytes as people read them (`1.50 GiB`).
 pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: &[&str] = &["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    indicatif::HumanBytes(bytes).to_string()
 }
