@@ -26,6 +26,10 @@ pub struct PlannedStep {
     pub on_failure: OnFailure,
     /// One host at a time.
     pub serial: bool,
+    /// Leave a host alone where this holds.
+    pub unless: Option<Condition>,
+    /// Run only where this holds.
+    pub only_if: Option<Condition>,
 }
 
 /// What a step does on each of its hosts.
@@ -34,7 +38,6 @@ pub enum Work {
     Action(Action),
     /// Actions run in order per host; `rescue` runs on a host whose block failed.
     Block {
-        unless: Option<Condition>,
         steps: Vec<(String, Action)>,
         rescue: Option<Action>,
     },
@@ -116,6 +119,8 @@ pub fn build(
             work,
             on_failure,
             serial: step.serial,
+            unless: step.unless,
+            only_if: step.only_if,
         });
     }
     Ok(Plan {
@@ -172,7 +177,12 @@ fn work_of(step: &Step) -> Result<Work, String> {
             let mut steps = Vec::new();
             for inner in block {
                 let s = &inner.value;
-                if s.block.is_some() || s.hosts.is_some() || s.rescue.is_some() {
+                if s.block.is_some()
+                    || s.hosts.is_some()
+                    || s.rescue.is_some()
+                    || s.unless.is_some()
+                    || s.only_if.is_some()
+                {
                     return Err(format!(
                         "block step `{}` may only have `name` and `action`",
                         s.name
@@ -185,7 +195,6 @@ fn work_of(step: &Step) -> Result<Work, String> {
                 steps.push((s.name.clone(), action));
             }
             Ok(Work::Block {
-                unless: step.unless,
                 steps,
                 rescue: step.rescue.clone(),
             })
@@ -199,6 +208,12 @@ fn work_of(step: &Step) -> Result<Work, String> {
 pub fn render(plan: &Plan, inventory: &Inventory) -> String {
     let mut out = format!("plan for `pgrepl {}` from {}\n", plan.command, plan.source);
     for (n, step) in plan.steps.iter().enumerate() {
+        let cond = match (step.unless, step.only_if) {
+            (Some(c), _) => format!(", unless {c:?}").to_lowercase(),
+            (None, Some(c)) => format!(", only if {c:?}").to_lowercase(),
+            (None, None) => String::new(),
+        };
+        let serial = if step.serial { ", one at a time" } else { "" };
         let hosts: Vec<&str> = step
             .hosts
             .iter()
@@ -210,24 +225,22 @@ pub fn render(plan: &Plan, inventory: &Inventory) -> String {
             hosts.join(", ")
         };
         match &step.work {
-            Work::Action(a) => out.push_str(&format!(
-                "{:>2}. {} [{}] on {}{}\n",
-                n + 1,
-                step.name,
-                a.name(),
-                hosts,
-                if step.serial { " (one at a time)" } else { "" }
-            )),
-            Work::Block {
-                unless,
-                steps,
-                rescue,
-            } => {
-                let cond = unless
-                    .map(|c| format!(", unless {c:?}").to_lowercase())
-                    .unwrap_or_default();
+            Work::Action(a) => {
+                let notes = format!("{cond}{serial}");
+                let notes = match notes.strip_prefix(", ") {
+                    Some(n) => format!(" ({n})"),
+                    None => String::new(),
+                };
                 out.push_str(&format!(
-                    "{:>2}. {} on {} (per host, in order{cond})\n",
+                    "{:>2}. {} [{}] on {hosts}{notes}\n",
+                    n + 1,
+                    step.name,
+                    a.name()
+                ))
+            }
+            Work::Block { steps, rescue } => {
+                out.push_str(&format!(
+                    "{:>2}. {} on {} (per host, in order{cond}{serial})\n",
                     n + 1,
                     step.name,
                     hosts

@@ -42,9 +42,12 @@ pub struct Step {
     pub block: Option<Vec<Spanned<Step>>>,
     #[serde(default)]
     pub rescue: Option<Action>,
-    /// Skip the step on a host where this holds.
+    /// Leave a host alone (reported `ok`) where this holds.
     #[serde(default)]
     pub unless: Option<Condition>,
+    /// Run only on hosts where this holds (others report `skipped`).
+    #[serde(default)]
+    pub only_if: Option<Condition>,
     /// What a failure on one host does to the rest of the run.
     #[serde(default)]
     pub on_failure: Option<OnFailure>,

@@ -357,10 +357,36 @@ pub async fn apply(ctx: &HostCtx<'_>, restart: RestartPolicy) -> Result<Outcome,
             "re-run with --allow-restart, or restart PostgreSQL in a maintenance window",
         ));
     }
+    // Standbys that streamed from this server reconnect on their own after its restart,
+    // within wal_retrieve_retry_interval; wait for them, so later steps see them streaming.
+    let streaming_sql = "SELECT coalesce(json_agg(application_name ORDER BY application_name), '[]') FROM pg_stat_replication WHERE state = 'streaming'";
+    let before: Vec<String> = pg.query(streaming_sql).await?;
     pg.restart().await?;
     ctx.state().await.config_changed = false;
-    Ok(Outcome::changed(format!("restarted to apply {pending}")))
+    let started = std::time::Instant::now();
+    while !before.is_empty() && started.elapsed() < RECONNECT_WAIT {
+        let now: Vec<String> = pg.query(streaming_sql).await?;
+        if before.iter().all(|name| now.contains(name)) {
+            return Ok(Outcome::changed(format!(
+                "restarted to apply {pending}; {} standby(s) streaming again after {:.1}s",
+                before.len(),
+                started.elapsed().as_secs_f64()
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    if before.is_empty() {
+        Ok(Outcome::changed(format!("restarted to apply {pending}")))
+    } else {
+        Ok(Outcome::changed(format!(
+            "restarted to apply {pending}; not every standby reconnected within {}s (verify will say which)",
+            RECONNECT_WAIT.as_secs()
+        )))
+    }
 }
+
+/// How long a restarted server waits for its standbys to stream again.
+const RECONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {

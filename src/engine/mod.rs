@@ -215,34 +215,30 @@ impl Engine {
             host,
             session: &session,
         };
+        // Typed conditions first: `unless` leaves a host alone, `only_if` passes it by.
+        for (cond, holds_means_run) in [(step.unless, false), (step.only_if, true)] {
+            let Some(cond) = cond else { continue };
+            match actions::condition_holds(&ctx, cond).await {
+                Ok(holds) if holds == holds_means_run => {}
+                Ok(_) => {
+                    let label = actions::condition_label(cond);
+                    let outcome = if holds_means_run {
+                        Outcome::skipped(format!("not {label}"))
+                    } else {
+                        Outcome::ok(format!("{label} already (left alone)"))
+                    };
+                    self.record(i, &step.name, &outcome).await;
+                    return true;
+                }
+                Err(e) => {
+                    self.fail(i, &step.name, &e).await;
+                    return false;
+                }
+            }
+        }
         match &step.work {
             Work::Action(action) => self.run_action(&ctx, &step.name, action).await,
-            Work::Block {
-                unless,
-                steps,
-                rescue,
-            } => {
-                if let Some(cond) = unless {
-                    match actions::condition_holds(&ctx, *cond).await {
-                        Ok(true) => {
-                            self.record(
-                                i,
-                                &step.name,
-                                &Outcome::ok(format!(
-                                    "{} already (left alone)",
-                                    actions::condition_label(*cond)
-                                )),
-                            )
-                            .await;
-                            return true;
-                        }
-                        Ok(false) => {}
-                        Err(e) => {
-                            self.fail(i, &step.name, &e).await;
-                            return false;
-                        }
-                    }
-                }
+            Work::Block { steps, rescue } => {
                 for (name, action) in steps {
                     // An interrupt between two steps leaves the block half done: rescue it too.
                     let done = if self.interrupted.load(Ordering::SeqCst) {

@@ -191,3 +191,52 @@ fn a_replica_that_fails_to_start_gets_its_old_data_dir_back_and_a_rerun_finishes
     assert_eq!(rerun.code, 0, "{rerun:?}");
     assert_eq!(lab.sql(2, "SELECT pg_is_in_recovery()"), "t");
 }
+
+#[test]
+fn a_rerun_that_raises_settings_restarts_replicas_before_the_primary() {
+    if !enabled() {
+        return;
+    }
+    let lab = Lab::up("bootgrow", 3, "bookworm", "debian");
+    let inv = std::fs::read_to_string(lab.inventory()).unwrap();
+    let tight = inv.replace(
+        "  password_file: replication-password\n",
+        "  password_file: replication-password\n  settings: { max_wal_senders: 5 }\n",
+    );
+    std::fs::write(lab.inventory(), &tight).unwrap();
+    assert_eq!(lab.pgrepl(&["bootstrap"]).code, 0);
+    let starts: Vec<String> = (0..3)
+        .map(|i| lab.sql(i, "SELECT extract(epoch FROM pg_postmaster_start_time())"))
+        .collect();
+    // Back to pgrepl's sizing: max_wal_senders grows to 10 everywhere. A standby whose
+    // value is below its primary's pauses replay, so the replicas must go first.
+    std::fs::write(lab.inventory(), &inv).unwrap();
+    let run = lab.pgrepl(&["bootstrap", "--format", "json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let now: Vec<f64> = (0..3)
+        .map(|i| {
+            lab.sql(i, "SELECT extract(epoch FROM pg_postmaster_start_time())")
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    for i in 0..3 {
+        assert!(
+            now[i] > starts[i].parse::<f64>().unwrap(),
+            "{} was not restarted",
+            lab.nodes[i].name
+        );
+        assert_eq!(lab.sql(i, "SHOW max_wal_senders"), "10");
+    }
+    assert!(
+        now[1] < now[0] && now[2] < now[0],
+        "a replica restarted after the primary: {now:?}"
+    );
+    assert!(
+        (now[1] - now[2]).abs() > 0.5,
+        "the replicas restarted together, not one at a time: {now:?}"
+    );
+    for i in 1..3 {
+        assert_eq!(lab.sql(i, "SELECT pg_is_wal_replay_paused()"), "f");
+    }
+}
