@@ -143,6 +143,27 @@ async fn ssh_layer_against_real_sshd() {
         .await
         .expect("recorded key is accepted");
 
+    // Hashed entries (ssh-keygen -H, HashKnownHosts yes) are matched too.
+    let hashed = lab.dir.join("hashed_known_hosts");
+    std::fs::copy(&known, &hashed).unwrap();
+    assert!(
+        std::process::Command::new("ssh-keygen")
+            .args(["-q", "-H", "-f"])
+            .arg(&hashed)
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        !std::fs::read_to_string(&hashed)
+            .unwrap()
+            .contains(&lab.nodes[1].address),
+        "entries are hashed"
+    );
+    open(&target(&lab, 1, "ubuntu", hashed), false)
+        .await
+        .expect("a hashed known_hosts entry is accepted");
+
     // Changed host key: pg1's address listed with pg0's key is always refused, naming the line.
     let lines = std::fs::read_to_string(&known).unwrap();
     let pg0_key = lines
