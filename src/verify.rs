@@ -215,8 +215,17 @@ pub async fn run(engine: &crate::engine::Engine) -> VerifyReport {
             checks
         }
     });
-    // The primary's view and each replica's checks are independent round trips.
-    let (view, mut replica_checks) = tokio::join!(view, futures::future::join_all(replica_futures));
+    // The probe goes alongside the checks: its one write disturbs none of them, and a primary
+    // that turns out to be a standby refuses it (its result is then dropped below).
+    let probe = async {
+        match &primary_session {
+            Some(ps) => run_probe(engine, ps, primary, &replicas, opts).await,
+            None => Vec::new(),
+        }
+    };
+    // The primary's view, each replica's checks and the probe are independent round trips.
+    let (view, mut replica_checks, probe) =
+        tokio::join!(view, futures::future::join_all(replica_futures), probe);
 
     match &view {
         Err(e) => primary_checks.add("reachable", Health::Fail, e.clone()),
@@ -229,11 +238,11 @@ pub async fn run(engine: &crate::engine::Engine) -> VerifyReport {
             &mut replica_checks,
         ),
     }
-    let mut probe = Vec::new();
-    if let (Ok(v), Some(ps)) = (&view, &primary_session)
-        && !v.in_recovery
+    let probe = match &view {
+        Ok(v) if !v.in_recovery => probe,
+        _ => Vec::new(),
+    };
     {
-        probe = run_probe(engine, ps, primary, &replicas, opts).await;
         for p in &probe {
             if let Some(c) = replica_checks.iter_mut().find(|c| c.name == p.host) {
                 let detail = match p.delay_ms {

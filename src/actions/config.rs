@@ -92,15 +92,16 @@ pub async fn settings(
     restart: RestartPolicy,
 ) -> Result<Outcome, StepError> {
     let pg = &ctx.host.pg;
+    let [path, _] = managed_paths(ctx.host);
     let target = match &pg.include_dir {
-        Some(dir) => Target {
-            path: format!("{dir}/pgrepl.conf"),
+        Some(_) => Target {
+            path,
             owner: "postgres:postgres",
             mode: "0644",
             block: None,
         },
         None => Target {
-            path: format!("{}/postgresql.conf", pg.config_dir),
+            path,
             owner: "postgres:postgres",
             mode: "0600",
             block: Some(Placement::End),
@@ -109,9 +110,21 @@ pub async fn settings(
     ensure(ctx, template, target, Some(restart)).await
 }
 
+/// The files pgrepl manages on a host: its settings (a conf.d file or postgresql.conf)
+/// and pg_hba.conf. Preflight reads them ahead, so a no-op run need not fetch them again.
+pub fn managed_paths(host: &crate::inventory::Host) -> [String; 2] {
+    let pg = &host.pg;
+    let settings = match &pg.include_dir {
+        Some(dir) => format!("{dir}/pgrepl.conf"),
+        None => format!("{}/postgresql.conf", pg.config_dir),
+    };
+    [settings, format!("{}/pg_hba.conf", pg.config_dir)]
+}
+
 pub async fn hba(ctx: &HostCtx<'_>, template: &str) -> Result<Outcome, StepError> {
+    let [_, path] = managed_paths(ctx.host);
     let target = Target {
-        path: format!("{}/pg_hba.conf", ctx.host.pg.config_dir),
+        path,
         owner: "postgres:postgres",
         mode: "0640",
         block: Some(Placement::Top),
@@ -201,6 +214,16 @@ async fn refuse_restart(ctx: &HostCtx<'_>, current: &str, desired: &str) -> Resu
 }
 
 async fn read_file(ctx: &HostCtx<'_>, path: &str) -> Result<String, StepError> {
+    // Preflight's copy holds until this run writes the file or replaces the data dir.
+    if let Some(known) = ctx
+        .state()
+        .await
+        .facts
+        .as_ref()
+        .and_then(|f| f.files.get(path))
+    {
+        return Ok(known.clone().unwrap_or_default());
+    }
     let cmd = Command::script(r#"if [ -f "$1" ]; then cat "$1"; fi"#, &[path]).as_root();
     Ok(ctx.session.run(&cmd).await?.stdout)
 }
@@ -216,6 +239,7 @@ pub async fn write_file(
     let script = r#"set -e; f="$1"; rm -f "$f.pgrepl.bak"
 if [ -f "$f" ]; then cp -p "$f" "$f.pgrepl.bak"; fi
 tmp="$f.pgrepl.tmp"; (umask 077; cat > "$tmp"); chown "$2" "$tmp"; chmod "$3" "$tmp"; mv -f "$tmp" "$f""#;
+    ctx.state().await.forget_file(path);
     let cmd = Command::script(script, &[path, owner, mode])
         .stdin(content.as_bytes().to_vec())
         .as_root();
@@ -227,6 +251,7 @@ tmp="$f.pgrepl.tmp"; (umask 077; cat > "$tmp"); chown "$2" "$tmp"; chmod "$3" "$
 pub async fn restore_file(ctx: &HostCtx<'_>, path: &str) -> Result<(), StepError> {
     let script =
         r#"if [ -f "$1.pgrepl.bak" ]; then mv -f "$1.pgrepl.bak" "$1"; else rm -f "$1"; fi"#;
+    ctx.state().await.forget_file(path);
     ctx.session
         .run(&Command::script(script, &[path]).as_root())
         .await?;

@@ -10,15 +10,19 @@ use crate::engine::{Facts, HostCtx, Outcome, StepError};
 use crate::inventory::Host;
 use crate::ssh::{Command, Session};
 
-const FACTS_SCRIPT: &str = r#"data="$1"; bin="$2"
+const FACTS_SCRIPT: &str = r#"data="$1"; bin="$2"; port="$3"; socket="$4"; shift 4
 v=$("$bin/postgres" --version 2>/dev/null | sed -n 's/.*) \([0-9][0-9]*\).*/\1/p')
 if runuser -u postgres -- "$bin/pg_ctl" status -D "$data" >/dev/null 2>&1; then r=true; else r=false; fi
 parent=$(dirname "$data"); while [ ! -d "$parent" ]; do parent=$(dirname "$parent"); done
 free=$(df -Pk "$parent" | awk 'NR==2 {printf "%.0f", $4*1024}')
 home=$(getent passwd postgres | cut -d: -f6)
 printf '{"binary_major":%s,"running":%s,"free_bytes":%s,"postgres_home":"%s"}\n' "${v:-0}" "$r" "${free:-0}" "$home"
+# The managed files and the passfile, so a converged run need not fetch them one by one.
+for f in "$@"; do if [ -f "$f" ]; then printf 'file %s ' "$f"; base64 -w0 < "$f"; echo; else printf 'file %s -\n' "$f"; fi; done
+pf="$home/.pgrepl_pgpass"
+if [ -f "$pf" ]; then printf 'passfile %s %s\n' "$(stat -c '%U %a' "$pf")" "$(sha256sum < "$pf" | cut -d' ' -f1)"; fi
 # The server's own facts come in the same round trip; the SQL arrives on stdin.
-if [ "$r" = true ]; then exec runuser -u postgres -- "$bin/psql" -X -A -t -q -v ON_ERROR_STOP=1 -p "$3" ${4:+-h "$4"} -d postgres; fi"#;
+if [ "$r" = true ]; then exec runuser -u postgres -- "$bin/psql" -X -A -t -q -v ON_ERROR_STOP=1 -p "$port" ${socket:+-h "$socket"} -d postgres; fi"#;
 
 const SERVER_FACTS_SQL: &str = "SELECT json_build_object(
   'version_num', current_setting('server_version_num')::int,
@@ -51,14 +55,47 @@ pub async fn facts(
 pub async fn gather(session: &Session, host: &Host) -> Result<Facts, StepError> {
     let port = host.pg.port.to_string();
     let socket = host.pg.socket_dir.clone().unwrap_or_default();
+    let [settings, hba] = super::config::managed_paths(host);
     let cmd = Command::script(
         FACTS_SCRIPT,
-        &[&host.pg.data_dir, &host.pg.bin_dir, &port, &socket],
+        &[
+            &host.pg.data_dir,
+            &host.pg.bin_dir,
+            &port,
+            &socket,
+            &settings,
+            &hba,
+        ],
     )
     .stdin(SERVER_FACTS_SQL)
     .as_root();
     let out = session.run(&cmd).await?;
-    let mut lines = out.stdout.lines().filter(|l| !l.trim().is_empty());
+    let mut files = std::collections::BTreeMap::new();
+    let mut passfile_probe = None;
+    let mut rest = Vec::new();
+    for line in out.stdout.lines().filter(|l| !l.trim().is_empty()) {
+        if let Some(entry) = line.strip_prefix("file ") {
+            let (path, b64) = entry.rsplit_once(' ').unwrap_or((entry, "-"));
+            let content = (b64 != "-").then(|| {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default()
+            });
+            files.insert(path.to_string(), content);
+        } else if let Some(p) = line.strip_prefix("passfile ") {
+            // `OWNER MODE SHA` → the passfile step's own probe format.
+            let mut words = p.split_whitespace();
+            if let (Some(owner), Some(mode), Some(sha)) = (words.next(), words.next(), words.next())
+            {
+                passfile_probe = Some(format!("{owner} {mode}\n{sha}\n"));
+            }
+        } else {
+            rest.push(line);
+        }
+    }
+    let mut lines = rest.into_iter();
     let unreadable = |e: serde_json::Error| {
         StepError::new(
             format!("cannot read host facts ({e}): {}", out.stdout.trim()),
@@ -67,6 +104,8 @@ pub async fn gather(session: &Session, host: &Host) -> Result<Facts, StepError> 
     };
     let mut facts: Facts =
         serde_json::from_str(lines.next().unwrap_or_default()).map_err(unreadable)?;
+    facts.files = files;
+    facts.passfile_probe = passfile_probe;
     if facts.running {
         facts.server = Some(
             serde_json::from_str::<ServerFacts>(lines.next().unwrap_or_default())

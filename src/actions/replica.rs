@@ -71,7 +71,17 @@ pub async fn passfile(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         &[&path],
     )
     .as_root();
-    let now = ctx.session.run(&probe).await?.stdout;
+    // Preflight probed the passfile; a write in this run goes through here and updates it.
+    let known = ctx
+        .state()
+        .await
+        .facts
+        .as_ref()
+        .map(|f| f.passfile_probe.clone());
+    let now = match known {
+        Some(seen) => seen.unwrap_or_default(),
+        None => ctx.session.run(&probe).await?.stdout,
+    };
     if now == format!("postgres 600\n{digest}\n") {
         return Ok(Outcome::ok(format!("{path} is up to date")));
     }
@@ -85,6 +95,9 @@ pub async fn passfile(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     .secret_stdin(SecretString::from(line))
     .as_root();
     ctx.session.run(&write).await?;
+    if let Some(f) = &mut ctx.state().await.facts {
+        f.passfile_probe = Some(format!("postgres 600\n{digest}\n"));
+    }
     Ok(Outcome::changed(format!("wrote {path} (0600, postgres)")))
 }
 
@@ -171,6 +184,8 @@ pub async fn start(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
 }
 
 pub async fn move_aside(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
+    // The data dir (and, in some layouts, the config inside it) changes under us.
+    ctx.state().await.forget_files();
     let data = &ctx.host.pg.data_dir;
     if ctx.check_mode() {
         return Ok(Outcome::changed(format!("would move {data} aside")));
@@ -202,6 +217,8 @@ mkdir -p "$d"; chown postgres:postgres "$d"; chmod 700 "$d"; echo "$aside""#;
 
 /// Rescue: put the old data dir back, start the server if it ran, drop the unused slot.
 pub async fn restore_datadir(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
+    // The data dir (and, in some layouts, the config inside it) changes under us.
+    ctx.state().await.forget_files();
     let pg = ctx.pg();
     let (aside, was_running) = {
         let s = ctx.state().await;
@@ -295,6 +312,8 @@ async fn release_slot(ctx: &HostCtx<'_>, slot: &str) -> Result<(), StepError> {
 }
 
 pub async fn base_backup(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
+    // The data dir (and, in some layouts, the config inside it) changes under us.
+    ctx.state().await.forget_files();
     let slot = ctx.host.slot.clone().unwrap_or_default();
     if ctx.check_mode() {
         return Ok(Outcome::changed(format!(

@@ -22,6 +22,12 @@ pub struct Facts {
     pub postgres_home: String,
     /// Facts only a running server can tell.
     pub server: Option<ServerFacts>,
+    /// The managed config files as preflight read them (`None`: absent).
+    #[serde(skip)]
+    pub files: BTreeMap<String, Option<String>>,
+    /// `OWNER MODE\nSHA256\n` of the replication passfile as preflight saw it.
+    #[serde(skip)]
+    pub passfile_probe: Option<String>,
 }
 
 /// What a running server says about itself.
@@ -72,6 +78,20 @@ pub struct HostState {
 }
 
 impl HostState {
+    /// Drops preflight's copy of a file this run is about to change.
+    pub fn forget_file(&mut self, path: &str) {
+        if let Some(f) = &mut self.facts {
+            f.files.remove(path);
+        }
+    }
+
+    /// Drops every copy: the data dir (which may hold the config) is being replaced.
+    pub fn forget_files(&mut self) {
+        if let Some(f) = &mut self.facts {
+            f.files.clear();
+        }
+    }
+
     /// Whether the host is out of the run: a step failed there, or it could not be reached.
     pub fn is_failed(&self) -> bool {
         self.failed.is_some() || self.unreachable.is_some()
