@@ -407,25 +407,40 @@ async fn check_replica(
     rc: &mut HostChecks,
 ) {
     let pg = Pg::new(session, host);
-    let write =
-        "BEGIN; SET TRANSACTION READ WRITE; CREATE TABLE pgrepl_write_check (x int); ROLLBACK;";
-    let write_cmd = pg.psql().stdin(write);
-    // The state query and the write attempt are independent: run them side by side.
-    let (view, attempt) = tokio::join!(
-        pg.query_if_running::<ReplicaView>(REPLICA_SQL),
-        session.output(&write_cmd)
+    // One psql for the state and the write attempt: the attempt must fail, so errors may
+    // not stop the script; whatever it did is rolled back.
+    let script = format!(
+        "{REPLICA_SQL};\n\\set ON_ERROR_STOP 0\nBEGIN; SET TRANSACTION READ WRITE; CREATE TABLE pgrepl_write_check (x int); ROLLBACK;\n"
     );
-    let view = match view {
-        Ok(Some(v)) => v,
-        Ok(None) => {
-            return rc.add(
+    let out = match session.output(&pg.psql().stdin(script)).await {
+        Ok(out) => out,
+        Err(e) => return rc.add("query", Health::Fail, e.to_string()),
+    };
+    if !out.success() {
+        return match pg.state().await {
+            Ok(crate::pg::ServerState::Running) => {
+                rc.add("query", Health::Fail, out.stderr.trim().to_string())
+            }
+            Ok(_) => rc.add(
                 "running",
                 Health::Fail,
                 format!("PostgreSQL is not running on {}", host.name),
-            );
-        }
-        Err(e) => return rc.add("query", Health::Fail, e.to_string()),
-    };
+            ),
+            Err(e) => rc.add("running", Health::Fail, e.to_string()),
+        };
+    }
+    let view: ReplicaView =
+        match serde_json::from_str(out.stdout.lines().next().unwrap_or_default()) {
+            Ok(v) => v,
+            Err(e) => {
+                return rc.add(
+                    "query",
+                    Health::Fail,
+                    format!("unexpected answer ({e}): {}", out.stdout.trim()),
+                );
+            }
+        };
+    let write_refused = out.stderr.contains("ERROR");
     if !view.in_recovery {
         return rc.add(
             "in recovery",
@@ -497,14 +512,14 @@ async fn check_replica(
             format!("{lag} B behind what it received"),
         );
     }
-    match attempt {
-        Ok(out) if !out.success() => rc.add("read-only", Health::Ok, "a write was refused"),
-        Ok(_) => rc.add(
+    if write_refused {
+        rc.add("read-only", Health::Ok, "a write was refused")
+    } else {
+        rc.add(
             "read-only",
             Health::Fail,
             "a write was accepted (rolled back): this host is not a read-only standby",
-        ),
-        Err(e) => rc.add("read-only", Health::Fail, e.to_string()),
+        )
     }
 }
 
