@@ -24,7 +24,16 @@ if [ -f "$pf" ]; then printf 'passfile %s %s\n' "$(stat -c '%U %a' "$pf")" "$(sh
 # The server's own facts come in the same round trip; the SQL arrives on stdin.
 if [ "$r" = true ]; then exec runuser -u postgres -- "$bin/psql" -X -A -t -q -v ON_ERROR_STOP=1 -p "$port" ${socket:+-h "$socket"} -d postgres; fi"#;
 
+/// What a running server says about itself, for the replication role `user`.
+fn server_facts_sql(user: &str) -> String {
+    SERVER_FACTS_SQL.replace("'{USER}'", &crate::pg::literal(user))
+}
+
 const SERVER_FACTS_SQL: &str = "SELECT json_build_object(
+  'role', (SELECT row_to_json(r) FROM (SELECT rolcanlogin AS login, rolreplication AS replication,
+     rolpassword AS verifier FROM pg_authid WHERE rolname = '{USER}') r),
+  'slots', (SELECT coalesce(json_agg(json_build_object('name', slot_name, 'physical', slot_type = 'physical')), '[]')
+     FROM pg_replication_slots),
   'version_num', current_setting('server_version_num')::int,
   'in_recovery', pg_is_in_recovery(),
   'db_bytes', (SELECT sum(pg_database_size(oid)) FROM pg_database)::bigint,
@@ -46,13 +55,13 @@ pub async fn facts(
     if let Some(f) = &state.facts {
         return Ok(f.clone());
     }
-    let f = gather(session, host).await?;
+    let f = gather(session, host, &engine.inventory.replication.user).await?;
     state.facts = Some(f.clone());
     Ok(f)
 }
 
 /// Reads the facts afresh, ignoring any stored ones.
-pub async fn gather(session: &Session, host: &Host) -> Result<Facts, StepError> {
+pub async fn gather(session: &Session, host: &Host, user: &str) -> Result<Facts, StepError> {
     let port = host.pg.port.to_string();
     let socket = host.pg.socket_dir.clone().unwrap_or_default();
     let [settings, hba] = super::config::managed_paths(host);
@@ -67,7 +76,7 @@ pub async fn gather(session: &Session, host: &Host) -> Result<Facts, StepError> 
             &hba,
         ],
     )
-    .stdin(SERVER_FACTS_SQL)
+    .stdin(server_facts_sql(user))
     .as_root();
     let out = session.run(&cmd).await?;
     let mut files = std::collections::BTreeMap::new();
@@ -117,7 +126,18 @@ pub async fn gather(session: &Session, host: &Host) -> Result<Facts, StepError> 
 
 pub async fn run(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     let host = ctx.host;
-    let facts = facts(ctx.engine, ctx.index, ctx.session, host).await?;
+    // A replica probes the primary's port while it gathers its own facts.
+    let reach_primary = async {
+        match (host.is_primary(), ctx.primary()) {
+            (false, Ok((primary, _))) => reach(ctx, primary).await,
+            _ => Ok(None),
+        }
+    };
+    let (facts, reached) = tokio::join!(
+        facts(ctx.engine, ctx.index, ctx.session, host),
+        reach_primary
+    );
+    let facts = facts?;
     let mut problems = Vec::new();
     if facts.binary_major == 0 {
         problems.push(format!("no PostgreSQL server binaries in {} (hint: install PostgreSQL {} or set postgres.bin_dir)", host.pg.bin_dir, host.pg.version));
@@ -127,6 +147,9 @@ pub async fn run(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     if host.is_primary() {
         check_primary(ctx, &facts, &mut problems);
     } else {
+        if let Some(problem) = reached? {
+            problems.push(problem);
+        }
         check_replica(ctx, &facts, &mut problems).await?;
     }
     if problems.is_empty() {
@@ -170,17 +193,10 @@ async fn check_replica(
         .iter()
         .position(Host::is_primary)
         .unwrap_or(0);
-    // The primary's facts and the port probe are independent: one round trip for both.
-    let (primary_facts, reached) = tokio::join!(
-        self::facts(ctx.engine, primary_index, primary_session, primary),
-        reach(ctx, primary)
-    );
-    let Ok(primary_facts) = primary_facts else {
+    let Ok(primary_facts) = self::facts(ctx.engine, primary_index, primary_session, primary).await
+    else {
         return Ok(()); // the primary's own preflight reports it
     };
-    if let Some(problem) = reached? {
-        problems.push(problem);
-    }
     if primary_facts.binary_major != 0
         && facts.binary_major != 0
         && primary_facts.binary_major != facts.binary_major

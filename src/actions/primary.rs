@@ -1,18 +1,11 @@
 //! Primary-side actions: the replication role and the replicas' slots.
 
 use secrecy::ExposeSecret;
-use serde::Deserialize;
 
+use crate::engine::context::{RoleFacts, SlotFacts};
 use crate::engine::{HostCtx, Outcome, StepError};
 use crate::pg::{ident, literal, scram};
 use crate::playbook::SlotScope;
-
-#[derive(Debug, Deserialize)]
-struct RoleRow {
-    login: bool,
-    replication: bool,
-    verifier: Option<String>,
-}
 
 /// Ensures the replication role can log in and replicate with the inventory's password.
 /// The password goes to the server only as a SCRAM-SHA-256 verifier computed here.
@@ -25,11 +18,24 @@ pub async fn replication_role(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         )
     })?;
     let pg = ctx.pg();
-    let sql = format!(
-        "SELECT coalesce((SELECT row_to_json(r) FROM (SELECT rolcanlogin AS login, rolreplication AS replication, rolpassword AS verifier FROM pg_authid WHERE rolname = {}) r), 'null')",
-        literal(user)
-    );
-    let row: Option<RoleRow> = pg.query(&sql).await?;
+    // Preflight read the role moments ago; ask again only without its facts.
+    let seen = ctx
+        .state()
+        .await
+        .facts
+        .as_ref()
+        .and_then(|f| f.server.as_ref())
+        .map(|s| s.role.clone());
+    let row: Option<RoleFacts> = match seen {
+        Some(row) => row,
+        None => {
+            let sql = format!(
+                "SELECT coalesce((SELECT row_to_json(r) FROM (SELECT rolcanlogin AS login, rolreplication AS replication, rolpassword AS verifier FROM pg_authid WHERE rolname = {}) r), 'null')",
+                literal(user)
+            );
+            pg.query(&sql).await?
+        }
+    };
     let current = row.as_ref().is_some_and(|r| {
         r.login
             && r.replication
@@ -60,12 +66,6 @@ pub async fn replication_role(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     )))
 }
 
-#[derive(Debug, Deserialize)]
-struct SlotRow {
-    name: String,
-    physical: bool,
-}
-
 /// Ensures one physical slot per replica (or for the command's target only).
 pub async fn slots(ctx: &HostCtx<'_>, scope: SlotScope) -> Result<Outcome, StepError> {
     let inv = &ctx.engine.inventory;
@@ -79,9 +79,19 @@ pub async fn slots(ctx: &HostCtx<'_>, scope: SlotScope) -> Result<Outcome, StepE
         .filter_map(|(i, h)| h.slot.as_deref().map(|s| (i, s)))
         .collect();
     let pg = ctx.pg();
-    let rows: Vec<SlotRow> = pg
-        .query("SELECT coalesce(json_agg(json_build_object('name', slot_name, 'physical', slot_type = 'physical')), '[]') FROM pg_replication_slots")
-        .await?;
+    let seen = ctx
+        .state()
+        .await
+        .facts
+        .as_ref()
+        .and_then(|f| f.server.as_ref())
+        .map(|s| s.slots.clone());
+    let rows: Vec<SlotFacts> = match seen {
+        Some(rows) => rows,
+        None => pg
+            .query("SELECT coalesce(json_agg(json_build_object('name', slot_name, 'physical', slot_type = 'physical')), '[]') FROM pg_replication_slots")
+            .await?,
+    };
     let mut created = Vec::new();
     for (i, slot) in wanted {
         match rows.iter().find(|r| r.name == slot) {

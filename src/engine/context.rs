@@ -42,6 +42,28 @@ pub struct ServerFacts {
     /// Settings changed in the files that wait for a restart (`pg_settings.pending_restart`).
     #[serde(default)]
     pub pending_restart: String,
+    /// The replication role, if it exists.
+    #[serde(default)]
+    pub role: Option<RoleFacts>,
+    /// The server's replication slots.
+    #[serde(default)]
+    pub slots: Vec<SlotFacts>,
+}
+
+/// The replication role as `pg_authid` has it.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RoleFacts {
+    pub login: bool,
+    pub replication: bool,
+    /// The stored SCRAM verifier (never the password).
+    pub verifier: Option<String>,
+}
+
+/// One replication slot.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SlotFacts {
+    pub name: String,
+    pub physical: bool,
 }
 
 /// A standby's `pg_stat_wal_receiver` row.
