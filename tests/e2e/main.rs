@@ -5,6 +5,7 @@
 mod support;
 
 mod add_replica;
+mod agent;
 mod bootstrap;
 mod engine;
 mod faults;
