@@ -47,7 +47,7 @@ async fn main() -> Result<()> {
     }
 
     let opts = ConnectOptions::default();
-    let config = Arc::new(ssh::load_ssh_config(&opts).map_err(anyhow::Error::msg)?);
+    let config = Arc::new(ssh::load_ssh_config(&opts)?);
 
     let started = Instant::now();
 

@@ -1,169 +1,117 @@
-//! Running a command: inventory → plan → engine → report, and the exit code.
+//! Running a command: settings → inventory → plan → engine with the cluster's actions →
+//! results, and how it ended.
 //!
-//! Invalid input (inventory, playbook, template, flags) exits 64 before any host is
-//! contacted. Ctrl-C or SIGTERM stops new work, rescues hosts caught half-way, prints
-//! what state each host is left in, and exits 130.
+//! Invalid input (inventory, playbook, template, flags) is an [`Error`] before any host is
+//! contacted. Ctrl-C or SIGTERM stops new work, rescues hosts caught half-way, and the
+//! recap says what state each host is left in. Everything shown goes through the
+//! [`Reporter`], so secrets are redacted and `--log-file` gets every line.
 
-use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use clap::CommandFactory;
 use secrecy::ExposeSecret;
-use tokio::sync::Mutex;
 
-use crate::cli::{ChangeFlags, Cli, Command, Global, VerifyFlags};
-use crate::engine::{Engine, HostState, Options};
+use crate::actions::{ActionOptions, Cluster, lock};
+use crate::cli::Cli;
+use crate::engine::{Engine, Events, Options, RunReport};
+use crate::error::{Error, Finished};
 use crate::inventory::{self, Inventory};
 use crate::report::{self, Format, Reporter};
-use crate::ssh::ConnectOptions;
+use crate::settings::{CommandKind, Job, RunSettings, Settings};
+use crate::step::StepError;
 use crate::templates::Templates;
-use crate::verify::{Health, VerifyOptions};
+use crate::verify::{Health, VerifyReport};
 use crate::{edit, plan, playbook};
 
-/// Exit codes, as documented in README and `--help`.
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const WARN: u8 = 1;
-    pub const FAILED: u8 = 2;
-    pub const INVALID: u8 = 64;
-    pub const INTERRUPTED: u8 = 130;
-}
-
-/// Runs the parsed command line and returns the exit code.
-pub async fn run(cli: Cli) -> u8 {
-    let g = &cli.global;
-    match &cli.command {
-        Command::Completions { shell } => {
-            clap_complete::generate(
-                *shell,
-                &mut Cli::command(),
-                "pgrepl",
-                &mut std::io::stdout(),
-            );
-            exit::OK
+/// Runs the resolved command and says how it ended.
+pub async fn run(settings: Settings, reporter: Arc<Reporter>) -> Result<Finished, Error> {
+    match &settings.job {
+        Job::Completions(shell) => {
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "pgrepl", &mut script);
+            reporter.output(&String::from_utf8_lossy(&script));
+            Ok(Finished::Ok)
         }
-        Command::Plan { command, name } => show_plan(g, command, name.as_deref()),
-        Command::Bootstrap(flags) => {
-            execute(
-                g,
-                "bootstrap",
-                None,
-                flags,
-                false,
-                &VerifyOptions::default(),
-            )
-            .await
-        }
-        Command::AddReplica {
-            name,
+        Job::Plan {
+            command,
+            target,
             address,
-            slot,
-            allow_restart,
-            flags,
         } => {
-            if let Some(address) = address
-                && let Err(e) =
-                    edit::append_replica(&g.inventory, name, address, slot.as_deref(), flags.check)
-            {
-                eprintln!("pgrepl: {e}");
-                return exit::INVALID;
+            let inventory = load_inventory(
+                &settings.inventory,
+                *command,
+                target.as_deref(),
+                address.as_deref(),
+                None,
+            )?;
+            let (_, plan) = prepare(&settings, *command, target.as_deref(), &inventory)?;
+            match settings.format {
+                Format::Human => reporter.output(&plan::render(&plan, &inventory)),
+                Format::Json => reporter.output(&json(&plan)),
             }
-            execute(
-                g,
-                "add-replica",
-                Some(name),
-                flags,
-                *allow_restart,
-                &VerifyOptions::default(),
-            )
-            .await
+            Ok(Finished::Ok)
         }
-        Command::Verify(v) => {
-            let flags = ChangeFlags {
-                check: false,
-                diff: false,
-            };
-            execute(g, "verify", None, &flags, false, &verify_options(v)).await
-        }
+        Job::Run(run) => execute(&settings, run, reporter).await,
     }
 }
 
-fn verify_options(v: &VerifyFlags) -> VerifyOptions {
-    VerifyOptions {
-        max_lag_bytes: v.max_lag_bytes,
-        max_lag_seconds: v.max_lag_seconds,
-        max_slot_retained: v.max_slot_retained,
-        probe_timeout: Duration::from_secs_f64(v.probe_timeout.max(0.1)),
-    }
+fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default() + "\n"
 }
 
-/// Loads what a command needs before contacting any host; errors are invalid input.
-fn prepare(
-    g: &Global,
-    command: &str,
+/// Loads the inventory; with `address`, as it is with the target appended (in memory:
+/// the file is written only by a run that changes hosts).
+fn load_inventory(
+    path: &Path,
+    command: CommandKind,
     target: Option<&str>,
-) -> Result<(Inventory, Templates, plan::Plan), String> {
-    let inventory = load_inventory(&g.inventory, command, target)?;
-    let templates = Templates::load(g.templates.as_deref()).map_err(|e| e.to_string())?;
-    let (book, source) =
-        playbook::load(command, g.playbooks.as_deref()).map_err(|e| e.to_string())?;
-    let plan = plan::build(
-        command,
-        &source,
-        &book,
-        &inventory,
-        target,
-        g.limit.as_deref(),
-    )
-    .map_err(|e| e.to_string())?;
-    for step in &plan.steps {
-        for action in actions_of(&step.work) {
-            if let playbook::Action::Config { template, .. } | playbook::Action::Hba { template } =
-                action
-                && !templates.has(template)
-            {
-                return Err(format!(
-                    "{}: step `{}` uses template `{template}`, which does not exist\nhint: the built-in templates are {}",
-                    plan.source,
-                    step.name,
-                    crate::templates::EMBEDDED
-                        .iter()
-                        .map(|t| t.0)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
+    address: Option<&str>,
+    slot: Option<&str>,
+) -> Result<Inventory, Error> {
+    let inventory = match (target, address) {
+        (Some(name), Some(address)) => {
+            edit::append_replica(path, name, address, slot, true).map_err(|message| {
+                Error::Usage {
+                    message,
+                    hint: None,
+                }
+            })?;
+            let text = std::fs::read_to_string(path).map_err(|source| Error::File {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let current = inventory::parse(path, &text)?;
+            if current.hosts.iter().any(|h| h.name == name) {
+                current
+            } else {
+                let new = edit::with_replica(&text, name, address, slot).map_err(|message| {
+                    Error::Usage {
+                        message,
+                        hint: None,
+                    }
+                })?;
+                inventory::parse(path, &new)?
             }
         }
-    }
-    Ok((inventory, templates, plan))
-}
-
-fn actions_of(work: &plan::Work) -> Vec<&playbook::Action> {
-    match work {
-        plan::Work::Action(a) => vec![a],
-        plan::Work::Block { steps, rescue, .. } => {
-            steps.iter().map(|(_, a)| a).chain(rescue.iter()).collect()
-        }
-    }
-}
-
-fn load_inventory(path: &Path, command: &str, target: Option<&str>) -> Result<Inventory, String> {
-    let inventory = inventory::load(path).map_err(|e| e.to_string())?;
+        _ => inventory::load(path)?,
+    };
     if let Some(name) = target {
         match inventory.hosts.iter().find(|h| h.name == name) {
             None => {
-                return Err(format!(
-                    "{}: host `{name}` is not in the inventory\nhint: add it to the inventory, or pass --address ADDR to append it",
-                    path.display()
+                return Err(Error::usage(
+                    format!("{}: host `{name}` is not in the inventory", path.display()),
+                    "add it to the inventory, or pass --address ADDR to append it",
                 ));
             }
             Some(h) if h.is_primary() => {
-                return Err(format!(
-                    "{}: `{name}` is the primary; {command} adds replicas\nhint: name a replica host",
-                    path.display()
+                return Err(Error::usage(
+                    format!(
+                        "{}: `{name}` is the primary; {} adds replicas",
+                        path.display(),
+                        command.as_str()
+                    ),
+                    "name a replica host",
                 ));
             }
             Some(_) => {}
@@ -172,75 +120,132 @@ fn load_inventory(path: &Path, command: &str, target: Option<&str>) -> Result<In
     Ok(inventory)
 }
 
-fn show_plan(g: &Global, command: &str, name: Option<&str>) -> u8 {
-    if command == "add-replica" && name.is_none() {
-        eprintln!(
-            "pgrepl: plan add-replica needs the new replica's name\nhint: pgrepl plan add-replica NAME"
-        );
-        return exit::INVALID;
+/// Checks `--limit` against the inventory: an unknown name is invalid input.
+fn check_limit(limit: Option<&[String]>, inventory: &Inventory, path: &Path) -> Result<(), Error> {
+    let Some(limit) = limit else { return Ok(()) };
+    let unknown: Vec<&str> = limit
+        .iter()
+        .filter(|l| inventory.hosts.iter().all(|h| &h.name != *l))
+        .map(String::as_str)
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
     }
-    match prepare(g, command, name) {
-        Ok((inventory, _, plan)) => {
-            match g.format {
-                Format::Human => print!("{}", plan::render(&plan, &inventory)),
-                Format::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&plan).unwrap_or_default()
-                ),
+    let known: Vec<&str> = inventory.hosts.iter().map(|h| h.name.as_str()).collect();
+    Err(Error::usage(
+        format!(
+            "--limit names {} not in {}",
+            unknown
+                .iter()
+                .map(|u| format!("`{u}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            path.display()
+        ),
+        format!("the inventory's hosts are {}", known.join(", ")),
+    ))
+}
+
+/// Loads templates and the playbook and builds the plan; errors are invalid input.
+fn prepare(
+    settings: &Settings,
+    command: CommandKind,
+    target: Option<&str>,
+    inventory: &Inventory,
+) -> Result<(Templates, plan::Plan), Error> {
+    check_limit(settings.limit.as_deref(), inventory, &settings.inventory)?;
+    let templates = Templates::load(settings.templates.as_deref())?;
+    let (book, source) = playbook::load(command.as_str(), settings.playbooks.as_deref())?;
+    let plan = plan::build(
+        command.as_str(),
+        &source,
+        &book,
+        inventory,
+        target,
+        settings.limit.as_deref(),
+    )?;
+    for step in &plan.steps {
+        for action in step.work.actions() {
+            if let playbook::Action::Config { template, .. } | playbook::Action::Hba { template } =
+                action
+                && !templates.has(template)
+            {
+                return Err(Error::usage(
+                    format!(
+                        "{}: step `{}` uses template `{template}`, which does not exist",
+                        plan.source, step.name
+                    ),
+                    format!(
+                        "the built-in templates are {}",
+                        crate::templates::EMBEDDED
+                            .iter()
+                            .map(|t| t.0)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
             }
-            exit::OK
-        }
-        Err(e) => {
-            eprintln!("pgrepl: {e}");
-            exit::INVALID
         }
     }
+    Ok((templates, plan))
+}
+
+/// What a run prints as JSON: the recap, and verify's report when there is one.
+#[derive(serde::Serialize)]
+struct RunOutput<'a> {
+    #[serde(flatten)]
+    recap: &'a RunReport,
+    verify: Option<&'a VerifyReport>,
 }
 
 async fn execute(
-    g: &Global,
-    command: &str,
-    target: Option<&str>,
-    flags: &ChangeFlags,
-    allow_restart: bool,
-    verify: &VerifyOptions,
-) -> u8 {
-    let (inventory, templates, plan) = match prepare(g, command, target) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("pgrepl: {e}");
-            return exit::INVALID;
-        }
-    };
-    let log = match &g.log_file {
-        Some(path) => match std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            Ok(f) => Some(f),
-            Err(e) => {
-                eprintln!("pgrepl: cannot open log file {}: {e}", path.display());
-                return exit::INVALID;
-            }
-        },
-        None => None,
-    };
-    let password = inventory.replication.password.clone();
-    let secrets: Vec<String> = password
-        .iter()
-        .map(|p| p.expose_secret().to_string())
-        .collect();
-    let interactive = std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none()
-        && std::env::var("TERM").map_or(true, |t| t != "dumb");
-    let reporter = Reporter::new(g.format, g.verbose, interactive, log, secrets);
+    settings: &Settings,
+    run: &RunSettings,
+    reporter: Arc<Reporter>,
+) -> Result<Finished, Error> {
+    let inventory = load_inventory(
+        &settings.inventory,
+        run.command,
+        run.target.as_deref(),
+        run.address.as_deref(),
+        run.slot.as_deref(),
+    )?;
+    let (templates, plan) = prepare(settings, run.command, run.target.as_deref(), &inventory)?;
+    if let Some(password) = &inventory.replication.password {
+        reporter.add_secret(password.expose_secret());
+    }
     if matches!(
         inventory.replication.password_source,
         inventory::PasswordSource::Inline
     ) {
-        reporter.line("warning: the replication password is written in the inventory; prefer password_env or password_file");
+        reporter.note("warning: the replication password is written in the inventory; prefer password_env or password_file");
     }
+    if let (Some(name), Some(address), false) = (&run.target, &run.address, run.check) {
+        edit::append_replica(
+            &settings.inventory,
+            name,
+            address,
+            run.slot.as_deref(),
+            false,
+        )
+        .map_err(|message| Error::Usage {
+            message,
+            hint: None,
+        })?;
+    }
+    let events: Arc<dyn Events> = reporter.clone();
+    let mut cluster = Cluster::new(
+        inventory,
+        templates,
+        ActionOptions {
+            check: run.check,
+            diff: run.diff,
+            allow_restart: run.allow_restart,
+            verify: run.verify.clone(),
+        },
+        events.clone(),
+    );
+    cluster.target = run.target.clone();
     let clone_hosts = plan
         .steps
         .iter()
@@ -248,160 +253,152 @@ async fn execute(
         .map(|s| s.hosts.len())
         .max()
         .unwrap_or(0);
-    let n = inventory.hosts.len();
-    let mut engine = Engine {
-        templates,
-        options: Options {
-            check: flags.check,
-            diff: flags.diff,
-            forks: g.forks.max(1),
-            allow_restart,
-            verify: verify.clone(),
-        },
-        reporter,
-        sessions: vec![None; n],
-        states: (0..n).map(|_| Mutex::new(HostState::default())).collect(),
-        password,
-        target: target.map(str::to_string),
-        concurrent_backups: clone_hosts.min(g.forks.max(1)),
-        interrupted: Arc::new(AtomicBool::new(false)),
-        verify_report: Mutex::new(None),
-        backup_pids: (0..n).map(|_| std::sync::Mutex::new(None)).collect(),
-        interrupt: tokio::sync::watch::channel(false).0,
-        inventory,
-    };
-    let mut hosts: Vec<usize> = plan
-        .steps
-        .iter()
-        .flat_map(|s| s.hosts.iter().copied())
-        .collect();
+    cluster.concurrent_backups = clone_hosts.min(settings.forks);
+    let n = cluster.inventory.hosts.len();
     // Verify reads every member, even those the command leaves untouched.
-    if plan.steps.iter().any(|s| {
-        actions_of(&s.work)
+    let hosts: Vec<usize> = if plan.steps.iter().any(|s| {
+        s.work
+            .actions()
             .iter()
             .any(|a| matches!(a, playbook::Action::Verify))
     }) {
-        hosts = (0..n).collect();
-    }
-    hosts.sort_unstable();
-    hosts.dedup();
-    let trace_reporter = TraceSink::default();
-    let opts = ConnectOptions {
-        ssh_config: g.ssh_config.clone(),
-        accept_new_host_keys: g.accept_new_host_keys,
-        connect_timeout: Duration::from_secs(g.connect_timeout.max(1)),
-        keepalive: Duration::from_secs(g.ssh_keepalive.max(1)),
-        trace: (g.verbose > 0).then(|| trace_reporter.callback()),
+        (0..n).collect()
+    } else {
+        let mut v: Vec<usize> = plan
+            .steps
+            .iter()
+            .flat_map(|s| s.hosts.iter().copied())
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
     };
-    if let Err(e) = engine.connect(&hosts, &opts).await {
-        eprintln!("pgrepl: ssh config: {e}");
-        return exit::INVALID;
+    let mut connect = settings.connect.clone();
+    if settings.verbose > 0 {
+        let events = events.clone();
+        connect.trace = Some(Arc::new(move |host: &str, cmd: &str| {
+            events.trace(host, cmd)
+        }));
     }
-    let engine = Arc::new(engine);
-    trace_reporter.attach(&engine);
-    watch_signals(&engine);
-    if command == "add-replica"
-        && let Some(code) = refuse_healthy_target(&engine, target).await
-    {
-        return code;
+    cluster
+        .connect(&hosts, &connect)
+        .await
+        .map_err(Error::SshConfig)?;
+    let members = cluster.members();
+    let engine = Arc::new(Engine::new(
+        cluster,
+        events,
+        members,
+        Options {
+            check: run.check,
+            forks: settings.forks,
+        },
+    ));
+    watch_signals(&engine, &reporter);
+    if run.command == CommandKind::AddReplica {
+        refuse_healthy_target(engine.runner(), run.target.as_deref()).await?;
     }
     // Commands that change hosts hold the cluster lock on the primary while they run.
-    let changes = command != "verify" && !flags.check;
-    let holder = crate::engine::lock::Holder::this_run(command);
-    let primary = engine
+    let holder = lock::Holder::this_run(run.command.as_str());
+    let cluster = engine.runner();
+    let primary = cluster
         .inventory
         .hosts
         .iter()
         .position(|h| h.is_primary())
-        .and_then(|i| engine.sessions[i].clone());
-    if let (true, Some(primary)) = (changes, &primary) {
-        match crate::engine::lock::acquire(primary, &holder, g.break_lock).await {
-            Ok(Some(notice)) => engine.reporter.line(&format!("pgrepl: {notice}")),
-            Ok(None) => {}
-            Err(e) => {
-                engine.reporter.finish();
-                eprintln!("pgrepl: {e}\nnothing was changed");
-                return exit::FAILED;
+        .and_then(|i| cluster.sessions[i].clone());
+    let locked = match (run.changes_hosts(), &primary) {
+        (true, Some(primary)) => {
+            match lock::acquire(primary, &holder, settings.break_lock).await {
+                Ok(Some(notice)) => reporter.note(&format!("pgrepl: {notice}")),
+                Ok(None) => {}
+                Err(e) => return Err(Error::Refused(e)),
             }
+            Some(primary)
         }
+        _ => None,
+    };
+    let report = engine.run(run.command.as_str(), &plan.steps).await;
+    if let Some(primary) = locked {
+        lock::release(primary, &holder).await;
     }
-    let report = engine.run(&plan).await;
-    if let (true, Some(primary)) = (changes, &primary) {
-        crate::engine::lock::release(primary, &holder).await;
+    let mut verify_report = cluster.verify_report.lock().await.clone();
+    if run.command == CommandKind::Verify && verify_report.is_none() {
+        verify_report = Some(crate::verify::run(&cluster.verify_target()).await);
     }
-    let mut verify_report = engine.verify_report.lock().await.clone();
-    if command == "verify" && verify_report.is_none() {
-        verify_report = Some(crate::verify::run(&engine).await);
-    }
-    engine.reporter.finish();
-    let interrupted = engine.interrupted.load(Ordering::SeqCst);
-    if command == "verify" {
-        let v = verify_report.unwrap_or_else(|| crate::verify::VerifyReport {
+    reporter.finish();
+    let interrupted = engine.interrupted();
+    if run.command == CommandKind::Verify {
+        let v = verify_report.unwrap_or(VerifyReport {
             status: Health::Fail,
             hosts: vec![],
             probe: vec![],
         });
-        match g.format {
-            Format::Human => print!("{}", report::render_verify(&v)),
-            Format::Json => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
+        match settings.format {
+            Format::Human => reporter.output(&report::render_verify(&v)),
+            Format::Json => reporter.output(&json(&v)),
         }
-        return if interrupted {
-            exit::INTERRUPTED
+        return Ok(if interrupted {
+            Finished::Interrupted
         } else {
             match v.status {
-                Health::Ok => exit::OK,
-                Health::Warn => exit::WARN,
-                Health::Fail => exit::FAILED,
+                Health::Ok => Finished::Ok,
+                Health::Warn => Finished::Warn,
+                Health::Fail => Finished::Failed,
             }
-        };
+        });
     }
-    match g.format {
+    match settings.format {
         Format::Human => {
-            if let Some(v) = &report.verify {
-                print!("\n{}", report::render_verify(v));
+            if let Some(v) = &verify_report {
+                reporter.output(&format!("\n{}", report::render_verify(v)));
             }
-            print!("{}", report::render_recap(&report));
+            reporter.output(&report::render_recap(&report));
         }
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        ),
+        Format::Json => reporter.output(&json(&RunOutput {
+            recap: &report,
+            verify: verify_report.as_ref(),
+        })),
     }
-    if interrupted {
-        exit::INTERRUPTED
+    Ok(if interrupted {
+        Finished::Interrupted
     } else if report.failed() {
-        exit::FAILED
+        Finished::Failed
     } else {
-        exit::OK
-    }
+        Finished::Ok
+    })
 }
 
 /// add-replica refuses a host that already streams from the primary, changing nothing.
-async fn refuse_healthy_target(engine: &Arc<Engine>, target: Option<&str>) -> Option<u8> {
-    let name = target?;
-    let i = engine.inventory.hosts.iter().position(|h| h.name == name)?;
-    let session = engine.sessions[i].clone()?;
-    let ctx = crate::engine::HostCtx {
-        engine,
-        index: i,
-        host: &engine.inventory.hosts[i],
-        session: &session,
+async fn refuse_healthy_target(cluster: &Cluster, target: Option<&str>) -> Result<(), Error> {
+    let Some(name) = target else { return Ok(()) };
+    let Some(ctx) = cluster
+        .inventory
+        .hosts
+        .iter()
+        .position(|h| h.name == name)
+        .and_then(|i| cluster.host(i))
+    else {
+        return Ok(());
     };
     if crate::actions::condition_holds(&ctx, playbook::Condition::Streaming)
         .await
         .unwrap_or(false)
     {
-        eprintln!(
-            "pgrepl: `{name}` is already a healthy replica streaming from the primary; nothing to add, nothing changed\nhint: run `pgrepl verify` to check it"
-        );
-        return Some(exit::FAILED);
+        return Err(Error::Refused(StepError::new(
+            format!(
+                "`{name}` is already a healthy replica streaming from the primary; nothing to add"
+            ),
+            "run `pgrepl verify` to check it",
+        )));
     }
-    None
+    Ok(())
 }
 
-/// Ctrl-C or SIGTERM: stop launching work, let the engine rescue hosts, exit 130.
-fn watch_signals(engine: &Arc<Engine>) {
+/// Ctrl-C or SIGTERM: stop launching work, let the engine rescue hosts.
+fn watch_signals(engine: &Arc<Engine<Cluster>>, reporter: &Arc<Reporter>) {
     let engine = engine.clone();
+    let reporter = reporter.clone();
     tokio::spawn(async move {
         let term = async {
             #[cfg(unix)]
@@ -419,31 +416,9 @@ fn watch_signals(engine: &Arc<Engine>) {
             _ = tokio::signal::ctrl_c() => {}
             _ = term => {}
         }
-        engine.reporter.line(
+        reporter.note(
             "pgrepl: interrupted: stopping new work and putting hosts back in a safe state ...",
         );
-        engine.interrupted.store(true, Ordering::SeqCst);
-        let _ = engine.interrupt.send(true);
+        engine.interrupt();
     });
-}
-
-/// Routes `-v` command traces to the reporter once the engine exists.
-#[derive(Default, Clone)]
-struct TraceSink {
-    engine: Arc<std::sync::OnceLock<std::sync::Weak<Engine>>>,
-}
-
-impl TraceSink {
-    fn callback(&self) -> crate::ssh::Trace {
-        let cell = self.engine.clone();
-        Arc::new(move |host: &str, cmd: &str| {
-            if let Some(engine) = cell.get().and_then(|w| w.upgrade()) {
-                engine.reporter.trace(host, cmd);
-            }
-        })
-    }
-
-    fn attach(&self, engine: &Arc<Engine>) {
-        let _ = self.engine.set(Arc::downgrade(engine));
-    }
 }

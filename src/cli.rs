@@ -93,7 +93,12 @@ pub enum Command {
     ///
     /// Safe to re-run: a healthy cluster reports 0 changed and nothing restarts.
     /// Example: pgrepl -i inventory.yaml bootstrap
-    Bootstrap(#[command(flatten)] ChangeFlags),
+    Bootstrap {
+        #[command(flatten)]
+        flags: ChangeFlags,
+        #[command(flatten)]
+        verify: VerifyFlags,
+    },
     /// Add one replica to a running cluster without restarting the primary.
     ///
     /// Example: pgrepl add-replica replica-2 --address 10.0.1.22
@@ -111,6 +116,8 @@ pub enum Command {
         allow_restart: bool,
         #[command(flatten)]
         flags: ChangeFlags,
+        #[command(flatten)]
+        verify: VerifyFlags,
     },
     /// Check replication health; exits 0 healthy, 1 warnings, 2 failures.
     ///
@@ -121,10 +128,14 @@ pub enum Command {
     ///
     /// Example: pgrepl plan bootstrap
     Plan {
-        /// bootstrap, add-replica or verify.
-        command: String,
+        /// The command to plan.
+        command: CommandKind,
         /// For add-replica: the new replica's name.
         name: Option<String>,
+        /// For add-replica: plan as if the host were appended with this address (the
+        /// inventory file is not changed).
+        #[arg(long, value_name = "ADDR", requires = "name")]
+        address: Option<String>,
     },
     /// Print a shell completion script.
     ///
@@ -132,19 +143,39 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
 }
 
+/// The commands that run a playbook (and so can be planned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CommandKind {
+    Bootstrap,
+    AddReplica,
+    Verify,
+}
+
+impl CommandKind {
+    /// The command's name, which is also its playbook's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandKind::Bootstrap => "bootstrap",
+            CommandKind::AddReplica => "add-replica",
+            CommandKind::Verify => "verify",
+        }
+    }
+}
+
 /// Thresholds of `verify` (also used by the verify step of bootstrap and add-replica).
+/// Unset flags take the defaults of `VerifyOptions::default()`.
 #[derive(Debug, Args, Clone)]
 pub struct VerifyFlags {
-    /// Warn when a replica is more than this many bytes behind.
-    #[arg(long, default_value_t = 16 * 1024 * 1024, value_name = "BYTES")]
-    pub max_lag_bytes: u64,
-    /// Warn when a replica's replay lag exceeds this many seconds.
-    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
-    pub max_lag_seconds: f64,
-    /// Warn when a slot retains more WAL than this many bytes.
-    #[arg(long, default_value_t = 1024 * 1024 * 1024, value_name = "BYTES")]
-    pub max_slot_retained: u64,
-    /// Fail a replica that has not replayed the probe row within this many seconds.
-    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
-    pub probe_timeout: f64,
+    /// Warn when a replica is more than this many bytes behind [default: 16777216].
+    #[arg(long, value_name = "BYTES")]
+    pub max_lag_bytes: Option<u64>,
+    /// Warn when a replica's replay lag exceeds this many seconds [default: 30].
+    #[arg(long, value_name = "SECONDS")]
+    pub max_lag_seconds: Option<f64>,
+    /// Warn when a slot retains more WAL than this many bytes [default: 1073741824].
+    #[arg(long, value_name = "BYTES")]
+    pub max_slot_retained: Option<u64>,
+    /// Fail a replica that has not replayed the probe row within this many seconds [default: 10].
+    #[arg(long, value_name = "SECONDS")]
+    pub probe_timeout: Option<f64>,
 }

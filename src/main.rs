@@ -1,8 +1,13 @@
-//! The `pgrepl` binary: parse the command line and hand over to [`pgrepl::app`].
+//! The `pgrepl` binary: parse the command line, resolve it into settings, run it, and print
+//! any error and exit in one place.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
+use pgrepl::error::{Error, exit};
+use pgrepl::report::Reporter;
+use pgrepl::settings::Settings;
 
 fn main() -> ExitCode {
     let cli = match pgrepl::cli::Cli::try_parse() {
@@ -10,21 +15,45 @@ fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() {
-                pgrepl::app::exit::INVALID
+                exit::INVALID
             } else {
-                0
+                exit::OK
             });
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("pgrepl: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
+    let mut reporter = Reporter::new(
+        cli.global.format,
+        cli.global.verbose,
+        Reporter::stderr_is_interactive(),
+        None,
+    );
+    let settings = Settings::from_cli(cli).and_then(|s| {
+        if let Some(path) = &s.log_file {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|source| Error::File {
+                    path: path.clone(),
+                    source,
+                })?;
+            reporter.set_log(file);
         }
-    };
-    ExitCode::from(runtime.block_on(pgrepl::app::run(cli)))
+        Ok(s)
+    });
+    let reporter = Arc::new(reporter);
+    let result = settings.and_then(|settings| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| Error::Runtime { source })?;
+        runtime.block_on(pgrepl::app::run(settings, reporter.clone()))
+    });
+    match result {
+        Ok(finished) => ExitCode::from(finished.exit_code()),
+        Err(e) => {
+            reporter.error(&e);
+            ExitCode::from(e.exit_code())
+        }
+    }
 }

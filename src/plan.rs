@@ -5,8 +5,9 @@
 
 use serde::Serialize;
 
+use crate::engine::OnFailure;
 use crate::inventory::{Inventory, Role};
-use crate::playbook::{Action, Condition, OnFailure, Playbook, Step};
+use crate::playbook::{Action, Condition, Playbook, Step};
 
 /// The resolved steps of one command.
 #[derive(Debug, Clone, Serialize)]
@@ -18,30 +19,10 @@ pub struct Plan {
 }
 
 /// One step with its hosts resolved to inventory indices.
-#[derive(Debug, Clone, Serialize)]
-pub struct PlannedStep {
-    pub name: String,
-    pub hosts: Vec<usize>,
-    pub work: Work,
-    pub on_failure: OnFailure,
-    /// One host at a time.
-    pub serial: bool,
-    /// Leave a host alone where this holds.
-    pub unless: Option<Condition>,
-    /// Run only where this holds.
-    pub only_if: Option<Condition>,
-}
+pub type PlannedStep = crate::engine::Step<Action, Condition>;
 
 /// What a step does on each of its hosts.
-#[derive(Debug, Clone, Serialize)]
-pub enum Work {
-    Action(Action),
-    /// Actions run in order per host; `rescue` runs on a host whose block failed.
-    Block {
-        steps: Vec<(String, Action)>,
-        rescue: Option<Action>,
-    },
-}
+pub type Work = crate::engine::Work<Action>;
 
 /// A playbook that does not fit the inventory.
 #[derive(Debug, thiserror::Error)]

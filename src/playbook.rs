@@ -73,15 +73,7 @@ impl Hosts {
     }
 }
 
-/// What a failed host means for the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnFailure {
-    /// Stop the whole run after this step (the default for steps on the primary).
-    Stop,
-    /// Drop the failed host from later steps; the others carry on (the default elsewhere).
-    Continue,
-}
+pub use crate::engine::OnFailure;
 
 /// A condition checked on the host, in typed Rust, before a step runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]

@@ -10,9 +10,9 @@ use std::io::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::engine::{Outcome, RunReport, Status};
+use crate::engine::{Events, Outcome, RunReport, StepError};
 use crate::verify::{Health, VerifyReport};
 
 /// Output format of results on stdout.
@@ -31,18 +31,13 @@ pub struct Reporter {
     log: Option<Mutex<std::fs::File>>,
     /// Diffs are printed to stdout in human format, kept out of JSON.
     pub format: Format,
-    secrets: Vec<String>,
+    /// Strings never shown: each becomes `<redacted>` in every line, result and log entry.
+    secrets: Mutex<Vec<String>>,
 }
 
 impl Reporter {
     /// `interactive`: stderr is a terminal and colour/escapes are welcome.
-    pub fn new(
-        format: Format,
-        verbose: u8,
-        interactive: bool,
-        log: Option<std::fs::File>,
-        secrets: Vec<String>,
-    ) -> Self {
+    pub fn new(format: Format, verbose: u8, interactive: bool, log: Option<std::fs::File>) -> Self {
         let bars = interactive
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)));
         Reporter {
@@ -52,18 +47,61 @@ impl Reporter {
             verbose,
             log: log.map(Mutex::new),
             format,
-            secrets,
+            secrets: Mutex::default(),
+        }
+    }
+
+    /// Whether stderr is a terminal that welcomes bars and escapes.
+    pub fn stderr_is_interactive() -> bool {
+        use std::io::IsTerminal;
+        std::io::stderr().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none()
+            && std::env::var("TERM").map_or(true, |t| t != "dumb")
+    }
+
+    /// Adds a secret to redact from everything shown from now on.
+    pub fn add_secret(&self, secret: &str) {
+        if !secret.is_empty()
+            && let Ok(mut s) = self.secrets.lock()
+        {
+            s.push(secret.to_string());
+        }
+    }
+
+    /// Also writes every line to this file from now on.
+    pub fn set_log(&mut self, log: std::fs::File) {
+        self.log = Some(Mutex::new(log));
+    }
+
+    /// A result for stdout (recap, tables, JSON), secrets redacted, also in the log file.
+    pub fn output(&self, text: &str) {
+        let text = self.redact(text);
+        self.log_line(&text);
+        match &self.bars {
+            Some(bars) => bars.suspend(|| print!("{text}")),
+            None => print!("{text}"),
+        }
+        let _ = std::io::stdout().flush();
+    }
+
+    /// An error that ends the command, with its hint, on stderr.
+    pub fn error(&self, error: &dyn std::fmt::Display) {
+        self.finish();
+        self.line(&format!("pgrepl: {error}"));
+    }
+
+    fn log_line(&self, text: &str) {
+        if let Some(log) = &self.log
+            && let Ok(mut f) = log.lock()
+        {
+            let _ = writeln!(f, "{}", text.trim_end_matches('\n'));
         }
     }
 
     /// Prints a log line (to stderr above the bars, and to the log file), secrets redacted.
     pub fn line(&self, text: &str) {
         let text = self.redact(text);
-        if let Some(log) = &self.log
-            && let Ok(mut f) = log.lock()
-        {
-            let _ = writeln!(f, "{text}");
-        }
+        self.log_line(&text);
         match &self.bars {
             Some(bars) => bars.suspend(|| eprintln!("{text}")),
             None => eprintln!("{text}"),
@@ -72,8 +110,10 @@ impl Reporter {
 
     fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
-        for s in self.secrets.iter().filter(|s| !s.is_empty()) {
-            out = out.replace(s.as_str(), "<redacted>");
+        if let Ok(secrets) = self.secrets.lock() {
+            for s in secrets.iter() {
+                out = out.replace(s.as_str(), "<redacted>");
+            }
         }
         out
     }
@@ -100,128 +140,6 @@ impl Reporter {
         )
     }
 
-    pub fn step_started(&self, host: &str, step: &str) {
-        if let Some(bar) = self.host_line(host) {
-            bar.set_message(format!("{step} ..."));
-        }
-        if self.verbose > 0 {
-            self.line(&format!("[{host}] {step}: started"));
-        }
-    }
-
-    pub fn step_done(&self, host: &str, step: &str, outcome: &Outcome) {
-        let status = match outcome.status {
-            Status::Ok => "ok",
-            Status::Changed => "changed",
-            Status::Skipped => "skipped",
-            Status::Failed => "failed",
-        };
-        if let Some(bar) = self.host_line(host) {
-            bar.set_message(format!("{step}: {status}"));
-        }
-        self.line(&format!(
-            "[{host}] {step}: {status}{}",
-            if outcome.detail.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", outcome.detail)
-            }
-        ));
-    }
-
-    pub fn step_failed(&self, host: &str, step: &str, message: &str) {
-        if let Some(bar) = self.host_line(host) {
-            bar.set_message(format!("{step}: FAILED"));
-        }
-        self.line(&format!("[{host}] {step}: failed: {message}"));
-    }
-
-    /// A remote command about to run (`-v`).
-    pub fn trace(&self, host: &str, command: &str) {
-        if self.verbose > 0 {
-            self.line(&format!("[{host}] $ {command}"));
-        }
-    }
-
-    /// One line of pg_basebackup's `-P` output: `DONE/TOTAL kB (P%), ...`.
-    pub fn backup_progress(&self, host: &str, line: &str) {
-        let Some((done, total)) = parse_progress(line) else {
-            if self.verbose > 1 {
-                self.line(&format!("[{host}] pg_basebackup: {line}"));
-            }
-            return;
-        };
-        match &self.bars {
-            Some(bars) => {
-                let Ok(mut backups) = self.backups.lock() else {
-                    return;
-                };
-                let bar = backups.entry(host.to_string()).or_insert_with(|| {
-                    let bar = bars.add(ProgressBar::new(total));
-                    bar.set_style(
-                        ProgressStyle::with_template("  {prefix:<14} base backup [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
-                            .unwrap_or_else(|_| ProgressStyle::default_bar())
-                            .progress_chars("=> "),
-                    );
-                    bar.set_prefix(host.to_string());
-                    // The copy ran before its first progress line: start the rate from
-                    // here, not from a jump to `done` in no time (it showed GiB/s).
-                    bar.set_position(done);
-                    bar.reset_eta();
-                    bar
-                });
-                bar.set_length(total.max(done));
-                bar.set_position(done);
-            }
-            None => {
-                // Plain output: a line at each tenth of the way.
-                let Ok(mut backups) = self.backups.lock() else {
-                    return;
-                };
-                let bar = backups
-                    .entry(host.to_string())
-                    .or_insert_with(ProgressBar::hidden);
-                let step = (total / 10).max(1);
-                if done / step > bar.position() / step || bar.position() == 0 {
-                    self.line(&format!(
-                        "[{host}] base backup: {} of {} ({}%)",
-                        crate::actions::human(done),
-                        crate::actions::human(total),
-                        done * 100 / total.max(1)
-                    ));
-                }
-                bar.set_position(done.max(1));
-            }
-        }
-    }
-
-    pub fn backup_finished(&self, host: &str) {
-        if let Ok(mut backups) = self.backups.lock()
-            && let Some(bar) = backups.remove(host)
-        {
-            bar.finish();
-        }
-    }
-
-    /// A unified diff of a config file that changes (or would).
-    pub fn diff(&self, host: &str, path: &str, old: &str, new: &str) {
-        let diff = similar::TextDiff::from_lines(old, new);
-        let text = diff
-            .unified_diff()
-            .context_radius(2)
-            .header(
-                &format!("{host}:{path} (before)"),
-                &format!("{host}:{path} (after)"),
-            )
-            .to_string();
-        let text = self.redact(&text);
-        match (&self.bars, self.format) {
-            (_, Format::Json) => self.line(&text),
-            (Some(bars), Format::Human) => bars.suspend(|| print!("{text}")),
-            (None, Format::Human) => print!("{text}"),
-        }
-    }
-
     /// Ends every progress line (before printing results).
     pub fn finish(&self) {
         if let Ok(lines) = self.lines.lock() {
@@ -233,20 +151,6 @@ impl Reporter {
             let _ = bars.clear();
         }
     }
-}
-
-/// Parses pg_basebackup's progress: `12345/67890 kB (18%), 0/1 tablespace ...` → bytes.
-pub fn parse_progress(line: &str) -> Option<(u64, u64)> {
-    let (done, rest) = line.trim().split_once('/')?;
-    let total = rest.split_whitespace().next()?;
-    let unit = rest.split_whitespace().nth(1)?;
-    if unit != "kB" {
-        return None;
-    }
-    Some((
-        done.trim().parse::<u64>().ok()? * 1024,
-        total.parse::<u64>().ok()? * 1024,
-    ))
 }
 
 /// The recap, in the manner of Ansible.
@@ -341,16 +245,121 @@ fn label(h: Health) -> &'static str {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl Events for Reporter {
+    fn step_started(&self, host: &str, step: &str) {
+        if let Some(bar) = self.host_line(host) {
+            bar.set_message(format!("{step} ..."));
+        }
+        if self.verbose > 0 {
+            self.line(&format!("[{host}] {step}: started"));
+        }
+    }
 
-    #[test]
-    fn parses_pg_basebackup_progress() {
-        assert_eq!(
-            parse_progress("  1234/5678 kB (21%), 0/1 tablespace"),
-            Some((1234 * 1024, 5678 * 1024))
-        );
-        assert_eq!(parse_progress("waiting for checkpoint"), None);
+    fn step_done(&self, host: &str, step: &str, outcome: &Outcome) {
+        let status = outcome.status.label();
+        if let Some(bar) = self.host_line(host) {
+            bar.set_message(format!("{step}: {status}"));
+        }
+        self.line(&format!(
+            "[{host}] {step}: {status}{}",
+            if outcome.detail.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", outcome.detail)
+            }
+        ));
+    }
+
+    fn step_failed(&self, host: &str, step: &str, error: &StepError) {
+        if let Some(bar) = self.host_line(host) {
+            bar.set_message(format!("{step}: FAILED"));
+        }
+        self.line(&format!("[{host}] {step}: failed: {error}"));
+    }
+
+    fn note(&self, line: &str) {
+        self.line(line);
+    }
+
+    fn trace(&self, host: &str, command: &str) {
+        if self.verbose > 0 {
+            self.line(&format!("[{host}] $ {command}"));
+        }
+    }
+
+    fn debug(&self, host: &str, line: &str) {
+        if self.verbose > 1 {
+            self.line(&format!("[{host}] {line}"));
+        }
+    }
+
+    /// Progress of a transfer: a bar on a terminal, a line at each tenth otherwise.
+    fn progress(&self, host: &str, what: &str, done: u64, total: u64) {
+        let Ok(mut bars_by_host) = self.backups.lock() else {
+            return;
+        };
+        match &self.bars {
+            Some(bars) => {
+                let bar = bars_by_host.entry(host.to_string()).or_insert_with(|| {
+                    let bar = bars.add(ProgressBar::new(total));
+                    bar.set_style(
+                        ProgressStyle::with_template(&format!("  {{prefix:<14}} {what} [{{bar:30}}] {{bytes}}/{{total_bytes}} {{bytes_per_sec}} ETA {{eta}}"))
+                            .unwrap_or_else(|_| ProgressStyle::default_bar())
+                            .progress_chars("=> "),
+                    );
+                    bar.set_prefix(host.to_string());
+                    // The copy ran before its first progress line: start the rate from
+                    // here, not from a jump to `done` in no time (it showed GiB/s).
+                    bar.set_position(done);
+                    bar.reset_eta();
+                    bar
+                });
+                bar.set_length(total.max(done));
+                bar.set_position(done);
+            }
+            None => {
+                let bar = bars_by_host
+                    .entry(host.to_string())
+                    .or_insert_with(ProgressBar::hidden);
+                let step = (total / 10).max(1);
+                let due = done / step > bar.position() / step || bar.position() == 0;
+                bar.set_position(done.max(1));
+                drop(bars_by_host);
+                if due {
+                    self.line(&format!(
+                        "[{host}] {what}: {} of {} ({}%)",
+                        HumanBytes(done),
+                        HumanBytes(total),
+                        done * 100 / total.max(1)
+                    ));
+                }
+            }
+        }
+    }
+
+    fn progress_done(&self, host: &str) {
+        if let Ok(mut backups) = self.backups.lock()
+            && let Some(bar) = backups.remove(host)
+        {
+            bar.finish();
+        }
+    }
+
+    /// A unified diff of a config file that changes (or would).
+    fn diff(&self, host: &str, path: &str, old: &str, new: &str) {
+        let diff = similar::TextDiff::from_lines(old, new);
+        let text = diff
+            .unified_diff()
+            .context_radius(2)
+            .header(
+                &format!("{host}:{path} (before)"),
+                &format!("{host}:{path} (after)"),
+            )
+            .to_string();
+        // JSON keeps stdout for the one document: diffs go to stderr there.
+        match self.format {
+            Format::Json => self.line(&text),
+            Format::Human => self.output(&text),
+        }
     }
 }

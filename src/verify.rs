@@ -6,14 +6,15 @@
 //! the primary writes it, and each replica reports when it saw it. The only change is
 //! that probe row, in the pgrepl-owned table `pgrepl.probe`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{HostCtx, Outcome, StepError};
-use crate::inventory::{Host, Role};
+use crate::inventory::{Host, Inventory, Role};
 use crate::pg::{Pg, literal};
 use crate::ssh::{Session, Stream};
+use crate::step::{Outcome, StepError};
 
 /// Thresholds for warnings.
 #[derive(Debug, Clone)]
@@ -96,36 +97,42 @@ impl HostChecks {
     }
 }
 
-/// The `verify` action (on the primary): verifies the whole cluster and stores the report.
-pub async fn action(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
-    if ctx.check_mode() {
-        return Ok(Outcome::skipped("check mode: no probe written"));
+impl VerifyReport {
+    /// The report as the outcome of a verify step: failing hosts fail the step.
+    pub fn as_outcome(&self) -> Result<Outcome, StepError> {
+        let failing: Vec<String> = self
+            .hosts
+            .iter()
+            .filter(|h| h.status == Health::Fail)
+            .map(|h| {
+                let why: Vec<&str> = h
+                    .checks
+                    .iter()
+                    .filter(|c| c.status == Health::Fail)
+                    .map(|c| c.name.as_str())
+                    .collect();
+                format!("{} ({})", h.name, why.join(", "))
+            })
+            .collect();
+        match self.status {
+            Health::Fail => Err(StepError::new(
+                format!("verification failed on {}", failing.join(", ")),
+                "the verify table above says why; `pgrepl verify` re-checks",
+            )),
+            Health::Warn => Ok(Outcome::ok("healthy, with warnings (see the verify table)")),
+            Health::Ok => Ok(Outcome::ok("healthy")),
+        }
     }
-    let report = run(ctx.engine).await;
-    let status = report.status;
-    let failing: Vec<String> = report
-        .hosts
-        .iter()
-        .filter(|h| h.status == Health::Fail)
-        .map(|h| {
-            let why: Vec<&str> = h
-                .checks
-                .iter()
-                .filter(|c| c.status == Health::Fail)
-                .map(|c| c.name.as_str())
-                .collect();
-            format!("{} ({})", h.name, why.join(", "))
-        })
-        .collect();
-    *ctx.engine.verify_report.lock().await = Some(report);
-    match status {
-        Health::Fail => Err(StepError::new(
-            format!("verification failed on {}", failing.join(", ")),
-            "the verify table above says why; `pgrepl verify` re-checks",
-        )),
-        Health::Warn => Ok(Outcome::ok("healthy, with warnings (see the verify table)")),
-        Health::Ok => Ok(Outcome::ok("healthy")),
-    }
+}
+
+/// What verify reads: the inventory and a session per reachable host.
+pub struct Target<'a> {
+    pub inventory: &'a Inventory,
+    /// Sessions by host index; `None` where the host could not be reached.
+    pub sessions: &'a [Option<Arc<Session>>],
+    /// Why each unreachable host could not be reached.
+    pub unreachable: &'a [Option<String>],
+    pub options: &'a VerifyOptions,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,7 +166,7 @@ struct SlotRow {
 #[derive(Debug, Deserialize)]
 struct ReplicaView {
     in_recovery: bool,
-    receiver: Option<crate::engine::context::Receiver>,
+    receiver: Option<crate::pg::facts::Receiver>,
     lag_bytes: Option<f64>,
     paused: bool,
 }
@@ -182,10 +189,10 @@ const REPLICA_SQL: &str = "SELECT json_build_object(
   'lag_bytes', CASE WHEN pg_is_in_recovery() THEN pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) END,
   'paused', CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END)";
 
-/// Verifies the cluster through the engine's sessions.
-pub async fn run(engine: &crate::engine::Engine) -> VerifyReport {
-    let inv = &engine.inventory;
-    let opts = &engine.options.verify;
+/// Verifies the cluster through the given sessions.
+pub async fn run(target: &Target<'_>) -> VerifyReport {
+    let inv = target.inventory;
+    let opts = target.options;
     let primary_index = inv.hosts.iter().position(Host::is_primary).unwrap_or(0);
     let primary = &inv.hosts[primary_index];
     let replicas: Vec<(usize, &Host)> = inv
@@ -194,14 +201,14 @@ pub async fn run(engine: &crate::engine::Engine) -> VerifyReport {
         .enumerate()
         .filter(|(_, h)| !h.is_primary())
         .collect();
-    let session = |i: usize| engine.sessions[i].clone();
+    let session = |i: usize| target.sessions[i].clone();
 
     let mut primary_checks = HostChecks::new(primary);
     let primary_session = session(primary_index);
     let view = async {
         match &primary_session {
             Some(s) => primary_view(s, primary).await,
-            None => Err(unreachable(engine, primary_index).await),
+            None => Err(unreachable(target, primary_index).await),
         }
     };
     let replica_futures = replicas.iter().map(|&(i, host)| {
@@ -210,7 +217,7 @@ pub async fn run(engine: &crate::engine::Engine) -> VerifyReport {
             let mut checks = HostChecks::new(host);
             match s {
                 Some(s) => check_replica(&s, host, primary, opts, &mut checks).await,
-                None => checks.add("reachable", Health::Fail, unreachable(engine, i).await),
+                None => checks.add("reachable", Health::Fail, unreachable(target, i).await),
             }
             checks
         }
@@ -219,7 +226,7 @@ pub async fn run(engine: &crate::engine::Engine) -> VerifyReport {
     // that turns out to be a standby refuses it (its result is then dropped below).
     let probe = async {
         match &primary_session {
-            Some(ps) => run_probe(engine, ps, primary, &replicas, opts).await,
+            Some(ps) => run_probe(target, ps, primary, &replicas, opts).await,
             None => Vec::new(),
         }
     };
@@ -263,16 +270,11 @@ pub async fn run(engine: &crate::engine::Engine) -> VerifyReport {
     }
 }
 
-async fn unreachable(engine: &crate::engine::Engine, i: usize) -> String {
-    let why = engine.states[i]
-        .lock()
-        .await
-        .unreachable
-        .clone()
-        .unwrap_or_default();
+async fn unreachable(target: &Target<'_>, i: usize) -> String {
+    let why = target.unreachable[i].clone().unwrap_or_default();
     format!(
         "cannot reach host `{}`: {why}",
-        engine.inventory.hosts[i].name
+        target.inventory.hosts[i].name
     )
 }
 
@@ -526,7 +528,7 @@ async fn check_replica(
 /// Replicas wait for a fresh token; once all wait, the primary writes it; each replica
 /// reports the delay between the primary's commit time and when it saw the row.
 async fn run_probe(
-    engine: &crate::engine::Engine,
+    target: &Target<'_>,
     primary_session: &Session,
     primary: &Host,
     replicas: &[(usize, &Host)],
@@ -562,7 +564,7 @@ SELECT current_setting('pgrepl.probe_ms');",
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut waiters = Vec::new();
     for &(i, host) in replicas {
-        let Some(session) = engine.sessions[i].clone() else {
+        let Some(session) = target.sessions[i].clone() else {
             continue;
         };
         let host = host.clone();

@@ -9,9 +9,10 @@
 
 use serde::Deserialize;
 
-use crate::engine::{HostCtx, Outcome, StepError};
+use super::context::HostCtx;
 use crate::playbook::RestartPolicy;
 use crate::ssh::Command;
+use crate::step::{Outcome, StepError};
 
 pub const BEGIN: &str =
     "# BEGIN pgrepl managed block: pgrepl rewrites this block, edit the inventory instead";
@@ -139,10 +140,10 @@ async fn ensure(
     restart: Option<RestartPolicy>,
 ) -> Result<Outcome, StepError> {
     let rendered = ctx
-        .engine
+        .cluster
         .templates
         .render(template, &ctx.template_context().await)
-        .map_err(|e| StepError::new(e.to_string(), ""))?;
+        .map_err(|e| StepError::msg(e.to_string()))?;
     let current = read_file(ctx, &target.path).await?;
     let desired = match target.block {
         Some(placement) => with_block(&current, &rendered, placement),
@@ -151,12 +152,12 @@ async fn ensure(
     if desired == current {
         return Ok(Outcome::ok(format!("{} is up to date", target.path)));
     }
-    if ctx.engine.options.diff {
-        ctx.engine
-            .reporter
+    if ctx.cluster.options.diff {
+        ctx.cluster
+            .events
             .diff(&ctx.host.name, &target.path, &current, &desired);
     }
-    if restart == Some(RestartPolicy::Refuse) && !ctx.engine.options.allow_restart {
+    if restart == Some(RestartPolicy::Refuse) && !ctx.cluster.options.allow_restart {
         refuse_restart(ctx, &current, &desired).await?;
     }
     if ctx.check_mode() {
@@ -376,7 +377,7 @@ pub async fn apply(ctx: &HostCtx<'_>, restart: RestartPolicy) -> Result<Outcome,
             Outcome::ok("nothing to apply")
         });
     }
-    if restart == RestartPolicy::Refuse && !ctx.engine.options.allow_restart {
+    if restart == RestartPolicy::Refuse && !ctx.cluster.options.allow_restart {
         return Err(StepError::new(
             format!("{pending} changed and need a restart; refusing to restart"),
             "re-run with --allow-restart, or restart PostgreSQL in a maintenance window",

@@ -2,15 +2,202 @@
 //! reporting `ok`, `changed` or `skipped`; in check mode it stops after looking.
 
 mod config;
+pub mod context;
+pub mod lock;
 mod preflight;
 mod primary;
 mod replica;
 mod site;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use crate::engine::{Engine, Facts, HostCtx, Outcome, StepError};
+use secrecy::SecretString;
+
+pub use context::{Facts, HostCtx, HostMemo};
+
+use crate::engine::{Events, Member, Runner};
+use crate::inventory::Inventory;
 use crate::playbook::{Action, Condition};
+use crate::ssh::{self, ConnectOptions, Session};
+use crate::step::{Outcome, StepError};
+use crate::templates::Templates;
+use crate::verify::{VerifyOptions, VerifyReport};
+
+/// How the actions behave in this run.
+#[derive(Debug, Clone, Default)]
+pub struct ActionOptions {
+    /// Only look; change nothing.
+    pub check: bool,
+    /// Show unified diffs of config files that change (or would).
+    pub diff: bool,
+    /// Allow restarting the primary where a step's policy would refuse.
+    pub allow_restart: bool,
+    /// Thresholds of the verify step.
+    pub verify: VerifyOptions,
+}
+
+/// The cluster as the actions see it: the inventory, one SSH session per reachable host,
+/// and what the actions remember between steps. It is the engine's [`Runner`].
+pub struct Cluster {
+    pub inventory: Inventory,
+    pub templates: Templates,
+    pub options: ActionOptions,
+    pub events: Arc<dyn Events>,
+    /// Sessions by host index; `None` for a host that was not contacted or not reached.
+    pub sessions: Vec<Option<Arc<Session>>>,
+    /// Why each host could not be reached.
+    pub unreachable: Vec<Option<String>>,
+    pub memos: Vec<tokio::sync::Mutex<HostMemo>>,
+    pub password: Option<SecretString>,
+    /// The host named on the command line (add-replica).
+    pub target: Option<String>,
+    /// How many base backups may run at once (sizes max_wal_senders).
+    pub concurrent_backups: usize,
+    /// The report of the last verify step.
+    pub verify_report: tokio::sync::Mutex<Option<VerifyReport>>,
+    /// The pid of each host's running pg_basebackup, recorded the moment it is known (a
+    /// plain mutex: it is set from inside the output callback), so a rescue can end it.
+    pub backup_pids: Vec<std::sync::Mutex<Option<u32>>>,
+}
+
+impl Cluster {
+    /// A cluster with no session open yet.
+    pub fn new(
+        inventory: Inventory,
+        templates: Templates,
+        options: ActionOptions,
+        events: Arc<dyn Events>,
+    ) -> Self {
+        let n = inventory.hosts.len();
+        Cluster {
+            password: inventory.replication.password.clone(),
+            inventory,
+            templates,
+            options,
+            events,
+            sessions: vec![None; n],
+            unreachable: vec![None; n],
+            memos: (0..n).map(|_| Default::default()).collect(),
+            target: None,
+            concurrent_backups: 1,
+            verify_report: Default::default(),
+            backup_pids: (0..n).map(|_| std::sync::Mutex::new(None)).collect(),
+        }
+    }
+
+    /// Opens one SSH session per host in `hosts`, all at once; unreachable hosts are
+    /// recorded (the engine fails their first step with the reason).
+    pub async fn connect(
+        &mut self,
+        hosts: &[usize],
+        opts: &ConnectOptions,
+    ) -> Result<(), ssh::Error> {
+        let config = Arc::new(ssh::load_ssh_config(opts)?);
+        let mut tasks = Vec::new();
+        for &i in hosts {
+            let host = &self.inventory.hosts[i];
+            let ep = ssh::endpoint(&host.name, &host.ssh, config.as_ref().as_ref());
+            let opts = opts.clone();
+            let config = config.clone();
+            tasks.push((
+                i,
+                tokio::spawn(
+                    async move { ssh::connect(&ep, &opts, config.as_ref().as_ref()).await },
+                ),
+            ));
+        }
+        for (i, task) in tasks {
+            match task.await {
+                Ok(Ok(session)) => self.sessions[i] = Some(Arc::new(session)),
+                Ok(Err(e)) => self.unreachable[i] = Some(e.to_string()),
+                Err(e) => self.unreachable[i] = Some(e.to_string()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The hosts as the engine names them.
+    pub fn members(&self) -> Vec<Member> {
+        self.inventory
+            .hosts
+            .iter()
+            .map(|h| Member {
+                name: h.name.clone(),
+                role: match h.role {
+                    crate::inventory::Role::Primary => "primary",
+                    crate::inventory::Role::Replica => "replica",
+                }
+                .to_string(),
+            })
+            .collect()
+    }
+
+    /// An action's view of host `i`, if it has a session.
+    pub fn host(&self, i: usize) -> Option<HostCtx<'_>> {
+        let session = self.sessions.get(i)?.as_deref()?;
+        Some(HostCtx {
+            cluster: self,
+            index: i,
+            host: &self.inventory.hosts[i],
+            session,
+        })
+    }
+
+    fn host_or_err(&self, i: usize) -> Result<HostCtx<'_>, StepError> {
+        self.host(i).ok_or_else(|| {
+            StepError::msg(self.unreachable[i].clone().unwrap_or_else(|| {
+                format!("host `{}` was not contacted", self.inventory.hosts[i].name)
+            }))
+        })
+    }
+}
+
+impl From<ssh::Error> for StepError {
+    fn from(e: ssh::Error) -> Self {
+        StepError::Remote(Box::new(e))
+    }
+}
+
+impl Runner for Cluster {
+    type Action = Action;
+    type Condition = Condition;
+
+    async fn run(&self, host: usize, action: &Action) -> Result<Outcome, StepError> {
+        run(&self.host_or_err(host)?, action).await
+    }
+
+    async fn holds(&self, host: usize, cond: Condition) -> Result<bool, StepError> {
+        condition_holds(&self.host_or_err(host)?, cond).await
+    }
+
+    fn describe(&self, cond: Condition) -> String {
+        condition_label(cond).to_string()
+    }
+
+    fn action_name(&self, action: &Action) -> String {
+        action.name()
+    }
+
+    fn unreachable(&self, host: usize) -> Option<String> {
+        self.unreachable[host].clone()
+    }
+
+    fn left_as(&self, host: usize, failed: bool, interrupted: bool) -> Option<String> {
+        let memo = self.memos[host].try_lock().ok()?;
+        let aside = memo.moved_aside.as_ref()?;
+        if !failed && !interrupted {
+            return Some(format!(
+                "streaming; the previous data dir is kept at {aside}: remove it once you trust this replica"
+            ));
+        }
+        // A rescue that could not run leaves it set: tell the user how to undo by hand.
+        let data_dir = &self.inventory.hosts[host].pg.data_dir;
+        Some(format!(
+            "the previous data dir is still at {aside} (not restored); to put it back: stop PostgreSQL, then `rm -rf {data_dir} && mv {aside} {data_dir}`"
+        ))
+    }
+}
 
 /// Runs one action on one host.
 pub async fn run(ctx: &HostCtx<'_>, action: &Action) -> Result<Outcome, StepError> {
@@ -30,13 +217,37 @@ pub async fn run(ctx: &HostCtx<'_>, action: &Action) -> Result<Outcome, StepErro
         Action::BaseBackup => replica::base_backup(ctx).await,
         Action::Standby => replica::standby(ctx).await,
         Action::WaitStreaming => replica::wait_streaming(ctx).await,
-        Action::Verify => crate::verify::action(ctx).await,
+        Action::Verify => verify(ctx).await,
         Action::Shell { command, user } => site::shell(ctx, command, *user).await,
         Action::Sql { sql } => site::sql(ctx, sql).await,
     }
 }
 
-/// Whether a block's `unless` condition holds on the host.
+/// The `verify` action (on the primary): verifies the whole cluster and keeps the report.
+async fn verify(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
+    if ctx.check_mode() {
+        return Ok(Outcome::skipped("check mode: no probe written"));
+    }
+    let cluster = ctx.cluster;
+    let report = crate::verify::run(&cluster.verify_target()).await;
+    let outcome = report.as_outcome();
+    *cluster.verify_report.lock().await = Some(report);
+    outcome
+}
+
+impl Cluster {
+    /// What verify needs of the cluster.
+    pub fn verify_target(&self) -> crate::verify::Target<'_> {
+        crate::verify::Target {
+            inventory: &self.inventory,
+            sessions: &self.sessions,
+            unreachable: &self.unreachable,
+            options: &self.options.verify,
+        }
+    }
+}
+
+/// Whether a condition holds on the host.
 pub async fn condition_holds(ctx: &HostCtx<'_>, cond: Condition) -> Result<bool, StepError> {
     match cond {
         Condition::Streaming => {
@@ -74,8 +285,8 @@ const STANDBY_MINIMUMS: &[&str] = &[
 
 /// The postgresql.conf settings every member gets: replication defaults sized for the
 /// cluster, never lowering what the primary already has, then the inventory's settings.
-pub fn cluster_settings(engine: &Engine, primary: Option<&Facts>) -> BTreeMap<String, String> {
-    let replicas = engine
+pub fn cluster_settings(cluster: &Cluster, primary: Option<&Facts>) -> BTreeMap<String, String> {
+    let replicas = cluster
         .inventory
         .hosts
         .iter()
@@ -88,7 +299,7 @@ pub fn cluster_settings(engine: &Engine, primary: Option<&Facts>) -> BTreeMap<St
             .and_then(|v| v.parse().ok())
     };
     // Each replica streams through one walsender; each base backup takes two more (-X stream).
-    let senders = (replicas + 2 * engine.concurrent_backups + 2) as i64;
+    let senders = (replicas + 2 * cluster.concurrent_backups + 2) as i64;
     let slots = (replicas + 2) as i64;
     let mut out = BTreeMap::new();
     out.insert("listen_addresses".into(), "'*'".into());
@@ -115,7 +326,7 @@ pub fn cluster_settings(engine: &Engine, primary: Option<&Facts>) -> BTreeMap<St
             .to_string(),
     );
     out.insert("wal_keep_size".into(), "'1GB'".into());
-    for (k, v) in &engine.inventory.replication.settings {
+    for (k, v) in &cluster.inventory.replication.settings {
         out.insert(k.clone(), v.clone());
     }
     out

@@ -5,10 +5,11 @@
 //! password, versions differ, a replica cannot reach the primary's port or lacks the disk
 //! for a copy of the primary, or the replication password is missing.
 
-use crate::engine::context::ServerFacts;
-use crate::engine::{Facts, HostCtx, Outcome, StepError};
+use super::context::ServerFacts;
+use super::context::{Facts, HostCtx};
 use crate::inventory::Host;
 use crate::ssh::{Command, Session};
+use crate::step::{Outcome, StepError};
 
 const FACTS_SCRIPT: &str = r#"data="$1"; bin="$2"; port="$3"; socket="$4"; shift 4
 v=$("$bin/postgres" --version 2>/dev/null | sed -n 's/.*) \([0-9][0-9]*\).*/\1/p')
@@ -46,16 +47,16 @@ const SERVER_FACTS_SQL: &str = "SELECT json_build_object(
 
 /// Gathers a host's facts (once per run; later callers get the stored ones).
 pub async fn facts(
-    engine: &crate::engine::Engine,
+    cluster: &super::Cluster,
     index: usize,
     session: &Session,
     host: &Host,
 ) -> Result<Facts, StepError> {
-    let mut state = engine.states[index].lock().await;
+    let mut state = cluster.memos[index].lock().await;
     if let Some(f) = &state.facts {
         return Ok(f.clone());
     }
-    let f = gather(session, host, &engine.inventory.replication.user).await?;
+    let f = gather(session, host, &cluster.inventory.replication.user).await?;
     state.facts = Some(f.clone());
     Ok(f)
 }
@@ -134,7 +135,7 @@ pub async fn run(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         }
     };
     let (facts, reached) = tokio::join!(
-        facts(ctx.engine, ctx.index, ctx.session, host),
+        facts(ctx.cluster, ctx.index, ctx.session, host),
         reach_primary
     );
     let facts = facts?;
@@ -172,10 +173,11 @@ fn check_primary(ctx: &HostCtx<'_>, facts: &Facts, problems: &mut Vec<String>) {
         Some(s) if s.in_recovery => problems.push("the primary is in recovery (it is a standby); hint: promote it or pick the right primary in the inventory".into()),
         Some(_) => {}
     }
-    if ctx.engine.password.is_none() && ctx.engine.inventory.hosts.iter().any(|h| !h.is_primary()) {
+    if ctx.cluster.password.is_none() && ctx.cluster.inventory.hosts.iter().any(|h| !h.is_primary())
+    {
         problems.push(format!(
             "no replication password (source: {}); hint: set replication.password_env or password_file",
-            ctx.engine.inventory.replication.password_source
+            ctx.cluster.inventory.replication.password_source
         ));
     }
 }
@@ -187,13 +189,13 @@ async fn check_replica(
 ) -> Result<(), StepError> {
     let (primary, primary_session) = ctx.primary()?;
     let primary_index = ctx
-        .engine
+        .cluster
         .inventory
         .hosts
         .iter()
         .position(Host::is_primary)
         .unwrap_or(0);
-    let Ok(primary_facts) = self::facts(ctx.engine, primary_index, primary_session, primary).await
+    let Ok(primary_facts) = self::facts(ctx.cluster, primary_index, primary_session, primary).await
     else {
         return Ok(()); // the primary's own preflight reports it
     };

@@ -2,16 +2,17 @@
 
 use secrecy::ExposeSecret;
 
-use crate::engine::context::{RoleFacts, SlotFacts};
-use crate::engine::{HostCtx, Outcome, StepError};
+use super::context::HostCtx;
+use super::context::{RoleFacts, SlotFacts};
 use crate::pg::{ident, literal, scram};
 use crate::playbook::SlotScope;
+use crate::step::{Outcome, StepError};
 
 /// Ensures the replication role can log in and replicate with the inventory's password.
 /// The password goes to the server only as a SCRAM-SHA-256 verifier computed here.
 pub async fn replication_role(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
-    let user = &ctx.engine.inventory.replication.user;
-    let password = ctx.engine.password.as_ref().ok_or_else(|| {
+    let user = &ctx.cluster.inventory.replication.user;
+    let password = ctx.cluster.password.as_ref().ok_or_else(|| {
         StepError::new(
             "no replication password",
             "set replication.password_env or password_file",
@@ -68,15 +69,14 @@ pub async fn replication_role(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
 
 /// Ensures one physical slot per replica (or for the command's target only).
 pub async fn slots(ctx: &HostCtx<'_>, scope: SlotScope) -> Result<Outcome, StepError> {
-    let inv = &ctx.engine.inventory;
-    let wanted: Vec<(usize, &str)> = inv
+    let inv = &ctx.cluster.inventory;
+    let wanted: Vec<&str> = inv
         .hosts
         .iter()
-        .enumerate()
-        .filter(|(_, h)| {
-            scope == SlotScope::All || ctx.engine.target.as_deref() == Some(h.name.as_str())
+        .filter(|h| {
+            scope == SlotScope::All || ctx.cluster.target.as_deref() == Some(h.name.as_str())
         })
-        .filter_map(|(i, h)| h.slot.as_deref().map(|s| (i, s)))
+        .filter_map(|h| h.slot.as_deref())
         .collect();
     let pg = ctx.pg();
     let seen = ctx
@@ -93,7 +93,7 @@ pub async fn slots(ctx: &HostCtx<'_>, scope: SlotScope) -> Result<Outcome, StepE
             .await?,
     };
     let mut created = Vec::new();
-    for (i, slot) in wanted {
+    for slot in wanted {
         match rows.iter().find(|r| r.name == slot) {
             Some(r) if r.physical => continue,
             Some(_) => {
@@ -110,7 +110,6 @@ pub async fn slots(ctx: &HostCtx<'_>, scope: SlotScope) -> Result<Outcome, StepE
                 literal(slot)
             ))
             .await?;
-            ctx.engine.states[i].lock().await.slot_created = true;
         }
         created.push(slot.to_string());
     }

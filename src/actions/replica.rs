@@ -11,14 +11,15 @@ use std::time::{Duration, Instant};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use crate::engine::context::ServerFacts;
-use crate::engine::{HostCtx, Outcome, StepError};
+use super::context::HostCtx;
+use super::context::ServerFacts;
 use crate::pg::{Pg, ServerState, literal};
 use crate::ssh::{Command, Stream};
+use crate::step::{Outcome, StepError};
 
 /// Where the replication passfile lives on the replica.
 async fn passfile_path(ctx: &HostCtx<'_>) -> Result<String, StepError> {
-    let facts = super::preflight::facts(ctx.engine, ctx.index, ctx.session, ctx.host).await?;
+    let facts = super::preflight::facts(ctx.cluster, ctx.index, ctx.session, ctx.host).await?;
     let home = if facts.postgres_home.is_empty() {
         "/var/lib/postgresql".to_string()
     } else {
@@ -35,7 +36,7 @@ fn pgpass_field(text: &str) -> String {
 /// The libpq connection string to the primary, without any password.
 async fn primary_conninfo(ctx: &HostCtx<'_>) -> Result<String, StepError> {
     let (primary, _) = ctx.primary()?;
-    let user = &ctx.engine.inventory.replication.user;
+    let user = &ctx.cluster.inventory.replication.user;
     Ok(format!(
         "host={} port={} user={} passfile={} application_name={}",
         primary.address,
@@ -48,7 +49,7 @@ async fn primary_conninfo(ctx: &HostCtx<'_>) -> Result<String, StepError> {
 
 pub async fn passfile(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     let (primary, _) = ctx.primary()?;
-    let password = ctx.engine.password.as_ref().ok_or_else(|| {
+    let password = ctx.cluster.password.as_ref().ok_or_else(|| {
         StepError::new(
             "no replication password",
             "set replication.password_env or password_file",
@@ -58,7 +59,7 @@ pub async fn passfile(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         "{}:{}:replication:{}:{}\n",
         pgpass_field(&primary.address),
         primary.pg.port,
-        pgpass_field(&ctx.engine.inventory.replication.user),
+        pgpass_field(&ctx.cluster.inventory.replication.user),
         pgpass_field(password.expose_secret())
     );
     let digest: String = Sha256::digest(line.as_bytes())
@@ -127,7 +128,7 @@ pub async fn replication_login(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> 
     if out.success() {
         return Ok(Outcome::ok(format!(
             "{} can stream from {}",
-            ctx.engine.inventory.replication.user, primary.name
+            ctx.cluster.inventory.replication.user, primary.name
         )));
     }
     let err = out.stderr.trim().to_string();
@@ -224,7 +225,7 @@ pub async fn restore_datadir(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         let s = ctx.state().await;
         (s.moved_aside.clone(), s.was_running.unwrap_or(false))
     };
-    let pid = ctx.engine.backup_pids[ctx.index]
+    let pid = ctx.cluster.backup_pids[ctx.index]
         .lock()
         .map(|mut p| p.take())
         .unwrap_or(None);
@@ -247,7 +248,6 @@ pub async fn restore_datadir(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
             .await?;
         let mut s = ctx.state().await;
         s.moved_aside = None;
-        s.backup_done = false;
         done.push(format!("previous data dir restored from {aside}"));
     }
     if was_running && pg.state().await? != ServerState::Running {
@@ -338,7 +338,7 @@ pub async fn base_backup(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         ])
         .args(["-c", "fast", "-w", "-P", "-d", &conninfo])
         .args(
-            ctx.engine
+            ctx.cluster
                 .inventory
                 .replication
                 .backup_max_rate
@@ -350,9 +350,9 @@ pub async fn base_backup(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         // pg_basebackup -P reports at least every second while data flows; silence this
         // long means the path to the primary is gone, and waiting forever would hide it.
         .idle_timeout(Some(BACKUP_STALL));
-    let engine = ctx.engine;
+    let events = &ctx.cluster.events;
     let name = ctx.host.name.clone();
-    let pid_slot = &engine.backup_pids[ctx.index];
+    let pid_slot = &ctx.cluster.backup_pids[ctx.index];
     let started = Instant::now();
     let result = ctx
         .session
@@ -362,14 +362,16 @@ pub async fn base_backup(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
             }
             if let Some(p) = line.strip_prefix("pgrepl-pid ") {
                 *pid_slot.lock().unwrap_or_else(|e| e.into_inner()) = p.trim().parse::<u32>().ok();
+            } else if let Some((done, total)) = parse_progress(line) {
+                events.progress(&name, "base backup", done, total);
             } else {
-                engine.reporter.backup_progress(&name, line);
+                events.debug(&name, &format!("pg_basebackup: {line}"));
             }
         })
         .await;
     // The command returned, so pg_basebackup has exited: only a cancelled run keeps the pid.
     *pid_slot.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    engine.reporter.backup_finished(&ctx.host.name);
+    events.progress_done(&ctx.host.name);
     if let Err(e) = result {
         let text = e.to_string();
         let hint = if text.contains("No space left on device") {
@@ -393,8 +395,6 @@ pub async fn base_backup(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         };
         return Err(StepError::new(message, hint));
     }
-    let mut s = ctx.state().await;
-    s.backup_done = true;
     Ok(Outcome::changed(format!(
         "copied the primary through slot {slot} in {:.1}s",
         started.elapsed().as_secs_f64()
@@ -513,4 +513,32 @@ pub fn receiver_matches(ctx: &HostCtx<'_>, server: Option<&ServerFacts>) -> bool
         && r.sender_host.as_deref() == Some(primary.address.as_str())
         && r.sender_port
             .is_none_or(|p| p == i64::from(primary.pg.port))
+}
+
+/// Parses pg_basebackup's progress: `12345/67890 kB (18%), 0/1 tablespace ...` → bytes.
+pub fn parse_progress(line: &str) -> Option<(u64, u64)> {
+    let (done, rest) = line.trim().split_once('/')?;
+    let total = rest.split_whitespace().next()?;
+    let unit = rest.split_whitespace().nth(1)?;
+    if unit != "kB" {
+        return None;
+    }
+    Some((
+        done.trim().parse::<u64>().ok()? * 1024,
+        total.parse::<u64>().ok()? * 1024,
+    ))
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::parse_progress;
+
+    #[test]
+    fn parses_pg_basebackup_progress() {
+        assert_eq!(
+            parse_progress("  1234/5678 kB (21%), 0/1 tablespace"),
+            Some((1234 * 1024, 5678 * 1024))
+        );
+        assert_eq!(parse_progress("waiting for checkpoint"), None);
+    }
 }

@@ -1,8 +1,9 @@
 //! Site-specific steps a playbook may add: a shell command, or SQL.
 
-use crate::engine::{HostCtx, Outcome, StepError};
+use super::context::HostCtx;
 use crate::playbook::ShellUser;
 use crate::ssh::Command;
+use crate::step::{Outcome, StepError};
 
 pub async fn shell(
     ctx: &HostCtx<'_>,

@@ -1,152 +1,219 @@
-//! The step engine: runs a [`Plan`] over the hosts' SSH sessions and records every outcome.
+//! The step engine: runs ordered steps over hosts and records every outcome. It knows
+//! nothing of PostgreSQL, SSH or how results are shown.
 //!
-//! Steps run in order; within a step, hosts run concurrently up to `--forks`. A host that
-//! fails is left out of later steps; a step whose `on_failure` is `stop` ends the run after
-//! it. Blocks run their actions in order per host and call their `rescue` action on a host
-//! whose block failed, so a moved-aside data dir is always put back. Interrupts stop new
-//! work and rescue hosts caught half-way.
+//! What a step *does* belongs to a [`Runner`] (the PostgreSQL actions implement it; unit
+//! tests use a scripted one); what people *see* goes out through [`Events`] (the reporter
+//! implements it). The engine owns only the control flow that protects data:
+//!
+//! - steps run in order; within a step, hosts run concurrently up to `forks`, or one at a
+//!   time for a `serial` step;
+//! - a host that failed is left out of later steps; a step whose [`OnFailure`] is `Stop`
+//!   ends the run after it (steps on the primary default to that);
+//! - a block runs its actions in order per host and calls its rescue on a host whose block
+//!   failed, so a half-done change is always undone (not in check mode: nothing changed);
+//! - an interrupt starts no new work, cancels actions in flight and rescues their blocks;
+//! - the recap counts what happened on each host.
 
-pub mod context;
-pub mod lock;
+mod events;
 mod recap;
+#[cfg(test)]
+mod tests;
 
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use secrecy::SecretString;
-use tokio::sync::{Mutex, Semaphore};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 
-pub use context::{Facts, HostCtx, HostState};
-pub use recap::{HostRecap, RunReport, Status};
+pub use crate::step::{Outcome, Status, StepError};
+pub use events::{Events, NoEvents};
+pub use recap::{HostRecap, RunReport};
 
-use crate::actions;
-use crate::inventory::Inventory;
-use crate::plan::{Plan, PlannedStep, Work};
-use crate::playbook::{Action, OnFailure};
-use crate::report::Reporter;
-use crate::ssh::{self, ConnectOptions, Session};
-use crate::templates::Templates;
-use crate::verify::{VerifyOptions, VerifyReport};
+/// What a failed host means for the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Stop the whole run after this step (the default for steps on the primary).
+    Stop,
+    /// Drop the failed host from later steps; the others carry on (the default elsewhere).
+    Continue,
+}
+
+/// One step with its hosts resolved to indices into the engine's members.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step<A, C> {
+    pub name: String,
+    pub hosts: Vec<usize>,
+    pub work: Work<A>,
+    pub on_failure: OnFailure,
+    /// One host at a time.
+    pub serial: bool,
+    /// Leave a host alone where this holds.
+    pub unless: Option<C>,
+    /// Run only where this holds.
+    pub only_if: Option<C>,
+}
+
+/// What a step does on each of its hosts.
+#[derive(Debug, Clone, Serialize)]
+pub enum Work<A> {
+    Action(A),
+    /// Actions run in order per host; `rescue` runs on a host whose block failed.
+    Block {
+        steps: Vec<(String, A)>,
+        rescue: Option<A>,
+    },
+}
+
+impl<A> Work<A> {
+    /// Every action of the step, rescue included.
+    pub fn actions(&self) -> Vec<&A> {
+        match self {
+            Work::Action(a) => vec![a],
+            Work::Block { steps, rescue } => {
+                steps.iter().map(|(_, a)| a).chain(rescue.iter()).collect()
+            }
+        }
+    }
+}
+
+/// A host as the engine knows it: a name and a role, for the recap.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub name: String,
+    pub role: String,
+}
 
 /// How a run behaves.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Only check; change nothing.
+    /// Only look: actions change nothing, so there is nothing to rescue.
     pub check: bool,
-    /// Show unified diffs of config files that change (or would).
-    pub diff: bool,
-    /// How many hosts work at once within a step.
+    /// How many hosts work at once within a step (at least 1).
     pub forks: usize,
-    /// Allow restarting the primary where a step's policy would refuse.
-    pub allow_restart: bool,
-    pub verify: VerifyOptions,
 }
 
-/// The outcome of one action on one host.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub status: Status,
-    pub detail: String,
-}
+/// What runs the steps: the PostgreSQL actions in the binary, a script in unit tests.
+///
+/// Hosts are indices into the members the engine was built with. A runner keeps whatever
+/// memory its actions need between steps (a moved-aside data dir, a pid) itself.
+pub trait Runner: Send + Sync + 'static {
+    type Action: Send + Sync;
+    type Condition: Copy + Send + Sync;
 
-impl Outcome {
-    pub fn ok(detail: impl Into<String>) -> Self {
-        Outcome {
-            status: Status::Ok,
-            detail: detail.into(),
-        }
-    }
-    pub fn changed(detail: impl Into<String>) -> Self {
-        Outcome {
-            status: Status::Changed,
-            detail: detail.into(),
-        }
-    }
-    pub fn skipped(detail: impl Into<String>) -> Self {
-        Outcome {
-            status: Status::Skipped,
-            detail: detail.into(),
-        }
-    }
-}
+    /// Runs one action on one host.
+    fn run(
+        &self,
+        host: usize,
+        action: &Self::Action,
+    ) -> impl Future<Output = Result<Outcome, StepError>> + Send;
 
-/// Why an action failed on a host.
-#[derive(Debug, thiserror::Error)]
-pub enum StepError {
-    #[error("{0}")]
-    Ssh(#[from] ssh::Error),
-    #[error("{message}{}", if hint.is_empty() { String::new() } else { format!("\nhint: {hint}") })]
-    Failed { message: String, hint: String },
-}
+    /// Whether a condition holds on a host.
+    fn holds(
+        &self,
+        host: usize,
+        cond: Self::Condition,
+    ) -> impl Future<Output = Result<bool, StepError>> + Send;
 
-impl StepError {
-    pub fn new(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        StepError::Failed {
-            message: message.into(),
-            hint: hint.into(),
-        }
+    /// How a condition reads in a report ("streaming from the primary").
+    fn describe(&self, cond: Self::Condition) -> String;
+
+    /// An action's short name, for a rescue's line.
+    fn action_name(&self, action: &Self::Action) -> String;
+
+    /// Why the host cannot be worked on at all (e.g. it could not be reached), if so.
+    fn unreachable(&self, host: usize) -> Option<String>;
+
+    /// What state a host is left in, when the runner knows better than the engine (a data
+    /// dir still moved aside, say). `failed`: a step failed there; `interrupted`: the run was.
+    fn left_as(&self, _host: usize, _failed: bool, _interrupted: bool) -> Option<String> {
+        None
     }
 }
 
-/// Everything a run needs, shared by every host task.
-pub struct Engine {
-    pub inventory: Inventory,
-    pub templates: Templates,
-    pub options: Options,
-    pub reporter: Reporter,
-    /// Sessions by host index; `None` for a host that could not be reached.
-    pub sessions: Vec<Option<Arc<Session>>>,
-    pub states: Vec<Mutex<HostState>>,
-    pub password: Option<SecretString>,
-    /// The host named on the command line (add-replica).
-    pub target: Option<String>,
-    /// How many base backups may run at once (sizes max_wal_senders).
-    pub concurrent_backups: usize,
-    pub interrupted: Arc<AtomicBool>,
+/// What the engine remembers of one host.
+#[derive(Debug, Default)]
+struct HostState {
+    ok: u32,
+    changed: u32,
+    skipped: u32,
+    failed_count: u32,
+    /// The first failure, with its step.
+    failed: Option<String>,
+    /// What a rescue left the host as.
+    left_in: Option<String>,
+}
+
+impl HostState {
+    fn count(&mut self, status: Status) {
+        match status {
+            Status::Ok => self.ok += 1,
+            Status::Changed => self.changed += 1,
+            Status::Skipped => self.skipped += 1,
+            Status::Failed => self.failed_count += 1,
+        }
+    }
+}
+
+/// Runs steps with a [`Runner`] and tells [`Events`] what happens.
+pub struct Engine<R: Runner> {
+    runner: R,
+    events: Arc<dyn Events>,
+    members: Vec<Member>,
+    options: Options,
+    states: Vec<Mutex<HostState>>,
+    interrupted: AtomicBool,
     /// Flips to true on an interrupt, waking actions in flight.
-    pub interrupt: tokio::sync::watch::Sender<bool>,
-    pub verify_report: Mutex<Option<VerifyReport>>,
-    /// The pid of each host's running pg_basebackup, recorded the moment it is known (a
-    /// plain mutex: it is set from inside the output callback), so a rescue can end it.
-    pub backup_pids: Vec<std::sync::Mutex<Option<u32>>>,
+    interrupt: tokio::sync::watch::Sender<bool>,
 }
 
-impl Engine {
-    /// Opens one SSH session per host in `hosts`, all at once; unreachable hosts are recorded.
-    pub async fn connect(&mut self, hosts: &[usize], opts: &ConnectOptions) -> Result<(), String> {
-        let config = ssh::load_ssh_config(opts)?;
-        let config = Arc::new(config);
-        let mut tasks = Vec::new();
-        for &i in hosts {
-            let host = &self.inventory.hosts[i];
-            let ep = ssh::endpoint(&host.name, &host.ssh, config.as_ref().as_ref());
-            let opts = opts.clone();
-            let config = config.clone();
-            tasks.push((
-                i,
-                tokio::spawn(
-                    async move { ssh::connect(&ep, &opts, config.as_ref().as_ref()).await },
-                ),
-            ));
+impl<R: Runner> Engine<R> {
+    pub fn new(runner: R, events: Arc<dyn Events>, members: Vec<Member>, options: Options) -> Self {
+        let states = members.iter().map(|_| Mutex::default()).collect();
+        Engine {
+            runner,
+            events,
+            members,
+            options,
+            states,
+            interrupted: AtomicBool::new(false),
+            interrupt: tokio::sync::watch::channel(false).0,
         }
-        for (i, task) in tasks {
-            match task.await {
-                Ok(Ok(session)) => self.sessions[i] = Some(Arc::new(session)),
-                Ok(Err(e)) => self.states[i].get_mut().unreachable = Some(e.to_string()),
-                Err(e) => self.states[i].get_mut().unreachable = Some(e.to_string()),
-            }
-        }
-        Ok(())
     }
 
-    /// Runs every step of the plan and returns the recap.
-    pub async fn run(self: &Arc<Self>, plan: &Plan) -> RunReport {
+    /// The runner, for what a command does before or after the steps.
+    pub fn runner(&self) -> &R {
+        &self.runner
+    }
+
+    /// Stops new work and cancels actions in flight; their blocks are rescued.
+    pub fn interrupt(&self) {
+        self.interrupted.store(true, Ordering::SeqCst);
+        let _ = self.interrupt.send(true);
+    }
+
+    /// Whether the run was interrupted.
+    pub fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+
+    /// Runs every step in order and returns the recap.
+    pub async fn run(
+        self: &Arc<Self>,
+        command: &str,
+        steps: &[Step<R::Action, R::Condition>],
+    ) -> RunReport
+    where
+        R::Action: Clone + 'static,
+        R::Condition: 'static,
+    {
         let started = Instant::now();
         let mut stopped = None;
-        for step in &plan.steps {
-            if self.interrupted.load(Ordering::SeqCst) {
-                stopped = Some("interrupted".to_string());
+        for step in steps {
+            if self.interrupted() {
                 break;
             }
             let failed = self.run_step(step).await;
@@ -156,23 +223,30 @@ impl Engine {
             }
         }
         // Blocks cut short by an interrupt have already run their rescue.
-        if self.interrupted.load(Ordering::SeqCst) {
-            stopped.get_or_insert_with(|| "interrupted".to_string());
+        if self.interrupted() {
+            stopped = Some("interrupted".to_string());
         }
-        recap::build(self, plan, started.elapsed(), stopped).await
+        recap::build(self, command, steps, started.elapsed(), stopped)
     }
 
     /// Runs one step on its hosts; returns whether any host failed.
-    async fn run_step(self: &Arc<Self>, step: &PlannedStep) -> bool {
+    async fn run_step(self: &Arc<Self>, step: &Step<R::Action, R::Condition>) -> bool
+    where
+        R::Action: Clone + 'static,
+        R::Condition: 'static,
+    {
         let width = if step.serial {
             1
         } else {
             self.options.forks.max(1)
         };
         let forks = Arc::new(Semaphore::new(width));
+        let step = Arc::new(step.clone());
         let mut tasks = Vec::new();
         for &i in &step.hosts {
-            if self.host_failed(i).await {
+            // Only an earlier failure skips a host: an unreachable one must fail this step
+            // (and so stop a preflight) rather than be passed over in silence.
+            if self.state(i).failed.is_some() {
                 continue;
             }
             let engine = self.clone();
@@ -180,6 +254,10 @@ impl Engine {
             let forks = forks.clone();
             tasks.push(tokio::spawn(async move {
                 let _permit = forks.acquire().await;
+                if engine.interrupted() {
+                    // Queued behind --forks when the interrupt came: start nothing.
+                    return true;
+                }
                 engine.run_on_host(&step, i).await
             }));
         }
@@ -190,68 +268,55 @@ impl Engine {
         any_failed
     }
 
-    async fn host_failed(&self, i: usize) -> bool {
-        // Only an earlier failure skips a host: an unreachable one must fail this step (and
-        // so stop a preflight) rather than be passed over in silence.
-        self.states[i].lock().await.failed.is_some()
+    fn state(&self, i: usize) -> std::sync::MutexGuard<'_, HostState> {
+        self.states[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn name(&self, i: usize) -> &str {
+        &self.members[i].name
     }
 
     /// Runs a step on one host; returns false when it failed there.
-    async fn run_on_host(self: &Arc<Self>, step: &PlannedStep, i: usize) -> bool {
-        let host = &self.inventory.hosts[i];
-        let Some(session) = self.sessions[i].clone() else {
-            let reason = self.states[i]
-                .lock()
-                .await
-                .unreachable
-                .clone()
-                .unwrap_or_default();
-            self.fail(i, &step.name, &StepError::new(reason, "")).await;
+    async fn run_on_host(&self, step: &Step<R::Action, R::Condition>, i: usize) -> bool {
+        if let Some(reason) = self.runner.unreachable(i) {
+            self.fail(i, &step.name, &StepError::msg(reason));
             return false;
-        };
-        let ctx = HostCtx {
-            engine: self,
-            index: i,
-            host,
-            session: &session,
-        };
+        }
         // Typed conditions first: `unless` leaves a host alone, `only_if` passes it by.
         for (cond, holds_means_run) in [(step.unless, false), (step.only_if, true)] {
             let Some(cond) = cond else { continue };
-            match actions::condition_holds(&ctx, cond).await {
+            match self.runner.holds(i, cond).await {
                 Ok(holds) if holds == holds_means_run => {}
                 Ok(_) => {
-                    let label = actions::condition_label(cond);
+                    let label = self.runner.describe(cond);
                     let outcome = if holds_means_run {
                         Outcome::skipped(format!("not {label}"))
                     } else {
                         Outcome::ok(format!("{label} already (left alone)"))
                     };
-                    self.record(i, &step.name, &outcome).await;
+                    self.record(i, &step.name, &outcome);
                     return true;
                 }
                 Err(e) => {
-                    self.fail(i, &step.name, &e).await;
+                    self.fail(i, &step.name, &e);
                     return false;
                 }
             }
         }
         match &step.work {
-            Work::Action(action) => self.run_action(&ctx, &step.name, action).await,
+            Work::Action(action) => self.run_action(i, &step.name, action).await,
             Work::Block { steps, rescue } => {
                 for (name, action) in steps {
                     // An interrupt between two steps leaves the block half done: rescue it too.
-                    let done = if self.interrupted.load(Ordering::SeqCst) {
-                        let stop =
-                            StepError::new("interrupted", "re-run the command to finish the job");
-                        self.fail(i, name, &stop).await;
+                    let done = if self.interrupted() {
+                        self.fail(i, name, &StepError::Interrupted);
                         false
                     } else {
-                        self.run_action(&ctx, name, action).await
+                        self.run_action(i, name, action).await
                     };
                     if !done {
                         if let Some(rescue) = rescue {
-                            self.run_rescue(&ctx, rescue).await;
+                            self.run_rescue(i, rescue).await;
                         }
                         return false;
                     }
@@ -261,53 +326,55 @@ impl Engine {
         }
     }
 
-    async fn run_action(&self, ctx: &HostCtx<'_>, step: &str, action: &Action) -> bool {
-        self.reporter.step_started(&ctx.host.name, step);
+    async fn run_action(&self, i: usize, step: &str, action: &R::Action) -> bool {
+        self.events.step_started(self.name(i), step);
         let mut interrupt = self.interrupt.subscribe();
         let result = tokio::select! {
-            r = actions::run(ctx, action) => r,
-            _ = interrupt.wait_for(|i| *i) => Err(StepError::new("interrupted", "re-run the command to finish the job")),
+            r = self.runner.run(i, action) => r,
+            _ = interrupt.wait_for(|i| *i) => Err(StepError::Interrupted),
         };
         match result {
             Ok(outcome) => {
-                self.record(ctx.index, step, &outcome).await;
+                self.record(i, step, &outcome);
                 true
             }
             Err(e) => {
-                self.fail(ctx.index, step, &e).await;
+                self.fail(i, step, &e);
                 false
             }
         }
     }
 
-    async fn run_rescue(&self, ctx: &HostCtx<'_>, rescue: &Action) {
-        let name = format!("rescue: {}", rescue.name());
-        self.reporter.step_started(&ctx.host.name, &name);
-        match actions::run(ctx, rescue).await {
+    async fn run_rescue(&self, i: usize, rescue: &R::Action) {
+        let name = format!("rescue: {}", self.runner.action_name(rescue));
+        if self.options.check {
+            let outcome = Outcome::skipped("check mode: nothing was changed");
+            self.events.step_done(self.name(i), &name, &outcome);
+            return;
+        }
+        self.events.step_started(self.name(i), &name);
+        let left_in = match self.runner.run(i, rescue).await {
             Ok(outcome) => {
-                self.reporter.step_done(&ctx.host.name, &name, &outcome);
-                ctx.state().await.left_in = Some(outcome.detail);
+                self.events.step_done(self.name(i), &name, &outcome);
+                outcome.detail
             }
             Err(e) => {
-                let message = format!("rescue failed: {e}");
-                self.reporter.step_failed(&ctx.host.name, &name, &message);
-                ctx.state().await.left_in = Some(message);
+                self.events.step_failed(self.name(i), &name, &e);
+                format!("rescue failed: {e}")
             }
-        }
+        };
+        self.state(i).left_in = Some(left_in);
     }
 
-    async fn record(&self, i: usize, step: &str, outcome: &Outcome) {
-        self.reporter
-            .step_done(&self.inventory.hosts[i].name, step, outcome);
-        self.states[i].lock().await.count(outcome.status);
+    fn record(&self, i: usize, step: &str, outcome: &Outcome) {
+        self.events.step_done(self.name(i), step, outcome);
+        self.state(i).count(outcome.status);
     }
 
-    async fn fail(&self, i: usize, step: &str, error: &StepError) {
-        let host = &self.inventory.hosts[i].name;
-        let message = format!("{step}: {error}");
-        self.reporter.step_failed(host, step, &error.to_string());
-        let mut state = self.states[i].lock().await;
+    fn fail(&self, i: usize, step: &str, error: &StepError) {
+        self.events.step_failed(self.name(i), step, error);
+        let mut state = self.state(i);
         state.count(Status::Failed);
-        state.failed.get_or_insert(message);
+        state.failed.get_or_insert(format!("{step}: {error}"));
     }
 }

@@ -4,6 +4,7 @@
 //! the Unix socket: no TCP listener, no password, nothing in argv. Structured answers are
 //! built as JSON in SQL and parsed into types here.
 
+pub mod facts;
 pub mod scram;
 
 use std::time::Duration;

@@ -61,7 +61,7 @@ pub struct Endpoint {
 }
 
 /// Reads the ssh config file the options point at (or `~/.ssh/config`), if any.
-pub fn load_ssh_config(opts: &ConnectOptions) -> Result<Option<ssh2_config::SshConfig>, String> {
+pub fn load_ssh_config(opts: &ConnectOptions) -> Result<Option<ssh2_config::SshConfig>, Error> {
     let path = match &opts.ssh_config {
         Some(p) => p.clone(),
         None => match std::env::home_dir() {
@@ -72,7 +72,11 @@ pub fn load_ssh_config(opts: &ConnectOptions) -> Result<Option<ssh2_config::SshC
     if opts.ssh_config.is_none() && !path.exists() {
         return Ok(None);
     }
-    let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let fail = |reason: String| Error::ConfigFile {
+        path: path.clone(),
+        reason,
+    };
+    let file = std::fs::File::open(&path).map_err(|e| fail(e.to_string()))?;
     let mut reader = std::io::BufReader::new(file);
     ssh2_config::SshConfig::default()
         .parse(
@@ -81,7 +85,7 @@ pub fn load_ssh_config(opts: &ConnectOptions) -> Result<Option<ssh2_config::SshC
                 | ssh2_config::ParseRule::ALLOW_UNSUPPORTED_FIELDS,
         )
         .map(Some)
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|e| fail(e.to_string()))
 }
 
 /// Merges an inventory target with ssh config. Inventory values win.

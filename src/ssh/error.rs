@@ -78,6 +78,9 @@ pub enum Error {
     SudoNeedsPassword { host: String, user: String },
     #[error("host `{host}`: {message}")]
     Config { host: String, message: String },
+    /// The ssh config file (`--ssh-config` or `~/.ssh/config`) could not be read or parsed.
+    #[error("{}: {reason}\nhint: fix the file, or point --ssh-config at another one", path.display())]
+    ConfigFile { path: PathBuf, reason: String },
 }
 
 impl Error {
@@ -96,6 +99,7 @@ impl Error {
             | Error::Stalled { host, .. }
             | Error::SudoNeedsPassword { host, .. }
             | Error::Config { host, .. } => host,
+            Error::ConfigFile { .. } => "",
         }
     }
 

@@ -7,7 +7,7 @@
 
 use crate::ssh::{Command, Session};
 
-use super::StepError;
+use crate::step::StepError;
 
 /// Where the lock file lives on the primary.
 pub const LOCK_FILE: &str = "/var/lib/pgrepl/run.lock";

@@ -1,0 +1,122 @@
+//! What an action sees of the run: its host, its session, what the cluster knows, and the
+//! per-host memory actions keep between steps (facts, a moved-aside data dir).
+
+use std::collections::BTreeMap;
+
+use tokio::sync::MutexGuard;
+
+use super::Cluster;
+use crate::inventory::Host;
+use crate::pg::Pg;
+pub use crate::pg::facts::{Facts, Receiver, RoleFacts, ServerFacts, SlotFacts};
+use crate::ssh::Session;
+use crate::step::StepError;
+use crate::templates::{Context, HostView, ReplicationView};
+
+/// What the actions remember of one host between steps of a run.
+#[derive(Debug, Default)]
+pub struct HostMemo {
+    pub facts: Option<Facts>,
+    /// A config file changed since the server last (re)started or reloaded.
+    pub config_changed: bool,
+    /// The old data dir, moved aside by this run.
+    pub moved_aside: Option<String>,
+    /// Whether the server was running before this run stopped it.
+    pub was_running: Option<bool>,
+}
+
+impl HostMemo {
+    /// Drops preflight's copy of a file this run is about to change.
+    pub fn forget_file(&mut self, path: &str) {
+        if let Some(f) = &mut self.facts {
+            f.files.remove(path);
+        }
+    }
+
+    /// Drops every copy: the data dir (which may hold the config) is being replaced.
+    pub fn forget_files(&mut self) {
+        if let Some(f) = &mut self.facts {
+            f.files.clear();
+        }
+    }
+}
+
+/// An action's view of one host during a run.
+pub struct HostCtx<'e> {
+    pub cluster: &'e Cluster,
+    pub index: usize,
+    pub host: &'e Host,
+    pub session: &'e Session,
+}
+
+impl<'e> HostCtx<'e> {
+    pub fn pg(&self) -> Pg<'_> {
+        Pg::new(self.session, self.host)
+    }
+
+    pub fn check_mode(&self) -> bool {
+        self.cluster.options.check
+    }
+
+    pub async fn state(&self) -> MutexGuard<'_, HostMemo> {
+        self.cluster.memos[self.index].lock().await
+    }
+
+    /// The primary and its session.
+    pub fn primary(&self) -> Result<(&'e Host, &'e Session), StepError> {
+        let inv = &self.cluster.inventory;
+        let i = inv
+            .hosts
+            .iter()
+            .position(Host::is_primary)
+            .ok_or_else(|| StepError::msg("no primary in the inventory"))?;
+        let session = self.cluster.sessions[i].as_deref().ok_or_else(|| {
+            StepError::new(
+                format!("primary `{}` is not reachable", inv.hosts[i].name),
+                "check the primary first",
+            )
+        })?;
+        Ok((&inv.hosts[i], session))
+    }
+
+    /// The primary's facts, gathered by preflight.
+    pub async fn primary_facts(&self) -> Option<Facts> {
+        let inv = &self.cluster.inventory;
+        let i = inv.hosts.iter().position(Host::is_primary)?;
+        self.cluster.memos[i].lock().await.facts.clone()
+    }
+
+    /// The typed context templates render with, for this host.
+    pub async fn template_context(&self) -> Context {
+        let inv = &self.cluster.inventory;
+        let views: Vec<HostView> = inv.hosts.iter().map(HostView::of).collect();
+        let primary = inv.hosts.iter().position(Host::is_primary).unwrap_or(0);
+        let mut members = vec![views[primary].clone()];
+        members.extend(
+            views
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != primary)
+                .map(|(_, v)| v.clone()),
+        );
+        let facts = self.primary_facts().await;
+        let settings = crate::actions::cluster_settings(self.cluster, facts.as_ref());
+        let standby_minimums = if self.host.is_primary() {
+            BTreeMap::new()
+        } else {
+            crate::actions::standby_minimums(facts.as_ref(), &settings)
+        };
+        Context {
+            host: views[self.index].clone(),
+            primary: views[primary].clone(),
+            replicas: members[1..].to_vec(),
+            members,
+            settings,
+            standby_minimums,
+            replication: ReplicationView {
+                user: inv.replication.user.clone(),
+            },
+            hba: inv.hba.clone(),
+        }
+    }
+}

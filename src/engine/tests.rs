@@ -1,0 +1,357 @@
+//! The engine's control flow with a scripted runner: no SSH, no containers, milliseconds.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::*;
+
+/// What a scripted action does.
+#[derive(Debug, Clone)]
+enum Act {
+    /// Succeeds with `changed` after the given milliseconds.
+    Work(&'static str, u64),
+    /// Fails on the named hosts, succeeds elsewhere.
+    FailOn(&'static str, Vec<usize>),
+    /// Puts things back.
+    Rescue,
+}
+
+#[derive(Default)]
+struct Scripted {
+    /// (host, action label, check mode) in the order they started.
+    calls: Mutex<Vec<(usize, String)>>,
+    running: AtomicUsize,
+    max_running: AtomicUsize,
+    unreachable: HashSet<usize>,
+    /// Hosts where the `Streaming` condition holds.
+    streaming: HashSet<usize>,
+}
+
+impl Scripted {
+    fn calls(&self) -> Vec<(usize, String)> {
+        self.calls.lock().unwrap().clone()
+    }
+    fn ran(&self, host: usize, label: &str) -> bool {
+        self.calls().iter().any(|(h, l)| *h == host && l == label)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Streaming;
+
+impl Runner for Scripted {
+    type Action = Act;
+    type Condition = Streaming;
+
+    async fn run(&self, host: usize, action: &Act) -> Result<Outcome, StepError> {
+        let label = self.action_name(action);
+        self.calls.lock().unwrap().push((host, label.clone()));
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_running.fetch_max(now, Ordering::SeqCst);
+        let result = match action {
+            Act::Work(_, ms) => {
+                tokio::time::sleep(Duration::from_millis(*ms)).await;
+                Ok(Outcome::changed(label))
+            }
+            Act::FailOn(_, hosts) if hosts.contains(&host) => {
+                Err(StepError::new(format!("{label} broke"), "fix it"))
+            }
+            Act::FailOn(..) => Ok(Outcome::ok("")),
+            Act::Rescue => Ok(Outcome::changed("put back as it was")),
+        };
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    async fn holds(&self, host: usize, _: Streaming) -> Result<bool, StepError> {
+        Ok(self.streaming.contains(&host))
+    }
+
+    fn describe(&self, _: Streaming) -> String {
+        "streaming".into()
+    }
+
+    fn action_name(&self, action: &Act) -> String {
+        match action {
+            Act::Work(n, _) | Act::FailOn(n, _) => n.to_string(),
+            Act::Rescue => "rescue".into(),
+        }
+    }
+
+    fn unreachable(&self, host: usize) -> Option<String> {
+        self.unreachable
+            .contains(&host)
+            .then(|| format!("host {host} unreachable"))
+    }
+}
+
+/// Records events in order.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<String>>);
+
+impl Events for Recorder {
+    fn step_started(&self, host: &str, step: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("{host} {step} started"));
+    }
+    fn step_done(&self, host: &str, step: &str, outcome: &Outcome) {
+        let line = format!("{host} {step} {}", outcome.status.label());
+        self.0.lock().unwrap().push(line);
+    }
+    fn step_failed(&self, host: &str, step: &str, _: &StepError) {
+        self.0.lock().unwrap().push(format!("{host} {step} failed"));
+    }
+    fn note(&self, line: &str) {
+        self.0.lock().unwrap().push(line.to_string());
+    }
+}
+
+const PRIMARY: usize = 0;
+
+fn members(n: usize) -> Vec<Member> {
+    (0..n)
+        .map(|i| Member {
+            name: format!("pg{i}"),
+            role: if i == PRIMARY { "primary" } else { "replica" }.into(),
+        })
+        .collect()
+}
+
+fn engine(
+    runner: Scripted,
+    n: usize,
+    forks: usize,
+    check: bool,
+) -> (Arc<Engine<Scripted>>, Arc<Recorder>) {
+    let events = Arc::new(Recorder::default());
+    let engine = Engine::new(runner, events.clone(), members(n), Options { check, forks });
+    (Arc::new(engine), events)
+}
+
+fn step(name: &str, hosts: &[usize], act: Act) -> Step<Act, Streaming> {
+    Step {
+        name: name.into(),
+        hosts: hosts.to_vec(),
+        work: Work::Action(act),
+        on_failure: if hosts.contains(&PRIMARY) {
+            OnFailure::Stop
+        } else {
+            OnFailure::Continue
+        },
+        serial: false,
+        unless: None,
+        only_if: None,
+    }
+}
+
+fn clone_block(hosts: &[usize], fail_on: Vec<usize>) -> Step<Act, Streaming> {
+    Step {
+        work: Work::Block {
+            steps: vec![
+                ("move aside".into(), Act::Work("move aside", 1)),
+                ("base backup".into(), Act::FailOn("base backup", fail_on)),
+                ("start".into(), Act::Work("start", 1)),
+            ],
+            rescue: Some(Act::Rescue),
+        },
+        ..step("clone", hosts, Act::Rescue)
+    }
+}
+
+fn recap_of<'a>(report: &'a RunReport, name: &str) -> &'a HostRecap {
+    report.hosts.iter().find(|h| h.name == name).unwrap()
+}
+
+#[tokio::test]
+async fn a_failure_on_the_primary_stops_the_run_and_leaves_replicas_untouched() {
+    let (engine, _) = engine(Scripted::default(), 3, 10, false);
+    let steps = [
+        step("preflight", &[0, 1, 2], Act::Work("preflight", 1)),
+        step(
+            "primary settings",
+            &[PRIMARY],
+            Act::FailOn("primary settings", vec![PRIMARY]),
+        ),
+        clone_block(&[1, 2], vec![]),
+    ];
+    let report = engine.run("bootstrap", &steps).await;
+    assert!(report.failed());
+    assert_eq!(
+        report.stopped.as_deref(),
+        Some("step `primary settings` failed")
+    );
+    let runner = engine.runner();
+    assert!(!runner.ran(1, "move aside") && !runner.ran(2, "move aside"));
+    assert_eq!(recap_of(&report, "pg1").status, "changed");
+    assert!(
+        recap_of(&report, "pg0")
+            .error
+            .as_deref()
+            .unwrap()
+            .starts_with("primary settings: primary settings broke")
+    );
+}
+
+#[tokio::test]
+async fn a_failed_replica_is_left_out_while_the_others_finish() {
+    let (engine, _) = engine(Scripted::default(), 3, 10, false);
+    let steps = [
+        clone_block(&[1, 2], vec![1]),
+        step("verify", &[1, 2], Act::Work("verify", 1)),
+    ];
+    let report = engine.run("bootstrap", &steps).await;
+    let runner = engine.runner();
+    assert!(runner.ran(2, "start") && runner.ran(2, "verify"));
+    assert!(!runner.ran(1, "start") && !runner.ran(1, "verify"));
+    assert!(report.failed(), "a failed host fails the run (exit 2)");
+    assert_eq!(report.stopped, None, "replica steps continue by default");
+    assert_eq!(recap_of(&report, "pg1").status, "failed");
+    assert_eq!(recap_of(&report, "pg2").status, "changed");
+}
+
+#[tokio::test]
+async fn a_block_failing_half_way_is_rescued_on_that_host_only() {
+    let (engine, events) = engine(Scripted::default(), 3, 10, false);
+    let report = engine
+        .run("bootstrap", &[clone_block(&[1, 2], vec![2])])
+        .await;
+    let runner = engine.runner();
+    assert!(runner.ran(2, "rescue") && !runner.ran(1, "rescue"));
+    assert!(!runner.ran(2, "start"));
+    assert_eq!(
+        recap_of(&report, "pg2").left_in.as_deref(),
+        Some("put back as it was")
+    );
+    assert_eq!(recap_of(&report, "pg1").left_in, None);
+    let lines = events.0.lock().unwrap().clone();
+    let failed = lines
+        .iter()
+        .position(|l| l == "pg2 base backup failed")
+        .unwrap();
+    let rescued = lines
+        .iter()
+        .position(|l| l == "pg2 rescue: rescue changed")
+        .unwrap();
+    assert!(failed < rescued, "{lines:?}");
+}
+
+#[tokio::test]
+async fn an_interrupt_during_a_block_starts_no_new_work_and_rescues() {
+    let (engine, _) = engine(Scripted::default(), 3, 10, false);
+    let slow = Step {
+        work: Work::Block {
+            steps: vec![
+                ("move aside".into(), Act::Work("move aside", 1)),
+                ("base backup".into(), Act::Work("base backup", 5_000)),
+                ("start".into(), Act::Work("start", 1)),
+            ],
+            rescue: Some(Act::Rescue),
+        },
+        ..step("clone", &[1, 2], Act::Rescue)
+    };
+    let later = step("verify", &[0, 1, 2], Act::Work("verify", 1));
+    let steps = [slow, later];
+    let runner = engine.clone();
+    let run = tokio::spawn(async move { runner.run("bootstrap", &steps).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    engine.interrupt();
+    let report = run.await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the copy in flight was cancelled"
+    );
+    let runner = engine.runner();
+    for host in [1, 2] {
+        assert!(runner.ran(host, "rescue"), "host {host} rescued");
+        assert!(!runner.ran(host, "start"));
+    }
+    assert!(!runner.ran(0, "verify"), "no new step after the interrupt");
+    assert_eq!(report.stopped.as_deref(), Some("interrupted"));
+    assert!(engine.interrupted());
+}
+
+#[tokio::test]
+async fn serial_steps_run_one_host_at_a_time() {
+    let (engine, _) = engine(Scripted::default(), 4, 10, false);
+    let mut rolling = step("restart", &[1, 2, 3], Act::Work("restart", 20));
+    rolling.serial = true;
+    engine.run("bootstrap", &[rolling]).await;
+    assert_eq!(engine.runner().max_running.load(Ordering::SeqCst), 1);
+    assert_eq!(engine.runner().calls().len(), 3);
+}
+
+#[tokio::test]
+async fn forks_1_never_overlaps_and_forks_n_does() {
+    let (one, _) = engine(Scripted::default(), 4, 1, false);
+    one.run(
+        "bootstrap",
+        &[step("work", &[0, 1, 2, 3], Act::Work("work", 20))],
+    )
+    .await;
+    assert_eq!(one.runner().max_running.load(Ordering::SeqCst), 1);
+    let (many, _) = engine(Scripted::default(), 4, 4, false);
+    many.run(
+        "bootstrap",
+        &[step("work", &[0, 1, 2, 3], Act::Work("work", 50))],
+    )
+    .await;
+    assert!(many.runner().max_running.load(Ordering::SeqCst) > 1);
+}
+
+#[tokio::test]
+async fn check_mode_runs_no_rescue() {
+    let (engine, _) = engine(Scripted::default(), 3, 10, true);
+    let report = engine
+        .run("bootstrap", &[clone_block(&[1, 2], vec![1])])
+        .await;
+    assert!(report.check);
+    assert!(
+        !engine.runner().ran(1, "rescue"),
+        "nothing was changed, so nothing is undone"
+    );
+    assert_eq!(recap_of(&report, "pg1").left_in, None);
+}
+
+#[tokio::test]
+async fn an_unreachable_host_fails_its_step_instead_of_being_skipped() {
+    let runner = Scripted {
+        unreachable: [2].into(),
+        ..Scripted::default()
+    };
+    let (engine, _) = engine(runner, 3, 10, false);
+    let report = engine
+        .run(
+            "bootstrap",
+            &[step("preflight", &[0, 1, 2], Act::Work("preflight", 1))],
+        )
+        .await;
+    let pg2 = recap_of(&report, "pg2");
+    assert!(pg2.unreachable && pg2.status == "failed");
+    assert_eq!(pg2.error.as_deref(), Some("preflight: host 2 unreachable"));
+    assert!(!engine.runner().ran(2, "preflight"));
+}
+
+#[tokio::test]
+async fn conditions_leave_hosts_alone_or_pass_them_by() {
+    let runner = Scripted {
+        streaming: [1].into(),
+        ..Scripted::default()
+    };
+    let (engine, events) = engine(runner, 3, 10, false);
+    let mut unless = clone_block(&[1, 2], vec![]);
+    unless.unless = Some(Streaming);
+    let mut only_if = step("wait", &[1, 2], Act::Work("wait", 1));
+    only_if.only_if = Some(Streaming);
+    engine.run("bootstrap", &[unless, only_if]).await;
+    let runner = engine.runner();
+    assert!(!runner.ran(1, "move aside") && runner.ran(2, "move aside"));
+    assert!(runner.ran(1, "wait") && !runner.ran(2, "wait"));
+    let lines = events.0.lock().unwrap().clone();
+    assert!(lines.contains(&"pg1 clone ok".to_string()), "{lines:?}");
+    assert!(lines.contains(&"pg2 wait skipped".to_string()), "{lines:?}");
+}

@@ -1,0 +1,263 @@
+//! The command line resolved once into typed settings: what to do, on which inventory, and
+//! how. Everything after this reads settings, never the clap structs, and every default
+//! (verify thresholds, timeouts) is applied here or in the type it belongs to.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use crate::cli::CommandKind;
+use crate::cli::{ChangeFlags, Cli, Command, Global, VerifyFlags};
+use crate::error::Error;
+use crate::report::Format;
+use crate::ssh::ConnectOptions;
+use crate::verify::VerifyOptions;
+
+/// Everything a command needs to know, validated.
+#[derive(Clone)]
+pub struct Settings {
+    pub inventory: PathBuf,
+    pub format: Format,
+    pub verbose: u8,
+    pub log_file: Option<PathBuf>,
+    /// How to reach the hosts (the trace callback is added when the reporter exists).
+    pub connect: ConnectOptions,
+    pub break_lock: bool,
+    /// How many hosts work at once within a step (at least 1).
+    pub forks: usize,
+    pub playbooks: Option<PathBuf>,
+    pub templates: Option<PathBuf>,
+    /// Only these hosts (inventory names), if set.
+    pub limit: Option<Vec<String>>,
+    pub job: Job,
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone)]
+pub enum Job {
+    /// Run a command's playbook on the hosts.
+    Run(RunSettings),
+    /// Print the steps of a command without contacting any host.
+    Plan {
+        command: CommandKind,
+        target: Option<String>,
+        address: Option<String>,
+    },
+    /// Print a shell completion script.
+    Completions(clap_complete::Shell),
+}
+
+/// A command that runs a playbook.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub command: CommandKind,
+    /// The host named on the command line (add-replica).
+    pub target: Option<String>,
+    /// add-replica: append the target to the inventory with this address.
+    pub address: Option<String>,
+    /// add-replica: the appended host's slot.
+    pub slot: Option<String>,
+    /// Only look, change nothing.
+    pub check: bool,
+    /// Show diffs of config files that change.
+    pub diff: bool,
+    /// Allow restarting the primary where a step would refuse.
+    pub allow_restart: bool,
+    pub verify: VerifyOptions,
+}
+
+impl RunSettings {
+    /// Whether the run may change hosts (and so holds the cluster lock).
+    pub fn changes_hosts(&self) -> bool {
+        self.command != CommandKind::Verify && !self.check
+    }
+}
+
+impl Settings {
+    /// Resolves the parsed command line; bad values are invalid input.
+    pub fn from_cli(cli: Cli) -> Result<Settings, Error> {
+        let Cli { global, command } = cli;
+        let job = match command {
+            Command::Completions { shell } => Job::Completions(shell),
+            Command::Plan {
+                command,
+                name,
+                address,
+            } => {
+                if command == CommandKind::AddReplica && name.is_none() {
+                    return Err(Error::usage(
+                        "plan add-replica needs the new replica's name",
+                        "pgrepl plan add-replica NAME",
+                    ));
+                }
+                Job::Plan {
+                    command,
+                    target: name,
+                    address,
+                }
+            }
+            Command::Bootstrap { flags, verify } => {
+                Job::Run(run(CommandKind::Bootstrap, None, &flags, &verify)?)
+            }
+            Command::AddReplica {
+                name,
+                address,
+                slot,
+                allow_restart,
+                flags,
+                verify,
+            } => Job::Run(RunSettings {
+                address,
+                slot,
+                allow_restart,
+                ..run(CommandKind::AddReplica, Some(name), &flags, &verify)?
+            }),
+            Command::Verify(verify) => {
+                let flags = ChangeFlags {
+                    check: false,
+                    diff: false,
+                };
+                Job::Run(run(CommandKind::Verify, None, &flags, &verify)?)
+            }
+        };
+        let Global {
+            inventory,
+            format,
+            verbose,
+            log_file,
+            ssh_config,
+            accept_new_host_keys,
+            break_lock,
+            forks,
+            playbooks,
+            templates,
+            limit,
+            connect_timeout,
+            ssh_keepalive,
+        } = global;
+        if forks == 0 {
+            return Err(Error::usage(
+                "--forks 0 would run nothing",
+                "give --forks a number of hosts to work on at once, 1 or more (default 10)",
+            ));
+        }
+        Ok(Settings {
+            inventory,
+            format,
+            verbose,
+            log_file,
+            connect: ConnectOptions {
+                ssh_config,
+                accept_new_host_keys,
+                connect_timeout: Duration::from_secs(connect_timeout.max(1)),
+                keepalive: Duration::from_secs(ssh_keepalive.max(1)),
+                trace: None,
+            },
+            break_lock,
+            forks,
+            playbooks,
+            templates,
+            limit,
+            job,
+        })
+    }
+}
+
+fn run(
+    command: CommandKind,
+    target: Option<String>,
+    flags: &ChangeFlags,
+    verify: &VerifyFlags,
+) -> Result<RunSettings, Error> {
+    Ok(RunSettings {
+        command,
+        target,
+        address: None,
+        slot: None,
+        check: flags.check,
+        diff: flags.diff,
+        allow_restart: false,
+        verify: verify_options(verify)?,
+    })
+}
+
+/// The verify thresholds: the flags given, the defaults for the rest.
+fn verify_options(v: &VerifyFlags) -> Result<VerifyOptions, Error> {
+    let defaults = VerifyOptions::default();
+    let seconds = |flag: &str, value: Option<f64>, default: Duration| match value {
+        None => Ok(default),
+        Some(s) if s.is_finite() && s > 0.0 => Ok(Duration::from_secs_f64(s)),
+        Some(s) => Err(Error::usage(
+            format!("--{flag} {s} is not a positive number of seconds"),
+            format!("e.g. --{flag} {}", default.as_secs_f64()),
+        )),
+    };
+    Ok(VerifyOptions {
+        max_lag_bytes: v.max_lag_bytes.unwrap_or(defaults.max_lag_bytes),
+        max_lag_seconds: seconds(
+            "max-lag-seconds",
+            v.max_lag_seconds,
+            Duration::from_secs_f64(defaults.max_lag_seconds),
+        )?
+        .as_secs_f64(),
+        max_slot_retained: v.max_slot_retained.unwrap_or(defaults.max_slot_retained),
+        probe_timeout: seconds("probe-timeout", v.probe_timeout, defaults.probe_timeout)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn settings(args: &[&str]) -> Result<Settings, Error> {
+        let cli = Cli::try_parse_from(std::iter::once("pgrepl").chain(args.iter().copied()))
+            .expect("parses");
+        Settings::from_cli(cli)
+    }
+
+    impl std::fmt::Debug for Settings {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Settings {{ inventory: {:?}, .. }}", self.inventory)
+        }
+    }
+
+    #[test]
+    fn verify_thresholds_default_in_one_place_and_reach_bootstrap() {
+        let Job::Run(verify) = settings(&["verify"]).unwrap().job else {
+            panic!("verify runs")
+        };
+        assert_eq!(
+            verify.verify.max_lag_bytes,
+            VerifyOptions::default().max_lag_bytes
+        );
+        let Job::Run(boot) = settings(&["bootstrap", "--max-lag-bytes", "5"])
+            .unwrap()
+            .job
+        else {
+            panic!("bootstrap runs")
+        };
+        assert_eq!(boot.verify.max_lag_bytes, 5);
+        assert_eq!(boot.command, CommandKind::Bootstrap);
+    }
+
+    #[test]
+    fn forks_0_and_a_bad_timeout_are_invalid_input() {
+        let e = settings(&["--forks", "0", "bootstrap"]).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::INVALID);
+        assert!(e.to_string().contains("--forks"), "{e}");
+        let e = settings(&["verify", "--probe-timeout=-1"]).unwrap_err();
+        assert!(e.to_string().contains("--probe-timeout"), "{e}");
+    }
+
+    #[test]
+    fn only_verify_and_check_runs_leave_hosts_unchanged() {
+        let run = |args: &[&str]| match settings(args).unwrap().job {
+            Job::Run(r) => r.changes_hosts(),
+            _ => panic!("runs"),
+        };
+        assert!(run(&["bootstrap"]));
+        assert!(!run(&["bootstrap", "--check"]));
+        assert!(!run(&["verify"]));
+    }
+}
