@@ -318,7 +318,9 @@ async fn execute(
         }
         _ => None,
     };
-    let report = engine.run(run.command.as_str(), &plan.steps).await;
+    let report = engine
+        .run_guarded(run.command.as_str(), &plan.steps, &plan.rollback)
+        .await;
     if let Some(primary) = locked {
         lock::release(primary, &holder).await;
     }

@@ -7,6 +7,8 @@ use serde::Serialize;
 
 use crate::engine::OnFailure;
 use crate::inventory::{Inventory, Role};
+use serde_saphyr::Spanned;
+
 use crate::playbook::{Action, Condition, Playbook, Step};
 
 /// The resolved steps of one command.
@@ -16,6 +18,9 @@ pub struct Plan {
     /// Where the playbook came from.
     pub source: String,
     pub steps: Vec<PlannedStep>,
+    /// Run when the command stops before its point of no return.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rollback: Vec<PlannedStep>,
 }
 
 /// One step with its hosts resolved to inventory indices.
@@ -46,8 +51,24 @@ pub fn build(
     target: Option<&str>,
     limit: Option<&[String]>,
 ) -> Result<Plan, Error> {
+    Ok(Plan {
+        command: command.into(),
+        source: source.into(),
+        steps: resolve(&playbook.steps, source, inventory, target, limit)?,
+        rollback: resolve(&playbook.rollback, source, inventory, target, limit)?,
+    })
+}
+
+/// Resolves a list of playbook steps.
+fn resolve(
+    book_steps: &[Spanned<Step>],
+    source: &str,
+    inventory: &Inventory,
+    target: Option<&str>,
+    limit: Option<&[String]>,
+) -> Result<Vec<PlannedStep>, Error> {
     let mut steps = Vec::new();
-    for spanned in &playbook.steps {
+    for spanned in book_steps {
         let step = &spanned.value;
         let fail = |message: String, hint: &str| Error {
             source_name: source.to_string(),
@@ -102,13 +123,10 @@ pub fn build(
             serial: step.serial,
             unless: step.unless,
             only_if: step.only_if,
+            point_of_no_return: step.point_of_no_return,
         });
     }
-    Ok(Plan {
-        command: command.into(),
-        source: source.into(),
-        steps,
-    })
+    Ok(steps)
 }
 
 fn select(

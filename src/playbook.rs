@@ -24,6 +24,9 @@ pub struct Playbook {
     #[serde(default)]
     pub description: Option<String>,
     pub steps: Vec<Spanned<Step>>,
+    /// Steps that undo the run when it stops before its point of no return.
+    #[serde(default)]
+    pub rollback: Vec<Spanned<Step>>,
 }
 
 /// One step: an action (or a block of actions) on a set of hosts.
@@ -54,6 +57,10 @@ pub struct Step {
     /// Run on one host at a time (a rolling restart), instead of up to `--forks` at once.
     #[serde(default)]
     pub serial: bool,
+    /// The change this step makes cannot be undone (a promotion): the run rolls back only
+    /// before it, and finishes every step after it even when interrupted.
+    #[serde(default)]
+    pub point_of_no_return: bool,
 }
 
 /// Host selectors: one word or a list.

@@ -12,6 +12,9 @@
 //! - a block runs its actions in order per host and calls its rescue on a host whose block
 //!   failed, so a half-done change is always undone (not in check mode: nothing changed);
 //! - an interrupt starts no new work, cancels actions in flight and rescues their blocks;
+//! - a run with a point of no return (a promotion, say) rolls back when it stops before that
+//!   step (a failure or an interrupt), and once past it finishes its steps whatever comes:
+//!   an interrupt there is noted, not obeyed, because stopping half-way would be worse;
 //! - the recap counts what happened on each host.
 
 mod events;
@@ -55,6 +58,10 @@ pub struct Step<A, C> {
     pub unless: Option<C>,
     /// Run only where this holds.
     pub only_if: Option<C>,
+    /// Once this step starts, the run cannot be rolled back: the engine announces it, and
+    /// from then on finishes every step even when interrupted.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub point_of_no_return: bool,
 }
 
 /// What a step does on each of its hosts.
@@ -168,6 +175,8 @@ pub struct Engine<R: Runner> {
     interrupted: AtomicBool,
     /// Flips to true on an interrupt, waking actions in flight.
     interrupt: tokio::sync::watch::Sender<bool>,
+    /// Past the point of no return: interrupts no longer cancel or stop anything.
+    committed: AtomicBool,
 }
 
 impl<R: Runner> Engine<R> {
@@ -181,6 +190,7 @@ impl<R: Runner> Engine<R> {
             states,
             interrupted: AtomicBool::new(false),
             interrupt: tokio::sync::watch::channel(false).0,
+            committed: AtomicBool::new(false),
         }
     }
 
@@ -189,15 +199,31 @@ impl<R: Runner> Engine<R> {
         &self.runner
     }
 
-    /// Stops new work and cancels actions in flight; their blocks are rescued.
+    /// Stops new work and cancels actions in flight; their blocks are rescued. Past the
+    /// point of no return it is only noted.
     pub fn interrupt(&self) {
         self.interrupted.store(true, Ordering::SeqCst);
+        if self.committed() {
+            self.events.note(
+                "interrupted past the point of no return: finishing the remaining steps (stopping now would leave the cluster half-changed)",
+            );
+        }
         let _ = self.interrupt.send(true);
     }
 
     /// Whether the run was interrupted.
     pub fn interrupted(&self) -> bool {
         self.interrupted.load(Ordering::SeqCst)
+    }
+
+    /// Whether the run has passed its point of no return.
+    pub fn committed(&self) -> bool {
+        self.committed.load(Ordering::SeqCst)
+    }
+
+    /// Whether new work must not start: interrupted, and not past the point of no return.
+    fn stopping(&self) -> bool {
+        self.interrupted() && !self.committed()
     }
 
     /// Runs every step in order and returns the recap.
@@ -210,27 +236,73 @@ impl<R: Runner> Engine<R> {
         R::Action: Clone + 'static,
         R::Condition: 'static,
     {
+        self.run_guarded(command, steps, &[]).await
+    }
+
+    /// Runs every step in order; if the run stops (a failure that stops it, or an
+    /// interrupt) before a step marked `point_of_no_return` has started, runs `rollback`
+    /// (to its end, on every host it names, interrupts or not).
+    pub async fn run_guarded(
+        self: &Arc<Self>,
+        command: &str,
+        steps: &[Step<R::Action, R::Condition>],
+        rollback: &[Step<R::Action, R::Condition>],
+    ) -> RunReport
+    where
+        R::Action: Clone + 'static,
+        R::Condition: 'static,
+    {
         let started = Instant::now();
         let mut stopped = None;
         for step in steps {
-            if self.interrupted() {
+            if self.stopping() {
                 break;
             }
-            let failed = self.run_step(step).await;
+            if step.point_of_no_return && !self.committed() {
+                self.events.note(&format!(
+                    "point of no return: step `{}` cannot be rolled back; from here on every step runs to its end, even if interrupted",
+                    step.name
+                ));
+                self.committed.store(true, Ordering::SeqCst);
+            }
+            let failed = self.run_step(step, true).await;
             if failed && step.on_failure == OnFailure::Stop {
                 stopped = Some(format!("step `{}` failed", step.name));
                 break;
             }
         }
         // Blocks cut short by an interrupt have already run their rescue.
-        if self.interrupted() {
+        if self.interrupted() && stopped.is_none() && !self.committed() {
             stopped = Some("interrupted".to_string());
         }
-        recap::build(self, command, steps, started.elapsed(), stopped)
+        if stopped.is_some() && !self.committed() && !rollback.is_empty() {
+            self.events
+                .note("rolling back: the run stopped before its point of no return");
+            // The rollback runs to its end: it is what makes stopping safe.
+            self.committed.store(true, Ordering::SeqCst);
+            let mut undone = true;
+            for step in rollback {
+                undone &= !self.run_step(step, false).await;
+            }
+            self.committed.store(false, Ordering::SeqCst);
+            if let Some(why) = &mut stopped {
+                why.push_str(if undone {
+                    "; rolled back"
+                } else {
+                    "; the rollback failed (see the hosts below)"
+                });
+            }
+        }
+        recap::build(self, command, steps, rollback, started.elapsed(), stopped)
     }
 
-    /// Runs one step on its hosts; returns whether any host failed.
-    async fn run_step(self: &Arc<Self>, step: &Step<R::Action, R::Condition>) -> bool
+    /// Runs one step on its hosts; returns whether any host failed. `skip_failed`: leave
+    /// out hosts that failed earlier (a rollback goes to them too).
+    async fn run_step(
+        self: &Arc<Self>,
+        step: &Step<R::Action, R::Condition>,
+        skip_failed: bool,
+    ) -> bool
     where
         R::Action: Clone + 'static,
         R::Condition: 'static,
@@ -246,7 +318,7 @@ impl<R: Runner> Engine<R> {
         for &i in &step.hosts {
             // Only an earlier failure skips a host: an unreachable one must fail this step
             // (and so stop a preflight) rather than be passed over in silence.
-            if self.state(i).failed.is_some() {
+            if skip_failed && self.state(i).failed.is_some() {
                 continue;
             }
             let engine = self.clone();
@@ -254,7 +326,7 @@ impl<R: Runner> Engine<R> {
             let forks = forks.clone();
             tasks.push(tokio::spawn(async move {
                 let _permit = forks.acquire().await;
-                if engine.interrupted() {
+                if engine.stopping() {
                     // Queued behind --forks when the interrupt came: start nothing.
                     return true;
                 }
@@ -308,7 +380,7 @@ impl<R: Runner> Engine<R> {
             Work::Block { steps, rescue } => {
                 for (name, action) in steps {
                     // An interrupt between two steps leaves the block half done: rescue it too.
-                    let done = if self.interrupted() {
+                    let done = if self.stopping() {
                         self.fail(i, name, &StepError::Interrupted);
                         false
                     } else {
@@ -329,9 +401,13 @@ impl<R: Runner> Engine<R> {
     async fn run_action(&self, i: usize, step: &str, action: &R::Action) -> bool {
         self.events.step_started(self.name(i), step);
         let mut interrupt = self.interrupt.subscribe();
-        let result = tokio::select! {
-            r = self.runner.run(i, action) => r,
-            _ = interrupt.wait_for(|i| *i) => Err(StepError::Interrupted),
+        let result = if self.committed() {
+            self.runner.run(i, action).await
+        } else {
+            tokio::select! {
+                r = self.runner.run(i, action) => r,
+                _ = interrupt.wait_for(|i| *i) => Err(StepError::Interrupted),
+            }
         };
         match result {
             Ok(outcome) => {

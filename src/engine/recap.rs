@@ -47,13 +47,20 @@ pub(super) fn build<R: Runner>(
     engine: &Engine<R>,
     command: &str,
     steps: &[Step<R::Action, R::Condition>],
+    rollback: &[Step<R::Action, R::Condition>],
     elapsed: Duration,
     stopped: Option<String>,
 ) -> RunReport {
-    let mut in_plan: Vec<usize> = steps.iter().flat_map(|s| s.hosts.iter().copied()).collect();
+    let mut in_plan: Vec<usize> = steps
+        .iter()
+        .chain(rollback)
+        .flat_map(|s| s.hosts.iter().copied())
+        .collect();
     in_plan.sort_unstable();
     in_plan.dedup();
-    let interrupted = stopped.as_deref() == Some("interrupted");
+    let interrupted = stopped
+        .as_deref()
+        .is_some_and(|s| s.starts_with("interrupted"));
     let hosts: Vec<HostRecap> = in_plan
         .into_iter()
         .map(|i| {

@@ -145,6 +145,7 @@ fn step(name: &str, hosts: &[usize], act: Act) -> Step<Act, Streaming> {
         serial: false,
         unless: None,
         only_if: None,
+        point_of_no_return: false,
     }
 }
 
@@ -354,4 +355,104 @@ async fn conditions_leave_hosts_alone_or_pass_them_by() {
     let lines = events.0.lock().unwrap().clone();
     assert!(lines.contains(&"pg1 clone ok".to_string()), "{lines:?}");
     assert!(lines.contains(&"pg2 wait skipped".to_string()), "{lines:?}");
+}
+
+fn switchover_steps(fail_catch_up: bool) -> (Vec<Step<Act, Streaming>>, Vec<Step<Act, Streaming>>) {
+    let candidate = 1;
+    let mut promote = step("promote", &[candidate], Act::Work("promote", 1));
+    promote.point_of_no_return = true;
+    let catch_up = if fail_catch_up {
+        Act::FailOn("catch up", vec![candidate])
+    } else {
+        Act::Work("catch up", 1)
+    };
+    let mut catch_up = step("catch up", &[candidate], catch_up);
+    catch_up.on_failure = OnFailure::Stop;
+    let steps = vec![
+        step("stop primary", &[PRIMARY], Act::Work("stop primary", 1)),
+        catch_up,
+        promote,
+        step("rewire", &[2], Act::Work("rewire", 300)),
+        step("rejoin", &[PRIMARY], Act::Work("rejoin", 1)),
+    ];
+    let rollback = vec![step(
+        "start old primary",
+        &[PRIMARY],
+        Act::Work("start old primary", 1),
+    )];
+    (steps, rollback)
+}
+
+#[tokio::test]
+async fn a_failure_before_the_point_of_no_return_rolls_back() {
+    let (engine, events) = engine(Scripted::default(), 3, 10, false);
+    let (steps, rollback) = switchover_steps(true);
+    let report = engine.run_guarded("switchover", &steps, &rollback).await;
+    let runner = engine.runner();
+    assert!(runner.ran(PRIMARY, "start old primary"));
+    assert!(!runner.ran(1, "promote"));
+    assert_eq!(
+        report.stopped.as_deref(),
+        Some("step `catch up` failed; rolled back")
+    );
+    let lines = events.0.lock().unwrap().clone();
+    assert!(
+        lines.iter().any(|l| l.starts_with("rolling back")),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_interrupt_before_the_point_of_no_return_rolls_back() {
+    let (engine, _) = engine(Scripted::default(), 3, 10, false);
+    let (mut steps, rollback) = switchover_steps(false);
+    steps[1] = step("catch up", &[1], Act::Work("catch up", 5_000));
+    let run = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.run_guarded("switchover", &steps, &rollback).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    engine.interrupt();
+    let report = run.await.unwrap();
+    let runner = engine.runner();
+    assert!(runner.ran(PRIMARY, "start old primary"));
+    assert!(!runner.ran(1, "promote"));
+    assert_eq!(report.stopped.as_deref(), Some("interrupted; rolled back"));
+}
+
+#[tokio::test]
+async fn past_the_point_of_no_return_an_interrupt_is_noted_and_every_step_finishes() {
+    let (engine, events) = engine(Scripted::default(), 3, 10, false);
+    let (steps, rollback) = switchover_steps(false);
+    let run = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.run_guarded("switchover", &steps, &rollback).await })
+    };
+    // `rewire` takes 300 ms: interrupt while it runs, after the promotion.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    engine.interrupt();
+    let report = run.await.unwrap();
+    let runner = engine.runner();
+    assert!(runner.ran(1, "promote") && runner.ran(2, "rewire") && runner.ran(PRIMARY, "rejoin"));
+    assert!(
+        !runner.ran(PRIMARY, "start old primary"),
+        "never roll back past the promotion"
+    );
+    assert_eq!(report.stopped, None);
+    assert!(!report.failed());
+    let lines = events.0.lock().unwrap().clone();
+    assert!(
+        lines.iter().any(|l| l == "pg2 rewire changed"),
+        "the step in flight was not cancelled: {lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("point of no return")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("interrupted past the point of no return")),
+        "{lines:?}"
+    );
 }
