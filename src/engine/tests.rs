@@ -357,7 +357,10 @@ async fn conditions_leave_hosts_alone_or_pass_them_by() {
     assert!(lines.contains(&"pg2 wait skipped".to_string()), "{lines:?}");
 }
 
-fn switchover_steps(fail_catch_up: bool) -> (Vec<Step<Act, Streaming>>, Vec<Step<Act, Streaming>>) {
+type Steps = Vec<Step<Act, Streaming>>;
+
+/// Steps shaped like a switchover, and its rollback.
+fn switchover_steps(fail_catch_up: bool) -> (Steps, Steps) {
     let candidate = 1;
     let mut promote = step("promote", &[candidate], Act::Work("promote", 1));
     promote.point_of_no_return = true;
