@@ -104,7 +104,7 @@ fn load_inventory(
                     "add it to the inventory, or pass --address ADDR to append it",
                 ));
             }
-            Some(h) if h.is_primary() => {
+            Some(h) if h.is_primary() && command == CommandKind::AddReplica => {
                 return Err(Error::usage(
                     format!(
                         "{}: `{name}` is the primary; {} adds replicas",
@@ -203,6 +203,9 @@ async fn execute(
     run: &RunSettings,
     reporter: Arc<Reporter>,
 ) -> Result<Finished, Error> {
+    if run.command == CommandKind::Switchover {
+        return switchover(settings, run, reporter).await;
+    }
     let inventory = load_inventory(
         &settings.inventory,
         run.command,
@@ -211,15 +214,7 @@ async fn execute(
         run.slot.as_deref(),
     )?;
     let (templates, plan) = prepare(settings, run.command, run.target.as_deref(), &inventory)?;
-    if let Some(password) = &inventory.replication.password {
-        reporter.add_secret(password.expose_secret());
-    }
-    if matches!(
-        inventory.replication.password_source,
-        inventory::PasswordSource::Inline
-    ) {
-        reporter.note("warning: the replication password is written in the inventory; prefer password_env or password_file");
-    }
+    note_inventory_secrets(&inventory, &reporter);
     if let (Some(name), Some(address), false) = (&run.target, &run.address, run.check) {
         edit::append_replica(
             &settings.inventory,
@@ -233,97 +228,21 @@ async fn execute(
             hint: None,
         })?;
     }
-    let events: Arc<dyn Events> = reporter.clone();
-    let mut cluster = Cluster::new(
-        inventory,
-        templates,
-        ActionOptions {
-            check: run.check,
-            diff: run.diff,
-            allow_restart: run.allow_restart,
-            verify: run.verify.clone(),
-        },
-        events.clone(),
-    );
+    let mut cluster = new_cluster(settings, run, inventory, templates, &reporter);
     cluster.target = run.target.clone();
-    let clone_hosts = plan
-        .steps
-        .iter()
-        .filter(|s| matches!(s.work, plan::Work::Block { .. }))
-        .map(|s| s.hosts.len())
-        .max()
-        .unwrap_or(0);
-    cluster.concurrent_backups = clone_hosts.min(settings.forks);
-    let n = cluster.inventory.hosts.len();
-    // Verify reads every member, even those the command leaves untouched.
-    let hosts: Vec<usize> = if plan.steps.iter().any(|s| {
-        s.work
-            .actions()
-            .iter()
-            .any(|a| matches!(a, playbook::Action::Verify))
-    }) {
-        (0..n).collect()
-    } else {
-        let mut v: Vec<usize> = plan
-            .steps
-            .iter()
-            .flat_map(|s| s.hosts.iter().copied())
-            .collect();
-        v.sort_unstable();
-        v.dedup();
-        v
-    };
-    let mut connect = settings.connect.clone();
-    if settings.verbose > 0 {
-        let events = events.clone();
-        connect.trace = Some(Arc::new(move |host: &str, cmd: &str| {
-            events.trace(host, cmd)
-        }));
-    }
     cluster
-        .connect(&hosts, &connect)
+        .connect(
+            &hosts_to_contact(&plan, cluster.inventory.hosts.len()),
+            &connect_options(settings, &reporter),
+        )
         .await
         .map_err(Error::SshConfig)?;
-    let members = cluster.members();
-    let engine = Arc::new(Engine::new(
-        cluster,
-        events,
-        members,
-        Options {
-            check: run.check,
-            forks: settings.forks,
-        },
-    ));
-    watch_signals(&engine, &reporter);
+    let engine = new_engine(settings, run, cluster, &reporter);
     if run.command == CommandKind::AddReplica {
         refuse_healthy_target(engine.runner(), run.target.as_deref()).await?;
     }
-    // Commands that change hosts hold the cluster lock on the primary while they run.
-    let holder = lock::Holder::this_run(run.command.as_str());
+    let report = locked_run(settings, run, &engine, &plan, &reporter).await?;
     let cluster = engine.runner();
-    let primary = cluster
-        .inventory
-        .hosts
-        .iter()
-        .position(|h| h.is_primary())
-        .and_then(|i| cluster.sessions[i].clone());
-    let locked = match (run.changes_hosts(), &primary) {
-        (true, Some(primary)) => {
-            match lock::acquire(primary, &holder, settings.break_lock).await {
-                Ok(Some(notice)) => reporter.note(&format!("pgrepl: {notice}")),
-                Ok(None) => {}
-                Err(e) => return Err(Error::Refused(e)),
-            }
-            Some(primary)
-        }
-        _ => None,
-    };
-    let report = engine
-        .run_guarded(run.command.as_str(), &plan.steps, &plan.rollback)
-        .await;
-    if let Some(primary) = locked {
-        lock::release(primary, &holder).await;
-    }
     let mut verify_report = cluster.verify_report.lock().await.clone();
     if run.command == CommandKind::Verify && verify_report.is_none() {
         verify_report = Some(crate::verify::run(&cluster.verify_target()).await);
@@ -362,13 +281,340 @@ async fn execute(
             verify: verify_report.as_ref(),
         })),
     }
-    Ok(if interrupted {
+    Ok(finished(&report, interrupted))
+}
+
+fn finished(report: &RunReport, interrupted: bool) -> Finished {
+    if interrupted {
         Finished::Interrupted
     } else if report.failed() {
         Finished::Failed
     } else {
         Finished::Ok
-    })
+    }
+}
+
+/// Redacts the replication password from everything shown; warns when it is inline.
+fn note_inventory_secrets(inventory: &Inventory, reporter: &Reporter) {
+    if let Some(password) = &inventory.replication.password {
+        reporter.add_secret(password.expose_secret());
+    }
+    if matches!(
+        inventory.replication.password_source,
+        inventory::PasswordSource::Inline
+    ) {
+        reporter.note("warning: the replication password is written in the inventory; prefer password_env or password_file");
+    }
+}
+
+/// The cluster the actions of one run see, not yet connected.
+fn new_cluster(
+    settings: &Settings,
+    run: &RunSettings,
+    inventory: Inventory,
+    templates: Templates,
+    reporter: &Arc<Reporter>,
+) -> Cluster {
+    let events: Arc<dyn Events> = reporter.clone();
+    let mut cluster = Cluster::new(
+        inventory,
+        templates,
+        ActionOptions {
+            check: run.check,
+            diff: run.diff,
+            allow_restart: run.allow_restart,
+            verify: run.verify.clone(),
+        },
+        events,
+    );
+    // Sized from the inventory alone, so every command derives the same settings.
+    let replicas = cluster
+        .inventory
+        .hosts
+        .iter()
+        .filter(|h| !h.is_primary())
+        .count();
+    cluster.concurrent_backups = replicas.min(settings.forks);
+    cluster
+}
+
+fn new_engine(
+    settings: &Settings,
+    run: &RunSettings,
+    cluster: Cluster,
+    reporter: &Arc<Reporter>,
+) -> Arc<Engine<Cluster>> {
+    let members = cluster.members();
+    let engine = Arc::new(Engine::new(
+        cluster,
+        reporter.clone(),
+        members,
+        Options {
+            check: run.check,
+            forks: settings.forks,
+        },
+    ));
+    watch_signals(&engine, reporter);
+    engine
+}
+
+/// The hosts a plan needs sessions to: every member when it verifies.
+fn hosts_to_contact(plan: &plan::Plan, n: usize) -> Vec<usize> {
+    let verifies = plan.steps.iter().any(|s| {
+        s.work
+            .actions()
+            .iter()
+            .any(|a| matches!(a, playbook::Action::Verify))
+    });
+    if verifies {
+        return (0..n).collect();
+    }
+    let mut v: Vec<usize> = plan
+        .steps
+        .iter()
+        .chain(&plan.rollback)
+        .flat_map(|s| s.hosts.iter().copied())
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+fn connect_options(settings: &Settings, reporter: &Arc<Reporter>) -> crate::ssh::ConnectOptions {
+    let mut connect = settings.connect.clone();
+    if settings.verbose > 0 {
+        let events: Arc<dyn Events> = reporter.clone();
+        connect.trace = Some(Arc::new(move |host: &str, cmd: &str| {
+            events.trace(host, cmd)
+        }));
+    }
+    connect
+}
+
+/// Runs a plan holding the cluster lock on the primary when it changes hosts.
+async fn locked_run(
+    settings: &Settings,
+    run: &RunSettings,
+    engine: &Arc<Engine<Cluster>>,
+    plan: &plan::Plan,
+    reporter: &Reporter,
+) -> Result<RunReport, Error> {
+    let holder = lock::Holder::this_run(run.command.as_str());
+    let cluster = engine.runner();
+    let primary = cluster
+        .inventory
+        .hosts
+        .iter()
+        .position(|h| h.is_primary())
+        .and_then(|i| cluster.sessions[i].clone());
+    let locked = match (run.changes_hosts(), &primary) {
+        (true, Some(primary)) => {
+            match lock::acquire(primary, &holder, settings.break_lock).await {
+                Ok(Some(notice)) => reporter.note(&format!("pgrepl: {notice}")),
+                Ok(None) => {}
+                Err(e) => return Err(Error::Refused(e)),
+            }
+            Some(primary)
+        }
+        _ => None,
+    };
+    let report = engine
+        .run_guarded(plan.command.as_str(), &plan.steps, &plan.rollback)
+        .await;
+    if let Some(primary) = locked {
+        lock::release(primary, &holder).await;
+    }
+    Ok(report)
+}
+
+/// What `switchover --format json` prints.
+#[derive(serde::Serialize)]
+struct SwitchoverOutput<'a> {
+    command: &'static str,
+    status: &'static str,
+    old_primary: &'a str,
+    new_primary: &'a str,
+    timeline: Option<u32>,
+    write_unavailable_ms: Option<u128>,
+    /// How each former replica of the old primary came to follow the new one.
+    rewind: std::collections::BTreeMap<String, &'static str>,
+    promotion: Option<&'a RunReport>,
+    rewire: Option<&'a RunReport>,
+    verify: Option<&'a VerifyReport>,
+}
+
+/// `switchover --to NAME`: phase one promotes NAME (rolled back before the promotion on
+/// any failure); the inventory file then names NAME the primary; phase two rewires every
+/// other member to it. With NAME already the primary, only phase two runs, which changes
+/// nothing on a cluster already wired so.
+async fn switchover(
+    settings: &Settings,
+    run: &RunSettings,
+    reporter: Arc<Reporter>,
+) -> Result<Finished, Error> {
+    let name = run.target.clone().unwrap_or_default();
+    let path = &settings.inventory;
+    let inventory = load_inventory(path, run.command, Some(&name), None, None)?;
+    let old_primary = inventory
+        .hosts
+        .iter()
+        .find(|h| h.is_primary())
+        .map(|h| h.name.clone())
+        .unwrap_or_default();
+    let text = std::fs::read_to_string(path).map_err(|source| Error::File {
+        path: path.clone(),
+        source,
+    })?;
+    let swapped_text = edit::with_primary(&text, &name).map_err(|message| Error::Usage {
+        message,
+        hint: None,
+    })?;
+    let swapped = inventory::parse(path, &swapped_text)?;
+    let (_, rewire_plan) = prepare(settings, CommandKind::Rewire, None, &swapped)?;
+    note_inventory_secrets(&inventory, &reporter);
+    let connect = connect_options(settings, &reporter);
+    let mut promotion = None;
+    let mut sessions = None;
+    let mut switch_state = Default::default();
+    if old_primary != name {
+        let (templates, plan) = prepare(settings, run.command, Some(&name), &inventory)?;
+        let mut cluster = new_cluster(settings, run, inventory, templates, &reporter);
+        cluster.target = Some(name.clone());
+        let all: Vec<usize> = (0..cluster.inventory.hosts.len()).collect();
+        cluster
+            .connect(&all, &connect)
+            .await
+            .map_err(Error::SshConfig)?;
+        let engine = new_engine(settings, run, cluster, &reporter);
+        let report = locked_run(settings, run, &engine, &plan, &reporter).await?;
+        let cluster = engine.runner();
+        switch_state = cluster
+            .switch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        sessions = Some((cluster.sessions.clone(), cluster.unreachable.clone()));
+        let stop = report.failed() || run.check;
+        let interrupted = engine.interrupted();
+        promotion = Some(report);
+        if stop {
+            reporter.finish();
+            return print_switchover(
+                settings,
+                &reporter,
+                &old_primary,
+                &name,
+                &switch_state,
+                promotion.as_ref(),
+                None,
+                None,
+                None,
+            )
+            .map(|_| finished(promotion.as_ref().expect("ran"), interrupted));
+        }
+        // The promotion happened: the file must say so before anything else can fail.
+        edit::set_primary(path, &name).map_err(|message| Error::Usage {
+            message: format!("{message}\n`{name}` IS the primary now: set its role in the inventory by hand, then run `pgrepl switchover --to {name}` again to rewire the others"),
+            hint: None,
+        })?;
+        reporter.note(&format!(
+            "pgrepl: {}: `{name}` is now the primary, `{old_primary}` a replica",
+            path.display()
+        ));
+    }
+    let templates = Templates::load(settings.templates.as_deref())?;
+    let mut cluster = new_cluster(settings, run, swapped, templates, &reporter);
+    match sessions {
+        Some((s, u)) => {
+            cluster.sessions = s;
+            cluster.unreachable = u;
+        }
+        None => {
+            let all: Vec<usize> = (0..cluster.inventory.hosts.len()).collect();
+            cluster
+                .connect(&all, &connect)
+                .await
+                .map_err(Error::SshConfig)?;
+        }
+    }
+    let rewire_run = RunSettings {
+        command: CommandKind::Rewire,
+        ..run.clone()
+    };
+    let engine = new_engine(settings, &rewire_run, cluster, &reporter);
+    if promotion.is_some() {
+        // Past the promotion: the rewiring runs to its end even if interrupted.
+        engine.commit();
+    }
+    let report = locked_run(settings, &rewire_run, &engine, &rewire_plan, &reporter).await?;
+    let cluster = engine.runner();
+    let verify = cluster.verify_report.lock().await.clone();
+    let mut rewind = std::collections::BTreeMap::new();
+    for (i, h) in cluster.inventory.hosts.iter().enumerate() {
+        if let Some(how) = cluster.memos[i].lock().await.rejoined {
+            rewind.insert(h.name.clone(), how);
+        }
+    }
+    reporter.finish();
+    print_switchover(
+        settings,
+        &reporter,
+        &old_primary,
+        &name,
+        &switch_state,
+        promotion.as_ref(),
+        Some(&report),
+        verify.as_ref(),
+        Some(rewind),
+    )?;
+    Ok(finished(&report, false))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn print_switchover(
+    settings: &Settings,
+    reporter: &Reporter,
+    old_primary: &str,
+    new_primary: &str,
+    state: &crate::actions::switchover::SwitchState,
+    promotion: Option<&RunReport>,
+    rewire: Option<&RunReport>,
+    verify: Option<&VerifyReport>,
+    rewind: Option<std::collections::BTreeMap<String, &'static str>>,
+) -> Result<(), Error> {
+    let failed = promotion.is_some_and(RunReport::failed) || rewire.is_some_and(RunReport::failed);
+    match settings.format {
+        Format::Human => {
+            if let Some(p) = promotion {
+                reporter.output(&report::render_recap(p));
+            }
+            if let Some(v) = verify {
+                reporter.output(&format!("\n{}", report::render_verify(v)));
+            }
+            if let Some(r) = rewire {
+                reporter.output(&report::render_recap(r));
+            }
+            if let Some(ms) = state.write_unavailable_ms() {
+                reporter.output(&format!(
+                    "switchover {old_primary} -> {new_primary}: writes unavailable for {ms} ms, timeline {}\n",
+                    state.timeline.unwrap_or(0)
+                ));
+            }
+        }
+        Format::Json => reporter.output(&json(&SwitchoverOutput {
+            command: "switchover",
+            status: if failed { "failed" } else { "ok" },
+            old_primary,
+            new_primary,
+            timeline: state.timeline,
+            write_unavailable_ms: state.write_unavailable_ms(),
+            rewind: rewind.unwrap_or_default(),
+            promotion,
+            rewire,
+            verify,
+        })),
+    }
+    Ok(())
 }
 
 /// add-replica refuses a host that already streams from the primary, changing nothing.

@@ -119,6 +119,25 @@ pub enum Command {
         #[command(flatten)]
         verify: VerifyFlags,
     },
+    /// Make a streaming replica the primary on purpose, losing no acknowledged write.
+    ///
+    /// The primary is shut down cleanly, the replica promoted once it has all of the
+    /// primary's WAL, and every other member, the old primary included, streams from it
+    /// afterwards (no copy when none is needed). A failure before the promotion puts the
+    /// old primary back in service. The inventory's roles are updated.
+    /// Example: pgrepl switchover --to replica-1
+    Switchover {
+        /// The replica to promote.
+        #[arg(long, value_name = "NAME")]
+        to: String,
+        /// Allow restarting the new primary if a setting needs it (a short outage).
+        #[arg(long)]
+        allow_restart: bool,
+        #[command(flatten)]
+        flags: ChangeFlags,
+        #[command(flatten)]
+        verify: VerifyFlags,
+    },
     /// Check replication health; exits 0 healthy, 1 warnings, 2 failures.
     ///
     /// Writes one probe row on the primary and measures when each replica sees it.
@@ -149,6 +168,9 @@ pub enum CommandKind {
     Bootstrap,
     AddReplica,
     Verify,
+    Switchover,
+    /// Point every replica at the inventory's primary (the second phase of a switchover).
+    Rewire,
 }
 
 impl CommandKind {
@@ -158,6 +180,8 @@ impl CommandKind {
             CommandKind::Bootstrap => "bootstrap",
             CommandKind::AddReplica => "add-replica",
             CommandKind::Verify => "verify",
+            CommandKind::Switchover => "switchover",
+            CommandKind::Rewire => "rewire",
         }
     }
 }

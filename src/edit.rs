@@ -77,6 +77,106 @@ pub fn append_replica(
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
+/// Returns `text` with `new_primary`'s entry saying `role: primary` and every other
+/// entry's `role: primary` turned into `role: replica`, keeping everything else as it is.
+pub fn with_primary(text: &str, new_primary: &str) -> Result<String, String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim_end() == "hosts:")
+        .ok_or("no top-level `hosts:` list")?;
+    // Each host entry runs from its `- ` line to the next one at the same indent.
+    let mut entries: Vec<(usize, usize)> = Vec::new();
+    let mut indent = None;
+    for (i, line) in lines.iter().enumerate().skip(start + 1) {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let this = line.len() - trimmed.len();
+        if this == 0 && !trimmed.starts_with('-') {
+            break;
+        }
+        if trimmed.starts_with('-') && indent.is_none_or(|n| n == this) {
+            indent = Some(this);
+            if let Some(last) = entries.last_mut() {
+                last.1 = i;
+            }
+            entries.push((i, lines.len()));
+        }
+    }
+    if let Some(last) = entries.last_mut() {
+        last.1 = last.1.min(
+            lines
+                .iter()
+                .enumerate()
+                .skip(last.0 + 1)
+                .find(|(_, l)| !l.starts_with(' ') && !l.trim().is_empty() && !l.starts_with('#'))
+                .map_or(lines.len(), |(i, _)| i),
+        );
+    }
+    let names_host = |line: &str| {
+        line.split([',', '{', '}', '-'])
+            .filter_map(|part| part.trim().strip_prefix("name:"))
+            .any(|v| v.trim().trim_matches(|c| c == '"' || c == '\'') == new_primary)
+    };
+    let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    let mut found = false;
+    for &(from, to) in &entries {
+        let is_new = (from..to).any(|i| names_host(lines[i]));
+        found |= is_new;
+        let (old, new) = if is_new {
+            ("role: replica", "role: primary")
+        } else {
+            ("role: primary", "role: replica")
+        };
+        for line in &mut out[from..to] {
+            if line.contains(old) {
+                *line = line.replacen(old, new, 1);
+            }
+        }
+    }
+    if !found {
+        return Err(format!("host `{new_primary}` is not in the `hosts:` list"));
+    }
+    Ok(out.join("\n") + "\n")
+}
+
+/// Makes `new_primary` the inventory file's primary (the others replicas), validating the
+/// result first; the file's comments, layout and mode are kept.
+pub fn set_primary(path: &Path, new_primary: &str) -> Result<(), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read inventory {}: {e}", path.display()))?;
+    let new = with_primary(&text, new_primary).map_err(|e| format!("{}: {e}", path.display()))?;
+    if new == text {
+        return Ok(());
+    }
+    let inventory = crate::inventory::parse(path, &new).map_err(|e| {
+        format!("the inventory with `{new_primary}` as primary would be invalid, so it was not changed:\n{e}")
+    })?;
+    if inventory
+        .hosts
+        .iter()
+        .find(|h| h.is_primary())
+        .map(|h| h.name.as_str())
+        != Some(new_primary)
+    {
+        return Err(format!(
+            "{}: could not make `{new_primary}` the primary (is its role written as `role: replica`?)",
+            path.display()
+        ));
+    }
+    let mode = std::fs::metadata(path).map(|m| m.permissions());
+    let tmp = path.with_extension("yaml.pgrepl.tmp");
+    std::fs::write(&tmp, new)
+        .and_then(|_| match mode {
+            Ok(mode) => std::fs::set_permissions(&tmp, mode),
+            Err(_) => Ok(()),
+        })
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +189,26 @@ mod tests {
             out,
             "# my cluster\nhosts:\n  # the primary\n  - { name: a, address: 10.0.0.1, role: primary }\n  - name: b\n    address: 10.0.0.2\n    role: replica\n  - { name: c, address: 10.0.0.3, role: replica, slot: c_slot }\n\n# trailing comment\nssh: { user: x }\n"
         );
+    }
+}
+
+#[cfg(test)]
+mod primary_tests {
+    use super::with_primary;
+
+    #[test]
+    fn swaps_roles_in_flow_and_block_entries_keeping_comments() {
+        let text = "# my cluster\nhosts:\n  - { name: pg0, address: 10.0.0.10, role: primary }  # first\n  - name: pg1\n    address: 10.0.0.11\n    role: replica\n  - { name: pg2, address: 10.0.0.12, role: replica }\nssh: { user: ubuntu }\n";
+        let out = with_primary(text, "pg1").unwrap();
+        assert_eq!(
+            out,
+            "# my cluster\nhosts:\n  - { name: pg0, address: 10.0.0.10, role: replica }  # first\n  - name: pg1\n    address: 10.0.0.11\n    role: primary\n  - { name: pg2, address: 10.0.0.12, role: replica }\nssh: { user: ubuntu }\n"
+        );
+        assert_eq!(
+            with_primary(&out, "pg1").unwrap(),
+            out,
+            "already so: unchanged"
+        );
+        assert!(with_primary(text, "pg9").is_err());
     }
 }

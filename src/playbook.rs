@@ -15,6 +15,8 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("bootstrap", include_str!("../playbooks/bootstrap.yaml")),
     ("add-replica", include_str!("../playbooks/add-replica.yaml")),
     ("verify", include_str!("../playbooks/verify.yaml")),
+    ("switchover", include_str!("../playbooks/switchover.yaml")),
+    ("rewire", include_str!("../playbooks/rewire.yaml")),
 ];
 
 /// A playbook file.
@@ -164,6 +166,25 @@ pub enum Action {
     },
     /// SQL run on the host as the postgres user.
     Sql { sql: String },
+    /// Switchover preflight on the candidate: one primary, the candidate streams through its
+    /// slot with replay running and lag under the limit, nothing that would stall shutdown.
+    SwitchoverCheck,
+    /// On the candidate (a standby): a slot for every other member.
+    PrepareCandidate,
+    /// Rollback of `prepare_candidate`: drop the slots it made.
+    DropPreparedSlots,
+    /// CHECKPOINT, then a clean fast shutdown of the primary; read its shutdown checkpoint.
+    ShutdownPrimary,
+    /// Rollback: start the old primary again.
+    StartOldPrimary,
+    /// Wait until the candidate has received the old primary's shutdown checkpoint.
+    CatchUp,
+    /// Promote the candidate, checkpoint, and take a first write.
+    Promote,
+    /// Stream from the inventory's primary: reload a running standby, start a stopped one.
+    Follow,
+    /// On a standby, drop slots nobody streams from.
+    DropStandbySlots,
 }
 
 /// Who runs a `shell` step.

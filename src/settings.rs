@@ -83,10 +83,12 @@ impl Settings {
                 name,
                 address,
             } => {
-                if command == CommandKind::AddReplica && name.is_none() {
+                if matches!(command, CommandKind::AddReplica | CommandKind::Switchover)
+                    && name.is_none()
+                {
                     return Err(Error::usage(
-                        "plan add-replica needs the new replica's name",
-                        "pgrepl plan add-replica NAME",
+                        format!("plan {} needs a host name", command.as_str()),
+                        format!("pgrepl plan {} NAME", command.as_str()),
                     ));
                 }
                 Job::Plan {
@@ -110,6 +112,15 @@ impl Settings {
                 slot,
                 allow_restart,
                 ..run(CommandKind::AddReplica, Some(name), &flags, &verify)?
+            }),
+            Command::Switchover {
+                to,
+                allow_restart,
+                flags,
+                verify,
+            } => Job::Run(RunSettings {
+                allow_restart,
+                ..run(CommandKind::Switchover, Some(to), &flags, &verify)?
             }),
             Command::Verify(verify) => {
                 let flags = ChangeFlags {

@@ -23,6 +23,8 @@ pub struct HostMemo {
     pub moved_aside: Option<String>,
     /// Whether the server was running before this run stopped it.
     pub was_running: Option<bool>,
+    /// How it came to follow a new primary: `none` (no copy) or `copy`.
+    pub rejoined: Option<&'static str>,
 }
 
 impl HostMemo {

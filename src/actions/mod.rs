@@ -8,6 +8,7 @@ mod preflight;
 mod primary;
 mod replica;
 mod site;
+pub mod switchover;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -59,6 +60,8 @@ pub struct Cluster {
     /// The pid of each host's running pg_basebackup, recorded the moment it is known (a
     /// plain mutex: it is set from inside the output callback), so a rescue can end it.
     pub backup_pids: Vec<std::sync::Mutex<Option<u32>>>,
+    /// What a switchover learns on the way (shutdown checkpoint, timings, slots made).
+    pub switch: std::sync::Mutex<switchover::SwitchState>,
 }
 
 impl Cluster {
@@ -83,6 +86,7 @@ impl Cluster {
             concurrent_backups: 1,
             verify_report: Default::default(),
             backup_pids: (0..n).map(|_| std::sync::Mutex::new(None)).collect(),
+            switch: Default::default(),
         }
     }
 
@@ -220,6 +224,15 @@ pub async fn run(ctx: &HostCtx<'_>, action: &Action) -> Result<Outcome, StepErro
         Action::Verify => verify(ctx).await,
         Action::Shell { command, user } => site::shell(ctx, command, *user).await,
         Action::Sql { sql } => site::sql(ctx, sql).await,
+        Action::SwitchoverCheck => switchover::check(ctx).await,
+        Action::PrepareCandidate => switchover::prepare(ctx).await,
+        Action::DropPreparedSlots => switchover::drop_prepared_slots(ctx).await,
+        Action::ShutdownPrimary => switchover::shutdown_primary(ctx).await,
+        Action::StartOldPrimary => switchover::start_old_primary(ctx).await,
+        Action::CatchUp => switchover::catch_up(ctx).await,
+        Action::Promote => switchover::promote(ctx).await,
+        Action::Follow => switchover::follow(ctx).await,
+        Action::DropStandbySlots => switchover::drop_standby_slots(ctx).await,
     }
 }
 

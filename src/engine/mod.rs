@@ -216,6 +216,12 @@ impl<R: Runner> Engine<R> {
         self.interrupted.load(Ordering::SeqCst)
     }
 
+    /// Marks the run as past its point of no return from the start (a run that finishes
+    /// what an earlier one committed to): interrupts are noted, not obeyed.
+    pub fn commit(&self) {
+        self.committed.store(true, Ordering::SeqCst);
+    }
+
     /// Whether the run has passed its point of no return.
     pub fn committed(&self) -> bool {
         self.committed.load(Ordering::SeqCst)

@@ -12,7 +12,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use model::{Layout, Role, ServiceKind};
-pub use resolve::{HbaRule, Host, Inventory, PasswordSource, PgLayout, Replication, SshTarget};
+pub use resolve::{
+    HbaRule, Host, Inventory, PasswordSource, PgLayout, Replication, SshTarget, default_slot_name,
+};
 
 /// One problem found in an inventory, with where it is and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
