@@ -1,8 +1,6 @@
 //! What an action sees of the run: its host, its session, what the cluster knows, and the
 //! per-host memory actions keep between steps (facts, a moved-aside data dir).
 
-use std::collections::BTreeMap;
-
 use tokio::sync::MutexGuard;
 
 use super::Cluster;
@@ -103,11 +101,9 @@ impl<'e> HostCtx<'e> {
         );
         let facts = self.primary_facts().await;
         let settings = crate::actions::cluster_settings(self.cluster, facts.as_ref());
-        let standby_minimums = if self.host.is_primary() {
-            BTreeMap::new()
-        } else {
-            crate::actions::standby_minimums(facts.as_ref(), &settings)
-        };
+        // Every member gets the same values, the primary included, so that after a
+        // switchover or failover no setting a restart would need has to change.
+        let standby_minimums = crate::actions::standby_minimums(facts.as_ref(), &settings);
         Context {
             host: views[self.index].clone(),
             primary: views[primary].clone(),

@@ -11,5 +11,6 @@ mod engine;
 mod faults;
 mod lab;
 mod ssh;
+mod switchover;
 mod terminal;
 mod verify;

@@ -191,3 +191,143 @@ pub fn pgrepl_with(inventory: &Path, args: &[&str], env: &[(&str, &str)]) -> Run
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// A client that writes numbered rows as fast as the server takes them, through libpq's
+/// `target_session_attrs=read-write` over every node (so it follows the primary), and
+/// records each id the server acknowledged. Runs inside a lab container.
+pub struct Writer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acked: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    /// Creates role `writer` and table `acked` on `primary`, then starts writing from
+    /// `client`'s container. The inventory must allow `writer` from the lab network.
+    pub fn start(lab: &Lab, primary: usize, client: usize) -> Writer {
+        lab.sql(
+            primary,
+            "CREATE ROLE writer LOGIN PASSWORD 'writer-pw'; CREATE TABLE acked (id bigint PRIMARY KEY); GRANT INSERT, SELECT ON acked TO writer",
+        );
+        let hosts: Vec<String> = lab.nodes.iter().map(|n| n.address.clone()).collect();
+        let conninfo = format!(
+            "host={} user=writer dbname=postgres target_session_attrs=read-write connect_timeout=2",
+            hosts.join(",")
+        );
+        let container = lab.nodes[client].container.clone();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let thread = {
+            let (stop, acked) = (stop.clone(), acked.clone());
+            std::thread::spawn(move || write_until(&container, &conninfo, &stop, &acked))
+        };
+        Writer {
+            stop,
+            acked,
+            thread: Some(thread),
+        }
+    }
+
+    /// How many ids were acknowledged so far.
+    pub fn count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    /// Stops writing and returns every acknowledged id.
+    pub fn finish(mut self) -> Vec<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.acked.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// One psql process per connection: non-interactive psql exits when its connection is
+/// lost, so a new one is started (and finds whichever node takes writes now).
+fn write_until(
+    container: &str,
+    conninfo: &str,
+    stop: &std::sync::atomic::AtomicBool,
+    acked: &std::sync::Mutex<Vec<u64>>,
+) {
+    use std::io::{BufRead, Write};
+    use std::sync::atomic::Ordering;
+    let mut next: u64 = 1;
+    while !stop.load(Ordering::SeqCst) {
+        let Ok(mut child) = Command::new("docker")
+            .args(["exec", "-i", "-e", "PGPASSWORD=writer-pw", container])
+            .args(["psql", "-X", "-A", "-t", "-q", conninfo])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        else {
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        };
+        let stdout = child.stdout.take().expect("stdout");
+        let reader = std::thread::scope(|scope| {
+            let reader = scope.spawn(|| {
+                for line in std::io::BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if let Ok(id) = line.trim().parse::<u64>() {
+                        acked.lock().unwrap().push(id);
+                    }
+                }
+            });
+            let mut stdin = child.stdin.take().expect("stdin");
+            while !stop.load(Ordering::SeqCst) {
+                let sql = format!("INSERT INTO acked VALUES ({next}) RETURNING id;");
+                next += 1;
+                if writeln!(stdin, "{sql}")
+                    .and_then(|_| stdin.flush())
+                    .is_err()
+                {
+                    break;
+                }
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            drop(stdin);
+            let _ = child.wait();
+            reader.join()
+        });
+        let _ = reader;
+        if !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Lab {
+    /// Whether every id is on `node` (waits up to 30 s for replay).
+    pub fn has_all(&self, node: usize, ids: &[u64]) -> Result<(), String> {
+        let list = ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+        let sql = format!("SELECT count(*) FROM acked WHERE id IN ({list})");
+        let mut seen = String::new();
+        let ok = self.wait_for(Duration::from_secs(30), || {
+            seen = String::from_utf8_lossy(&self.try_sql(node, &sql).stdout)
+                .trim()
+                .to_string();
+            seen == ids.len().to_string()
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} has {seen} of the {} acknowledged ids",
+                self.nodes[node].name,
+                ids.len()
+            ))
+        }
+    }
+}
