@@ -47,12 +47,15 @@ pub async fn run(settings: Settings, reporter: Arc<Reporter>) -> Result<Finished
             )?;
             let (_, plan) = prepare(&settings, *command, target.as_deref(), &inventory)?;
             match settings.format {
-                Format::Human => reporter.output(&plan::render(&plan, &inventory)),
+                Format::Human | Format::Prometheus => {
+                    reporter.output(&plan::render(&plan, &inventory))
+                }
                 Format::Json => reporter.output(&json(&plan)),
             }
             Ok(Finished::Ok)
         }
         Job::Run(run) => execute(&settings, run, reporter).await,
+        Job::Status => status(&settings, &reporter).await,
     }
 }
 
@@ -256,7 +259,7 @@ async fn execute(
             probe: vec![],
         });
         match settings.format {
-            Format::Human => reporter.output(&report::render_verify(&v)),
+            Format::Human | Format::Prometheus => reporter.output(&report::render_verify(&v)),
             Format::Json => reporter.output(&json(&v)),
         }
         return Ok(if interrupted {
@@ -270,7 +273,7 @@ async fn execute(
         });
     }
     match settings.format {
-        Format::Human => {
+        Format::Human | Format::Prometheus => {
             if let Some(v) = &verify_report {
                 reporter.output(&format!("\n{}", report::render_verify(v)));
             }
@@ -584,7 +587,7 @@ fn print_switchover(
 ) -> Result<(), Error> {
     let failed = promotion.is_some_and(RunReport::failed) || rewire.is_some_and(RunReport::failed);
     match settings.format {
-        Format::Human => {
+        Format::Human | Format::Prometheus => {
             if let Some(p) = promotion {
                 reporter.output(&report::render_recap(p));
             }
@@ -615,6 +618,41 @@ fn print_switchover(
         })),
     }
     Ok(())
+}
+
+/// `pgrepl status`: every host read at once, nothing changed, no password used.
+async fn status(settings: &Settings, reporter: &Arc<Reporter>) -> Result<Finished, Error> {
+    let inventory = inventory::load(&settings.inventory)?;
+    check_limit(settings.limit.as_deref(), &inventory, &settings.inventory)?;
+    let templates = Templates::load(settings.templates.as_deref())?;
+    let run = RunSettings {
+        command: CommandKind::Verify,
+        target: None,
+        address: None,
+        slot: None,
+        check: true,
+        diff: false,
+        allow_restart: false,
+        verify: Default::default(),
+    };
+    let mut cluster = new_cluster(settings, &run, inventory, templates, reporter);
+    let all: Vec<usize> = (0..cluster.inventory.hosts.len()).collect();
+    cluster
+        .connect(&all, &connect_options(settings, reporter))
+        .await
+        .map_err(Error::SshConfig)?;
+    let report = crate::status::gather(&cluster.verify_target()).await;
+    reporter.finish();
+    reporter.output(&match settings.format {
+        Format::Human => crate::status::render(&report),
+        Format::Json => json(&report),
+        Format::Prometheus => crate::status::prometheus(&report),
+    });
+    Ok(match report.status {
+        crate::status::Overall::Ok => Finished::Ok,
+        crate::status::Overall::Degraded => Finished::Warn,
+        crate::status::Overall::Failed => Finished::Failed,
+    })
 }
 
 /// add-replica refuses a host that already streams from the primary, changing nothing.

@@ -138,6 +138,13 @@ pub enum Command {
         #[command(flatten)]
         verify: VerifyFlags,
     },
+    /// Show what each host is now: role, timeline, positions, upstream, lag. Read-only.
+    ///
+    /// Needs no password and writes nothing. Exits 0 when every host is as the inventory
+    /// says, 1 degraded (a replica down, lagging or elsewhere), 2 no primary or more than
+    /// one (split brain). --format json or prometheus for machines.
+    /// Example: pgrepl status --format prometheus > /var/lib/node_exporter/pgrepl.prom
+    Status,
     /// Check replication health; exits 0 healthy, 1 warnings, 2 failures.
     ///
     /// Writes one probe row on the primary and measures when each replica sees it.

@@ -18,6 +18,7 @@ pub mod playbook;
 pub mod report;
 pub mod settings;
 pub mod ssh;
+pub mod status;
 pub mod step;
 pub mod templates;
 pub mod verify;

@@ -44,6 +44,8 @@ pub enum Job {
     },
     /// Print a shell completion script.
     Completions(clap_complete::Shell),
+    /// Show what each host is now.
+    Status,
 }
 
 /// A command that runs a playbook.
@@ -78,6 +80,7 @@ impl Settings {
         let Cli { global, command } = cli;
         let job = match command {
             Command::Completions { shell } => Job::Completions(shell),
+            Command::Status => Job::Status,
             Command::Plan {
                 command,
                 name,
@@ -145,6 +148,12 @@ impl Settings {
             connect_timeout,
             ssh_keepalive,
         } = global;
+        if format == Format::Prometheus && !matches!(job, Job::Status) {
+            return Err(Error::usage(
+                "--format prometheus is only for `pgrepl status`",
+                "use --format human or json here",
+            ));
+        }
         if forks == 0 {
             return Err(Error::usage(
                 "--forks 0 would run nothing",

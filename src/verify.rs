@@ -6,12 +6,11 @@
 //! the primary writes it, and each replica reports when it saw it. The only change is
 //! that probe row, in the pgrepl-owned table `pgrepl.probe`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::inventory::{Host, Inventory, Role};
+use crate::inventory::{Host, Role};
 use crate::pg::{Pg, literal};
 use crate::ssh::{Session, Stream};
 use crate::step::{Outcome, StepError};
@@ -125,15 +124,7 @@ impl VerifyReport {
     }
 }
 
-/// What verify reads: the inventory and a session per reachable host.
-pub struct Target<'a> {
-    pub inventory: &'a Inventory,
-    /// Sessions by host index; `None` where the host could not be reached.
-    pub sessions: &'a [Option<Arc<Session>>],
-    /// Why each unreachable host could not be reached.
-    pub unreachable: &'a [Option<String>],
-    pub options: &'a VerifyOptions,
-}
+pub use crate::status::Target;
 
 #[derive(Debug, Deserialize)]
 struct PrimaryView {
@@ -231,8 +222,13 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
         }
     };
     // The primary's view, each replica's checks and the probe are independent round trips.
-    let (view, mut replica_checks, probe) =
-        tokio::join!(view, futures::future::join_all(replica_futures), probe);
+    // Who accepts writes, on every host (a split brain is named with each timeline).
+    let (view, mut replica_checks, probe, seen) = tokio::join!(
+        view,
+        futures::future::join_all(replica_futures),
+        probe,
+        crate::status::gather(target)
+    );
 
     match &view {
         Err(e) => primary_checks.add("reachable", Health::Fail, e.clone()),
@@ -262,6 +258,14 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
     }
     let mut hosts = vec![primary_checks];
     hosts.extend(replica_checks);
+    if let Some(split) = seen.split_brain() {
+        for h in hosts
+            .iter_mut()
+            .filter(|h| seen.primaries.contains(&h.name))
+        {
+            h.add("split brain", Health::Fail, split.clone());
+        }
+    }
     let status = hosts.iter().map(|h| h.status).max().unwrap_or(Health::Ok);
     VerifyReport {
         status,
