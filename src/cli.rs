@@ -138,6 +138,43 @@ pub enum Command {
         #[command(flatten)]
         verify: VerifyFlags,
     },
+    /// The primary is down: fence it, promote the most advanced replica, rewire the others.
+    ///
+    /// Refuses while the primary still answers or any replica still hears from it (use
+    /// switchover then). Where SSH reaches the old primary it is fenced (stopped, left
+    /// read-only, kept from starting by itself); where it does not, you must say it is
+    /// powered off or isolated with --old-primary-fenced. Bring it back with `rejoin`.
+    /// Example: pgrepl failover --old-primary-fenced
+    Failover {
+        /// Promote this replica instead of the most advanced one.
+        #[arg(long, value_name = "NAME")]
+        to: Option<String>,
+        /// The old primary cannot be reached, and you state it is powered off or cut off
+        /// from clients (otherwise it could come back as a second primary).
+        #[arg(long)]
+        old_primary_fenced: bool,
+        /// Allow promoting a replica that received less WAL than another (those writes are lost).
+        #[arg(long)]
+        allow_data_loss: bool,
+        #[command(flatten)]
+        flags: ChangeFlags,
+        #[command(flatten)]
+        verify: VerifyFlags,
+    },
+    /// Bring a former primary (or any diverged or stale node) back as a replica.
+    ///
+    /// No copy when its WAL did not fork off the primary's timeline; otherwise the WAL
+    /// only it has is reported (range and bytes) and it is copied again, its old data dir
+    /// moved aside.
+    /// Example: pgrepl rejoin pg0
+    Rejoin {
+        /// The host to bring back (a replica in the inventory).
+        name: String,
+        #[command(flatten)]
+        flags: ChangeFlags,
+        #[command(flatten)]
+        verify: VerifyFlags,
+    },
     /// Show what each host is now: role, timeline, positions, upstream, lag. Read-only.
     ///
     /// Needs no password and writes nothing. Exits 0 when every host is as the inventory
@@ -176,6 +213,8 @@ pub enum CommandKind {
     AddReplica,
     Verify,
     Switchover,
+    Failover,
+    Rejoin,
     /// Point every replica at the inventory's primary (the second phase of a switchover).
     Rewire,
 }
@@ -188,6 +227,8 @@ impl CommandKind {
             CommandKind::AddReplica => "add-replica",
             CommandKind::Verify => "verify",
             CommandKind::Switchover => "switchover",
+            CommandKind::Failover => "failover",
+            CommandKind::Rejoin => "rejoin",
             CommandKind::Rewire => "rewire",
         }
     }

@@ -65,6 +65,10 @@ pub struct RunSettings {
     /// Allow restarting the primary where a step would refuse.
     pub allow_restart: bool,
     pub verify: VerifyOptions,
+    /// failover: the user states the unreachable old primary is off or isolated.
+    pub old_primary_fenced: bool,
+    /// failover: promoting a replica that received less than another is allowed.
+    pub allow_data_loss: bool,
 }
 
 impl RunSettings {
@@ -125,6 +129,22 @@ impl Settings {
                 allow_restart,
                 ..run(CommandKind::Switchover, Some(to), &flags, &verify)?
             }),
+            Command::Failover {
+                to,
+                old_primary_fenced,
+                allow_data_loss,
+                flags,
+                verify,
+            } => Job::Run(RunSettings {
+                old_primary_fenced,
+                allow_data_loss,
+                ..run(CommandKind::Failover, to, &flags, &verify)?
+            }),
+            Command::Rejoin {
+                name,
+                flags,
+                verify,
+            } => Job::Run(run(CommandKind::Rejoin, Some(name), &flags, &verify)?),
             Command::Verify(verify) => {
                 let flags = ChangeFlags {
                     check: false,
@@ -197,6 +217,8 @@ fn run(
         diff: flags.diff,
         allow_restart: false,
         verify: verify_options(verify)?,
+        old_primary_fenced: false,
+        allow_data_loss: false,
     })
 }
 

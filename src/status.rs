@@ -25,6 +25,8 @@ pub struct Target<'a> {
     /// Why each unreachable host could not be reached.
     pub unreachable: &'a [Option<String>],
     pub options: &'a VerifyOptions,
+    /// Hosts verify leaves out (a fenced old primary until `rejoin`).
+    pub out_of_service: &'a [usize],
 }
 
 /// How the cluster looks against the inventory.

@@ -190,7 +190,7 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
         .hosts
         .iter()
         .enumerate()
-        .filter(|(_, h)| !h.is_primary())
+        .filter(|(i, h)| !h.is_primary() && !target.out_of_service.contains(i))
         .collect();
     let session = |i: usize| target.sessions[i].clone();
 

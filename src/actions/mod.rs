@@ -3,6 +3,7 @@
 
 mod config;
 pub mod context;
+mod failover;
 pub mod lock;
 mod preflight;
 mod primary;
@@ -60,6 +61,8 @@ pub struct Cluster {
     /// The pid of each host's running pg_basebackup, recorded the moment it is known (a
     /// plain mutex: it is set from inside the output callback), so a rescue can end it.
     pub backup_pids: Vec<std::sync::Mutex<Option<u32>>>,
+    /// Hosts left out of this run's verify (a fenced old primary until `rejoin`).
+    pub out_of_service: Vec<usize>,
     /// What a switchover learns on the way (shutdown checkpoint, timings, slots made).
     pub switch: std::sync::Mutex<switchover::SwitchState>,
 }
@@ -87,6 +90,7 @@ impl Cluster {
             verify_report: Default::default(),
             backup_pids: (0..n).map(|_| std::sync::Mutex::new(None)).collect(),
             switch: Default::default(),
+            out_of_service: Vec::new(),
         }
     }
 
@@ -233,6 +237,9 @@ pub async fn run(ctx: &HostCtx<'_>, action: &Action) -> Result<Outcome, StepErro
         Action::Promote => switchover::promote(ctx).await,
         Action::Follow => switchover::follow(ctx).await,
         Action::DropStandbySlots => switchover::drop_standby_slots(ctx).await,
+        Action::Fence => failover::fence(ctx).await,
+        Action::AllowAutostart => failover::allow_autostart(ctx).await,
+        Action::RejoinCheck => failover::rejoin_check(ctx).await,
     }
 }
 
@@ -256,6 +263,7 @@ impl Cluster {
             sessions: &self.sessions,
             unreachable: &self.unreachable,
             options: &self.options.verify,
+            out_of_service: &self.out_of_service,
         }
     }
 }

@@ -499,6 +499,12 @@ pub async fn follow(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     if replica::streams_from_primary(ctx).await? {
         return Ok(Outcome::ok("streaming from the primary"));
     }
+    if ctx.state().await.diverged {
+        ctx.state().await.rejoined = Some("copy");
+        return Ok(Outcome::changed(
+            "its WAL forked off the primary's timeline: it is copied again below",
+        ));
+    }
     if ctx.check_mode() {
         return Ok(Outcome::changed("would follow the new primary"));
     }

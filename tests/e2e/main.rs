@@ -8,6 +8,7 @@ mod add_replica;
 mod agent;
 mod bootstrap;
 mod engine;
+mod failover;
 mod faults;
 mod lab;
 mod ssh;
