@@ -232,14 +232,22 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
 
     match &view {
         Err(e) => primary_checks.add("reachable", Health::Fail, e.clone()),
-        Ok(v) => check_primary(
-            v,
-            primary,
-            &replicas,
-            opts,
-            &mut primary_checks,
-            &mut replica_checks,
-        ),
+        Ok(v) => {
+            let out: Vec<&Host> = target
+                .out_of_service
+                .iter()
+                .map(|&i| &inv.hosts[i])
+                .collect();
+            check_primary(
+                v,
+                primary,
+                &replicas,
+                &out,
+                opts,
+                &mut primary_checks,
+                &mut replica_checks,
+            )
+        }
     }
     let probe = match &view {
         Ok(v) if !v.in_recovery => probe,
@@ -294,6 +302,7 @@ fn check_primary(
     v: &PrimaryView,
     primary: &Host,
     replicas: &[(usize, &Host)],
+    out_of_service: &[&Host],
     opts: &VerifyOptions,
     pc: &mut HostChecks,
     rcs: &mut [HostChecks],
@@ -393,6 +402,20 @@ fn check_primary(
         .collect();
     for s in v.slots.iter().filter(|s| !known.contains(&s.name.as_str())) {
         let retained = s.retained_bytes.unwrap_or(0.0).max(0.0) as u64;
+        if let Some(h) = out_of_service
+            .iter()
+            .find(|h| h.slot.as_deref() == Some(s.name.as_str()))
+        {
+            pc.add(
+                "kept slot",
+                Health::Ok,
+                format!(
+                    "slot {} kept for `{}` (out of service) so it can rejoin without a copy; retains {retained} B; `pgrepl rejoin {}`",
+                    s.name, h.name, h.name
+                ),
+            );
+            continue;
+        }
         if !s.active {
             pc.add("extra slot", Health::Warn, format!("inactive slot {} retains {retained} B of WAL and is not in the inventory: it will fill the disk; drop it with SELECT pg_drop_replication_slot('{}')", s.name, s.name));
         } else {

@@ -14,7 +14,7 @@ fn bootstrapped(name: &str) -> Lab {
     let subnet = lab.nodes[0].address.rsplit_once('.').unwrap().0.to_string();
     inventory = inventory.replace(
         "  password_file: replication-password\n",
-        "  password_file: replication-password\n  settings: { wal_receiver_timeout: \"'5s'\" }\n",
+        "  password_file: replication-password\n  settings: { wal_receiver_timeout: 5s }\n",
     );
     inventory.push_str(&format!(
         "hba:\n  - {{ database: postgres, user: writer, address: {subnet}.0/24, method: scram-sha-256 }}\n"
