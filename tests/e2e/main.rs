@@ -10,6 +10,7 @@ mod bootstrap;
 mod engine;
 mod faults;
 mod lab;
+mod saslprep;
 mod ssh;
 mod terminal;
 mod verify;
