@@ -241,3 +241,17 @@ fn backup_rate_must_be_a_pg_basebackup_rate() {
         assert_eq!(one_problem(&text, "backup_max_rate").line, 5, "{bad}");
     }
 }
+
+#[test]
+fn text_settings_are_quoted_for_postgresql_conf() {
+    let text = GOOD.replace(
+        "wal_keep_size: 1GB,",
+        r#"wal_keep_size: 1GB, restore_command: 'cp "/arch\x\%f" "%p" # it''s',"#,
+    );
+    let inv = parse(Path::new("i.yaml"), &text).expect("valid");
+    // postgresql.conf reads `\` as an escape inside quotes, so it is doubled.
+    assert_eq!(
+        inv.replication.settings["restore_command"],
+        r#"'cp "/arch\\x\\%f" "%p" # it''s'"#
+    );
+}
