@@ -6,6 +6,7 @@
 
 pub mod conninfo;
 pub mod scram;
+pub mod versions;
 
 use std::time::Duration;
 

@@ -14,3 +14,4 @@ mod saslprep;
 mod ssh;
 mod terminal;
 mod verify;
+mod versions;
