@@ -7,6 +7,7 @@ mod support;
 mod add_replica;
 mod agent;
 mod bootstrap;
+mod conninfo;
 mod engine;
 mod faults;
 mod lab;
