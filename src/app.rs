@@ -74,12 +74,7 @@ fn load_inventory(
 ) -> Result<Inventory, Error> {
     let inventory = match (target, address) {
         (Some(name), Some(address)) => {
-            edit::append_replica(path, name, address, slot, true).map_err(|message| {
-                Error::Usage {
-                    message,
-                    hint: None,
-                }
-            })?;
+            edit::append_replica(path, name, address, slot, true)?;
             let text = std::fs::read_to_string(path).map_err(|source| Error::File {
                 path: path.to_path_buf(),
                 source,
@@ -88,12 +83,7 @@ fn load_inventory(
             if current.hosts.iter().any(|h| h.name == name) {
                 current
             } else {
-                let new = edit::with_replica(&text, name, address, slot).map_err(|message| {
-                    Error::Usage {
-                        message,
-                        hint: None,
-                    }
-                })?;
+                let new = edit::with_replica(path, &text, name, address, slot)?;
                 inventory::parse(path, &new)?
             }
         }
@@ -227,11 +217,7 @@ async fn execute(
             address,
             run.slot.as_deref(),
             false,
-        )
-        .map_err(|message| Error::Usage {
-            message,
-            hint: None,
-        })?;
+        )?;
     }
     let mut cluster = new_cluster(settings, run, inventory, templates, &reporter);
     cluster.target = run.target.clone();
@@ -470,10 +456,7 @@ async fn switchover(
         path: path.clone(),
         source,
     })?;
-    let swapped_text = edit::with_primary(&text, &name).map_err(|message| Error::Usage {
-        message,
-        hint: None,
-    })?;
+    let swapped_text = edit::with_primary(path, &text, &name)?;
     let swapped = inventory::parse(path, &swapped_text)?;
     let (_, rewire_plan) = prepare(settings, CommandKind::Rewire, None, &swapped)?;
     note_inventory_secrets(&inventory, &reporter);
@@ -518,8 +501,8 @@ async fn switchover(
             .map(|_| finished(promotion.as_ref().expect("ran"), interrupted));
         }
         // The promotion happened: the file must say so before anything else can fail.
-        edit::set_primary(path, &name).map_err(|message| Error::Usage {
-            message: format!("{message}\n`{name}` IS the primary now: set its role in the inventory by hand, then run `pgrepl switchover --to {name}` again to rewire the others"),
+        edit::set_primary(path, &name).map_err(|e| Error::Usage {
+            message: format!("{e}\n`{name}` IS the primary now: set its role in the inventory by hand, then run `pgrepl switchover --to {name}` again to rewire the others"),
             hint: None,
         })?;
         reporter.note(&format!(
@@ -800,8 +783,8 @@ async fn failover(
         print(&promotion, None, None, None);
         return Ok(finished(&promotion, engine.interrupted()));
     }
-    edit::set_primary(path, &chosen.name).map_err(|message| Error::Usage {
-        message: format!("{message}\n`{}` IS the primary now: set its role in the inventory by hand, then run `pgrepl bootstrap` to rewire the others", chosen.name),
+    edit::set_primary(path, &chosen.name).map_err(|e| Error::Usage {
+        message: format!("{e}\n`{}` IS the primary now: set its role in the inventory by hand, then run `pgrepl bootstrap` to rewire the others", chosen.name),
         hint: None,
     })?;
     reporter.note(&format!(
@@ -810,10 +793,7 @@ async fn failover(
         chosen.name
     ));
     // 5. Rewire the others; the old primary stays out until `rejoin`.
-    let swapped_text = edit::with_primary(&text, &chosen.name).map_err(|message| Error::Usage {
-        message,
-        hint: None,
-    })?;
+    let swapped_text = edit::with_primary(path, &text, &chosen.name)?;
     let swapped = inventory::parse(path, &swapped_text)?;
     let (templates, mut rewire_plan) = prepare(settings, CommandKind::Rewire, None, &swapped)?;
     for step in &mut rewire_plan.steps {

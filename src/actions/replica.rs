@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 
 use super::context::HostCtx;
 use super::context::ServerFacts;
-use crate::pg::{Pg, ServerState, literal};
+use crate::pg::conninfo::Conninfo;
+use crate::pg::{Pg, ServerState, conf_literal, literal};
 use crate::ssh::{Command, Stream};
 use crate::step::{Outcome, StepError};
 
@@ -37,14 +38,13 @@ fn pgpass_field(text: &str) -> String {
 async fn primary_conninfo(ctx: &HostCtx<'_>) -> Result<String, StepError> {
     let (primary, _) = ctx.primary()?;
     let user = &ctx.cluster.inventory.replication.user;
-    Ok(format!(
-        "host={} port={} user={} passfile={} application_name={}",
-        primary.address,
-        primary.pg.port,
-        user,
-        passfile_path(ctx).await?,
-        ctx.host.name
-    ))
+    Ok(Conninfo::new()
+        .set("host", &primary.address)
+        .set("port", primary.pg.port)
+        .set("user", user)
+        .set("passfile", passfile_path(ctx).await?)
+        .set("application_name", &ctx.host.name)
+        .to_string())
 }
 
 pub async fn passfile(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
@@ -431,7 +431,7 @@ pub async fn standby(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         .collect();
     desired.push_str(&format!(
         "primary_conninfo = {}\n",
-        literal(&primary_conninfo(ctx).await?)
+        conf_literal(&primary_conninfo(ctx).await?)
     ));
     desired.push_str(&format!("primary_slot_name = {}\n", literal(&slot)));
     let normalized: String = current

@@ -4,8 +4,10 @@
 //! the Unix socket: no TCP listener, no password, nothing in argv. Structured answers are
 //! built as JSON in SQL and parsed into types here.
 
+pub mod conninfo;
 pub mod facts;
 pub mod scram;
+pub mod versions;
 
 use std::time::Duration;
 
@@ -170,6 +172,13 @@ pub fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// Quotes a string for postgresql.conf and postgresql.auto.conf. Their reader takes `\` as
+/// an escape inside quotes, so `\` is doubled as well as `'` (as `ALTER SYSTEM` writes);
+/// [`literal`] is for SQL, where a backslash is a plain character.
+pub fn conf_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
+}
+
 /// Quotes a name as an SQL identifier.
 pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -183,5 +192,15 @@ mod tests {
     fn sql_quoting_doubles_quotes() {
         assert_eq!(literal("it's"), "'it''s'");
         assert_eq!(ident("we\"ird"), "\"we\"\"ird\"");
+    }
+
+    #[test]
+    fn conf_quoting_doubles_quotes_and_backslashes() {
+        assert_eq!(conf_literal("plain"), "'plain'");
+        assert_eq!(conf_literal("it's"), "'it''s'");
+        assert_eq!(
+            conf_literal(r"passfile='/home/o\'brien'"),
+            r"'passfile=''/home/o\\''brien'''"
+        );
     }
 }
