@@ -9,6 +9,7 @@ mod agent;
 mod bootstrap;
 mod engine;
 mod faults;
+mod flavours;
 mod lab;
 mod ssh;
 mod terminal;
