@@ -11,6 +11,7 @@ mod conninfo;
 mod engine;
 mod failover;
 mod faults;
+mod flavours;
 mod lab;
 mod saslprep;
 mod ssh;
