@@ -8,7 +8,11 @@ use crate::support::{Lab, Writer, enabled};
 
 /// Lets the lab network's `writer` role log in (the test client), then bootstraps.
 fn bootstrapped(name: &str) -> Lab {
-    let lab = Lab::up(name, 3, "bookworm", "debian");
+    bootstrapped_on(name, "bookworm")
+}
+
+fn bootstrapped_on(name: &str, flavour: &str) -> Lab {
+    let lab = Lab::up(name, 3, flavour, "debian");
     let mut inventory = std::fs::read_to_string(lab.inventory()).unwrap();
     let subnet = lab.nodes[0].address.rsplit_once('.').unwrap().0.to_string();
     inventory.push_str(&format!(
@@ -35,7 +39,7 @@ fn sender_of(lab: &Lab, node: usize) -> String {
 fn switch_under_load(lab: &Lab, from: usize, to: usize, writer: &Writer, timeline: u32) {
     let before = writer.count();
     let asides = |node: usize| {
-        let out = lab.exec(node, "ls /var/lib/postgresql/15 | grep -c pgrepl || true");
+        let out = lab.exec(node, "ls /var/lib/postgresql/* | grep -c pgrepl || true");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     let asides_before = asides(from);
@@ -75,6 +79,19 @@ fn switch_under_load(lab: &Lab, from: usize, to: usize, writer: &Writer, timelin
         assert_eq!(
             sender_of(lab, i),
             format!("{} streaming", lab.nodes[to].address)
+        );
+    }
+    // A systemd host keeps every cluster under its unit.
+    for i in 0..3 {
+        let unit = lab.exec(
+            i,
+            "if [ -d /run/systemd/system ]; then systemctl is-active postgresql@$(ls /etc/postgresql)-main; else echo active; fi",
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&unit.stdout).trim(),
+            "active",
+            "{}",
+            lab.nodes[i].name
         );
     }
     // The old primary was not copied: no new moved-aside data dir beside its own.
@@ -129,6 +146,37 @@ fn switchover_under_load_loses_nothing_and_switches_back() {
     }
     let verify = lab.pgrepl(&["verify"]);
     assert_eq!(verify.code, 0, "{verify:?}");
+}
+
+/// A switchover there and back under load, on another flavour.
+fn there_and_back(name: &str, flavour: &str) {
+    let lab = bootstrapped_on(name, flavour);
+    let writer = Writer::start(&lab, 0, 2);
+    assert!(lab.wait_for(Duration::from_secs(20), || writer.count() > 50));
+    switch_under_load(&lab, 0, 1, &writer, 2);
+    switch_under_load(&lab, 1, 0, &writer, 3);
+    let acked = writer.finish();
+    for node in 0..3 {
+        lab.has_all(node, &acked).unwrap();
+    }
+    let verify = lab.pgrepl(&["verify"]);
+    assert_eq!(verify.code, 0, "{verify:?}");
+}
+
+#[test]
+fn switchover_on_trixie_postgres_17() {
+    if !enabled() {
+        return;
+    }
+    there_and_back("switch17", "trixie");
+}
+
+#[test]
+fn switchover_on_systemd_hosts_keeps_units_in_charge() {
+    if !enabled() {
+        return;
+    }
+    there_and_back("switchsd", "bookworm-systemd");
 }
 
 #[test]
