@@ -315,6 +315,7 @@ fn new_cluster(
             diff: run.diff,
             allow_restart: run.allow_restart,
             verify: run.verify.clone(),
+            catch_up_timeout: run.catch_up_timeout,
         },
         events,
     );
@@ -883,6 +884,7 @@ async fn status(settings: &Settings, reporter: &Arc<Reporter>) -> Result<Finishe
         verify: Default::default(),
         old_primary_fenced: false,
         allow_data_loss: false,
+        catch_up_timeout: Default::default(),
     };
     let mut cluster = new_cluster(settings, &run, inventory, templates, reporter);
     let all: Vec<usize> = (0..cluster.inventory.hosts.len()).collect();

@@ -133,6 +133,10 @@ pub enum Command {
         /// Allow restarting the new primary if a setting needs it (a short outage).
         #[arg(long)]
         allow_restart: bool,
+        /// Seconds the candidate may take to receive the old primary's last WAL; past
+        /// that the switchover is rolled back (the old primary starts again).
+        #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+        catch_up_timeout: u64,
         #[command(flatten)]
         flags: ChangeFlags,
         #[command(flatten)]

@@ -69,6 +69,8 @@ pub struct RunSettings {
     pub old_primary_fenced: bool,
     /// failover: promoting a replica that received less than another is allowed.
     pub allow_data_loss: bool,
+    /// switchover: how long the candidate may take to receive the old primary's last WAL.
+    pub catch_up_timeout: Duration,
 }
 
 impl RunSettings {
@@ -123,10 +125,12 @@ impl Settings {
             Command::Switchover {
                 to,
                 allow_restart,
+                catch_up_timeout,
                 flags,
                 verify,
             } => Job::Run(RunSettings {
                 allow_restart,
+                catch_up_timeout: Duration::from_secs(catch_up_timeout.max(1)),
                 ..run(CommandKind::Switchover, Some(to), &flags, &verify)?
             }),
             Command::Failover {
@@ -219,6 +223,7 @@ fn run(
         verify: verify_options(verify)?,
         old_primary_fenced: false,
         allow_data_loss: false,
+        catch_up_timeout: Duration::from_secs(30),
     })
 }
 

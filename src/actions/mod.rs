@@ -37,6 +37,8 @@ pub struct ActionOptions {
     pub allow_restart: bool,
     /// Thresholds of the verify step.
     pub verify: VerifyOptions,
+    /// switchover: how long the candidate may take to receive the old primary's last WAL.
+    pub catch_up_timeout: std::time::Duration,
 }
 
 /// The cluster as the actions see it: the inventory, one SSH session per reachable host,

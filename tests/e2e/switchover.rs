@@ -217,3 +217,46 @@ fn switchover_refusals_change_nothing() {
     let slots = lab.sql(1, "SELECT count(*) FROM pg_replication_slots");
     assert_eq!(slots, "0", "no slot left on the candidate");
 }
+
+#[test]
+fn a_candidate_frozen_while_catching_up_rolls_back_to_the_old_primary() {
+    if !enabled() {
+        return;
+    }
+    let lab = Lab::up("switchfrozen", 3, "bookworm", "debian");
+    // The old primary's walsender gives up on the frozen candidate after 3 s.
+    let inventory = std::fs::read_to_string(lab.inventory()).unwrap().replace(
+        "  password_file: replication-password\n",
+        "  password_file: replication-password\n  settings: { wal_sender_timeout: 3s }\n",
+    );
+    std::fs::write(lab.inventory(), &inventory).unwrap();
+    let run = lab.pgrepl(&["bootstrap"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let start = lab.sql(0, "SELECT pg_postmaster_start_time()");
+    // Freeze the candidate's WAL receiver: it still looks like it streams, but receives
+    // nothing more, so it never gets the old primary's shutdown checkpoint.
+    let pid = lab.sql(1, "SELECT pid FROM pg_stat_wal_receiver");
+    assert!(lab.exec(1, &format!("kill -STOP {pid}")).status.success());
+    let run = lab.pgrepl(&["switchover", "--to", "pg1", "--catch-up-timeout", "5"]);
+    assert!(lab.exec(1, &format!("kill -CONT {pid}")).status.success());
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("rolling back"), "{run:?}");
+    assert!(
+        run.stderr.contains("nothing was promoted and nothing lost"),
+        "{run:?}"
+    );
+    assert!(run.stdout.contains("rolled back"), "{run:?}");
+    // The old primary serves again (restarted), the candidate is still a standby.
+    assert_eq!(in_recovery(&lab, 0), "f");
+    assert_ne!(lab.sql(0, "SELECT pg_postmaster_start_time()"), start);
+    assert_eq!(in_recovery(&lab, 1), "t");
+    assert_eq!(std::fs::read_to_string(lab.inventory()).unwrap(), inventory);
+    assert_eq!(lab.sql(1, "SELECT count(*) FROM pg_replication_slots"), "0");
+    lab.sql(0, "CREATE TABLE after_rollback AS SELECT 1 AS x");
+    assert!(
+        lab.wait_for(Duration::from_secs(60), || lab.pgrepl(&["verify"]).code
+            == 0),
+        "verify 0 once the candidate runs again: {:?}",
+        lab.pgrepl(&["verify"])
+    );
+}
