@@ -22,7 +22,7 @@ use crate::settings::{CommandKind, Job, RunSettings, Settings};
 use crate::step::StepError;
 use crate::templates::Templates;
 use crate::verify::{Health, VerifyReport};
-use crate::{edit, plan, playbook};
+use crate::{edit, plan, playbook, promotion};
 
 /// Runs the resolved command and says how it ended.
 pub async fn run(settings: Settings, reporter: Arc<Reporter>) -> Result<Finished, Error> {
@@ -59,13 +59,13 @@ pub async fn run(settings: Settings, reporter: Arc<Reporter>) -> Result<Finished
     }
 }
 
-fn json(value: &impl serde::Serialize) -> String {
+pub(crate) fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default() + "\n"
 }
 
 /// Loads the inventory; with `address`, as it is with the target appended (in memory:
 /// the file is written only by a run that changes hosts).
-fn load_inventory(
+pub(crate) fn load_inventory(
     path: &Path,
     command: CommandKind,
     target: Option<&str>,
@@ -140,7 +140,7 @@ fn check_limit(limit: Option<&[String]>, inventory: &Inventory, path: &Path) -> 
 }
 
 /// Loads templates and the playbook and builds the plan; errors are invalid input.
-fn prepare(
+pub(crate) fn prepare(
     settings: &Settings,
     command: CommandKind,
     target: Option<&str>,
@@ -197,8 +197,8 @@ async fn execute(
     reporter: Arc<Reporter>,
 ) -> Result<Finished, Error> {
     match run.command {
-        CommandKind::Switchover => return switchover(settings, run, reporter).await,
-        CommandKind::Failover => return failover(settings, run, reporter).await,
+        CommandKind::Switchover => return promotion::switchover(settings, run, reporter).await,
+        CommandKind::Failover => return promotion::failover(settings, run, reporter).await,
         _ => {}
     }
     let inventory = load_inventory(
@@ -275,7 +275,7 @@ async fn execute(
     Ok(finished(&report, interrupted))
 }
 
-fn finished(report: &RunReport, interrupted: bool) -> Finished {
+pub(crate) fn finished(report: &RunReport, interrupted: bool) -> Finished {
     if interrupted {
         Finished::Interrupted
     } else if report.failed() {
@@ -286,7 +286,7 @@ fn finished(report: &RunReport, interrupted: bool) -> Finished {
 }
 
 /// Redacts the replication password from everything shown; warns when it is inline.
-fn note_inventory_secrets(inventory: &Inventory, reporter: &Reporter) {
+pub(crate) fn note_inventory_secrets(inventory: &Inventory, reporter: &Reporter) {
     if let Some(password) = &inventory.replication.password {
         reporter.add_secret(password.expose_secret());
     }
@@ -299,7 +299,7 @@ fn note_inventory_secrets(inventory: &Inventory, reporter: &Reporter) {
 }
 
 /// The cluster the actions of one run see, not yet connected.
-fn new_cluster(
+pub(crate) fn new_cluster(
     settings: &Settings,
     run: &RunSettings,
     inventory: Inventory,
@@ -330,7 +330,7 @@ fn new_cluster(
     cluster
 }
 
-fn new_engine(
+pub(crate) fn new_engine(
     settings: &Settings,
     run: &RunSettings,
     cluster: Cluster,
@@ -372,7 +372,10 @@ fn hosts_to_contact(plan: &plan::Plan, n: usize) -> Vec<usize> {
     v
 }
 
-fn connect_options(settings: &Settings, reporter: &Arc<Reporter>) -> crate::ssh::ConnectOptions {
+pub(crate) fn connect_options(
+    settings: &Settings,
+    reporter: &Arc<Reporter>,
+) -> crate::ssh::ConnectOptions {
     let mut connect = settings.connect.clone();
     if settings.verbose > 0 {
         let events: Arc<dyn Events> = reporter.clone();
@@ -384,7 +387,7 @@ fn connect_options(settings: &Settings, reporter: &Arc<Reporter>) -> crate::ssh:
 }
 
 /// Runs a plan holding the cluster lock on the primary when it changes hosts.
-async fn locked_run(
+pub(crate) async fn locked_run(
     settings: &Settings,
     run: &RunSettings,
     engine: &Arc<Engine<Cluster>>,
@@ -417,455 +420,6 @@ async fn locked_run(
         lock::release(primary, &holder).await;
     }
     Ok(report)
-}
-
-/// What `switchover --format json` prints.
-#[derive(serde::Serialize)]
-struct SwitchoverOutput<'a> {
-    command: &'static str,
-    status: &'static str,
-    old_primary: &'a str,
-    new_primary: &'a str,
-    timeline: Option<u32>,
-    write_unavailable_ms: Option<u128>,
-    /// How each former replica of the old primary came to follow the new one.
-    rewind: std::collections::BTreeMap<String, &'static str>,
-    promotion: Option<&'a RunReport>,
-    rewire: Option<&'a RunReport>,
-    verify: Option<&'a VerifyReport>,
-}
-
-/// `switchover --to NAME`: phase one promotes NAME (rolled back before the promotion on
-/// any failure); the inventory file then names NAME the primary; phase two rewires every
-/// other member to it. With NAME already the primary, only phase two runs, which changes
-/// nothing on a cluster already wired so.
-async fn switchover(
-    settings: &Settings,
-    run: &RunSettings,
-    reporter: Arc<Reporter>,
-) -> Result<Finished, Error> {
-    let name = run.target.clone().unwrap_or_default();
-    let path = &settings.inventory;
-    let inventory = load_inventory(path, run.command, Some(&name), None, None)?;
-    let old_primary = inventory
-        .hosts
-        .iter()
-        .find(|h| h.is_primary())
-        .map(|h| h.name.clone())
-        .unwrap_or_default();
-    let text = std::fs::read_to_string(path).map_err(|source| Error::File {
-        path: path.clone(),
-        source,
-    })?;
-    let swapped_text = edit::with_primary(path, &text, &name)?;
-    let swapped = inventory::parse(path, &swapped_text)?;
-    let (_, rewire_plan) = prepare(settings, CommandKind::Rewire, None, &swapped)?;
-    note_inventory_secrets(&inventory, &reporter);
-    let connect = connect_options(settings, &reporter);
-    let mut promotion = None;
-    let mut sessions = None;
-    let mut switch_state = Default::default();
-    if old_primary != name {
-        let (templates, plan) = prepare(settings, run.command, Some(&name), &inventory)?;
-        let mut cluster = new_cluster(settings, run, inventory, templates, &reporter);
-        cluster.target = Some(name.clone());
-        let all: Vec<usize> = (0..cluster.inventory.hosts.len()).collect();
-        cluster
-            .connect(&all, &connect)
-            .await
-            .map_err(Error::SshConfig)?;
-        let engine = new_engine(settings, run, cluster, &reporter);
-        let report = locked_run(settings, run, &engine, &plan, &reporter).await?;
-        let cluster = engine.runner();
-        switch_state = cluster
-            .switch
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        sessions = Some((cluster.sessions.clone(), cluster.unreachable.clone()));
-        let stop = report.failed() || run.check;
-        let interrupted = engine.interrupted();
-        promotion = Some(report);
-        if stop {
-            reporter.finish();
-            return print_switchover(
-                settings,
-                &reporter,
-                &old_primary,
-                &name,
-                &switch_state,
-                promotion.as_ref(),
-                None,
-                None,
-                None,
-            )
-            .map(|_| finished(promotion.as_ref().expect("ran"), interrupted));
-        }
-        // The promotion happened: the file must say so before anything else can fail.
-        edit::set_primary(path, &name).map_err(|e| Error::Usage {
-            message: format!("{e}\n`{name}` IS the primary now: set its role in the inventory by hand, then run `pgrepl switchover --to {name}` again to rewire the others"),
-            hint: None,
-        })?;
-        reporter.note(&format!(
-            "pgrepl: {}: `{name}` is now the primary, `{old_primary}` a replica",
-            path.display()
-        ));
-    }
-    let templates = Templates::load(settings.templates.as_deref())?;
-    let mut cluster = new_cluster(settings, run, swapped, templates, &reporter);
-    match sessions {
-        Some((s, u)) => {
-            cluster.sessions = s;
-            cluster.unreachable = u;
-        }
-        None => {
-            let all: Vec<usize> = (0..cluster.inventory.hosts.len()).collect();
-            cluster
-                .connect(&all, &connect)
-                .await
-                .map_err(Error::SshConfig)?;
-        }
-    }
-    let rewire_run = RunSettings {
-        command: CommandKind::Rewire,
-        ..run.clone()
-    };
-    let engine = new_engine(settings, &rewire_run, cluster, &reporter);
-    if promotion.is_some() {
-        // Past the promotion: the rewiring runs to its end even if interrupted.
-        engine.commit();
-    }
-    let report = locked_run(settings, &rewire_run, &engine, &rewire_plan, &reporter).await?;
-    let cluster = engine.runner();
-    let verify = cluster.verify_report.lock().await.clone();
-    let mut rewind = std::collections::BTreeMap::new();
-    for (i, h) in cluster.inventory.hosts.iter().enumerate() {
-        if let Some(how) = cluster.memos[i].lock().await.rejoined {
-            rewind.insert(h.name.clone(), how);
-        }
-    }
-    reporter.finish();
-    print_switchover(
-        settings,
-        &reporter,
-        &old_primary,
-        &name,
-        &switch_state,
-        promotion.as_ref(),
-        Some(&report),
-        verify.as_ref(),
-        Some(rewind),
-    )?;
-    Ok(finished(&report, false))
-}
-
-/// What `failover --format json` prints.
-#[derive(serde::Serialize)]
-struct FailoverOutput<'a> {
-    command: &'static str,
-    status: &'static str,
-    old_primary: &'a str,
-    new_primary: Option<&'a str>,
-    /// How the old primary was fenced: `ssh` (stopped, read-only, autostart off) or `stated`.
-    old_primary_fenced: &'static str,
-    /// The replicas, best first: newest timeline, then most WAL received.
-    ranking: &'a [Ranked],
-    timeline: Option<u32>,
-    promotion: Option<&'a RunReport>,
-    rewire: Option<&'a RunReport>,
-    verify: Option<&'a VerifyReport>,
-}
-
-/// A replica's standing for promotion.
-#[derive(Debug, Clone, serde::Serialize)]
-struct Ranked {
-    name: String,
-    timeline: u32,
-    received_lsn: u64,
-}
-
-/// `failover [--to NAME]`: the primary is down. Confirmed down from every viewpoint,
-/// fenced where SSH reaches it, the best replica promoted, the others rewired; the old
-/// primary stays out until `rejoin`.
-async fn failover(
-    settings: &Settings,
-    run: &RunSettings,
-    reporter: Arc<Reporter>,
-) -> Result<Finished, Error> {
-    let path = &settings.inventory;
-    let inventory = load_inventory(path, run.command, run.target.as_deref(), None, None)?;
-    let old = inventory
-        .hosts
-        .iter()
-        .position(|h| h.is_primary())
-        .ok_or_else(|| {
-            Error::usage(
-                "the inventory has no primary",
-                "one host needs role: primary",
-            )
-        })?;
-    let old_name = inventory.hosts[old].name.clone();
-    if run.target.as_deref() == Some(old_name.as_str()) {
-        return Err(Error::usage(
-            format!("`{old_name}` is the failed primary"),
-            "name a replica with --to, or leave --to out to promote the most advanced one",
-        ));
-    }
-    note_inventory_secrets(&inventory, &reporter);
-    let text = std::fs::read_to_string(path).map_err(|source| Error::File {
-        path: path.clone(),
-        source,
-    })?;
-    let templates = Templates::load(settings.templates.as_deref())?;
-    let mut cluster = new_cluster(settings, run, inventory, templates, &reporter);
-    let all: Vec<usize> = (0..cluster.inventory.hosts.len()).collect();
-    let connect = connect_options(settings, &reporter);
-    cluster
-        .connect(&all, &connect)
-        .await
-        .map_err(Error::SshConfig)?;
-    let seen = crate::status::gather(&cluster.verify_target()).await;
-    let refuse = |message: String, hint: &str| Err(Error::Refused(StepError::new(message, hint)));
-    // 1. Down from every viewpoint.
-    let p = seen.host(&old_name).expect("the primary is in the status");
-    if p.role == crate::status::Seen::Primary {
-        return refuse(
-            format!("the primary `{old_name}` is up and accepts writes"),
-            "a failover is for a primary that is down; for a planned change use `pgrepl switchover --to NAME`",
-        );
-    }
-    if let Some(other) = seen.primaries.first() {
-        return refuse(
-            format!(
-                "`{other}` already accepts writes, but the inventory names `{old_name}` the primary"
-            ),
-            &format!(
-                "run `pgrepl status`; if `{other}` is the new primary, set its role in the inventory"
-            ),
-        );
-    }
-    for h in &seen.hosts {
-        if h.streaming
-            && h.upstream.as_deref() == Some(old_name.as_str())
-            && h.last_message_seconds.is_some_and(|s| s < 30.0)
-        {
-            return refuse(
-                format!(
-                    "`{}` still receives WAL from `{old_name}` (last message {:.1} s ago): the primary is alive from there",
-                    h.name,
-                    h.last_message_seconds.unwrap_or(0.0)
-                ),
-                "if the primary is only cut off from you, do not fail over; otherwise wait until its replicas lose it (wal_receiver_timeout) and re-run",
-            );
-        }
-    }
-    // 2. It must be fenced: by us over SSH, or by the user's word.
-    let fenced_by = if p.reachable {
-        "ssh"
-    } else if run.old_primary_fenced {
-        reporter.note(&format!(
-            "pgrepl: `{old_name}` is unreachable; you stated it is powered off or isolated (--old-primary-fenced)"
-        ));
-        "stated"
-    } else {
-        return refuse(
-            format!(
-                "cannot reach `{old_name}` over SSH, so pgrepl cannot fence it: if it comes back it could take writes as a second primary"
-            ),
-            "make sure it is powered off or cut off from clients, then re-run with --old-primary-fenced",
-        );
-    };
-    // 3. Rank the replicas: newest timeline, most WAL received, then inventory order.
-    let mut ranking: Vec<Ranked> = seen
-        .hosts
-        .iter()
-        .filter(|h| h.role == crate::status::Seen::Standby && h.name != old_name)
-        .map(|h| Ranked {
-            name: h.name.clone(),
-            timeline: h.timeline.unwrap_or(0),
-            received_lsn: h.received_lsn.or(h.replayed_lsn).unwrap_or(0),
-        })
-        .collect();
-    // Stable: equal positions keep inventory order.
-    ranking.sort_by_key(|r| std::cmp::Reverse((r.timeline, r.received_lsn)));
-    for (n, r) in ranking.iter().enumerate() {
-        reporter.note(&format!(
-            "rank {}: `{}` timeline {} received up to {}",
-            n + 1,
-            r.name,
-            r.timeline,
-            crate::actions::switchover::format_lsn(r.received_lsn)
-        ));
-    }
-    let Some(best) = ranking.first().cloned() else {
-        return refuse(
-            "no replica is running to take over".into(),
-            "start a replica (its data must be a standby of this cluster) and re-run",
-        );
-    };
-    let chosen = match &run.target {
-        None => best.clone(),
-        Some(name) => {
-            let Some(r) = ranking.iter().find(|r| &r.name == name).cloned() else {
-                return refuse(
-                    format!("`{name}` is not a running standby"),
-                    "pgrepl status shows each host; leave --to out to take the best one",
-                );
-            };
-            if (best.timeline, best.received_lsn) > (r.timeline, r.received_lsn)
-                && !run.allow_data_loss
-            {
-                return refuse(
-                    format!(
-                        "`{name}` is behind `{}` ({} bytes less WAL received): promoting it loses those writes",
-                        best.name,
-                        best.received_lsn.saturating_sub(r.received_lsn)
-                    ),
-                    "leave --to out to promote the most advanced replica, or add --allow-data-loss",
-                );
-            }
-            r
-        }
-    };
-    reporter.note(&format!("pgrepl: promoting `{}`", chosen.name));
-    // 4. Fence and promote.
-    let (_, mut plan) = prepare(
-        settings,
-        run.command,
-        Some(&chosen.name),
-        &cluster.inventory,
-    )?;
-    if !p.reachable {
-        for step in &mut plan.steps {
-            step.hosts.retain(|&i| i != old);
-        }
-    }
-    cluster.target = Some(chosen.name.clone());
-    let engine = new_engine(settings, run, cluster, &reporter);
-    let promotion = locked_run(settings, run, &engine, &plan, &reporter).await?;
-    let cluster = engine.runner();
-    let timeline = cluster
-        .switch
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .timeline;
-    let sessions = (cluster.sessions.clone(), cluster.unreachable.clone());
-    let print = |promotion: &RunReport,
-                 rewire: Option<&RunReport>,
-                 verify: Option<&VerifyReport>,
-                 new: Option<&str>| {
-        let failed = promotion.failed() || rewire.is_some_and(RunReport::failed);
-        match settings.format {
-            Format::Human | Format::Prometheus => {
-                reporter.output(&report::render_recap(promotion));
-                if let Some(v) = verify {
-                    reporter.output(&format!("\n{}", report::render_verify(v)));
-                }
-                if let Some(r) = rewire {
-                    reporter.output(&report::render_recap(r));
-                }
-            }
-            Format::Json => reporter.output(&json(&FailoverOutput {
-                command: "failover",
-                status: if failed { "failed" } else { "ok" },
-                old_primary: &old_name,
-                new_primary: new,
-                old_primary_fenced: fenced_by,
-                ranking: &ranking,
-                timeline,
-                promotion: Some(promotion),
-                rewire,
-                verify,
-            })),
-        }
-    };
-    if promotion.failed() || run.check {
-        reporter.finish();
-        print(&promotion, None, None, None);
-        return Ok(finished(&promotion, engine.interrupted()));
-    }
-    edit::set_primary(path, &chosen.name).map_err(|e| Error::Usage {
-        message: format!("{e}\n`{}` IS the primary now: set its role in the inventory by hand, then run `pgrepl bootstrap` to rewire the others", chosen.name),
-        hint: None,
-    })?;
-    reporter.note(&format!(
-        "pgrepl: {}: `{}` is now the primary, `{old_name}` a replica to bring back with `pgrepl rejoin {old_name}`",
-        path.display(),
-        chosen.name
-    ));
-    // 5. Rewire the others; the old primary stays out until `rejoin`.
-    let swapped_text = edit::with_primary(path, &text, &chosen.name)?;
-    let swapped = inventory::parse(path, &swapped_text)?;
-    let (templates, mut rewire_plan) = prepare(settings, CommandKind::Rewire, None, &swapped)?;
-    for step in &mut rewire_plan.steps {
-        step.hosts.retain(|&i| i != old);
-    }
-    let rewire_run = RunSettings {
-        command: CommandKind::Rewire,
-        ..run.clone()
-    };
-    let mut cluster = new_cluster(settings, &rewire_run, swapped, templates, &reporter);
-    (cluster.sessions, cluster.unreachable) = sessions;
-    cluster.out_of_service = vec![old];
-    let engine = new_engine(settings, &rewire_run, cluster, &reporter);
-    engine.commit();
-    let rewire = locked_run(settings, &rewire_run, &engine, &rewire_plan, &reporter).await?;
-    let verify = engine.runner().verify_report.lock().await.clone();
-    reporter.finish();
-    print(
-        &promotion,
-        Some(&rewire),
-        verify.as_ref(),
-        Some(&chosen.name),
-    );
-    Ok(finished(&rewire, false))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn print_switchover(
-    settings: &Settings,
-    reporter: &Reporter,
-    old_primary: &str,
-    new_primary: &str,
-    state: &crate::actions::switchover::SwitchState,
-    promotion: Option<&RunReport>,
-    rewire: Option<&RunReport>,
-    verify: Option<&VerifyReport>,
-    rewind: Option<std::collections::BTreeMap<String, &'static str>>,
-) -> Result<(), Error> {
-    let failed = promotion.is_some_and(RunReport::failed) || rewire.is_some_and(RunReport::failed);
-    match settings.format {
-        Format::Human | Format::Prometheus => {
-            if let Some(p) = promotion {
-                reporter.output(&report::render_recap(p));
-            }
-            if let Some(v) = verify {
-                reporter.output(&format!("\n{}", report::render_verify(v)));
-            }
-            if let Some(r) = rewire {
-                reporter.output(&report::render_recap(r));
-            }
-            if let Some(ms) = state.write_unavailable_ms() {
-                reporter.output(&format!(
-                    "switchover {old_primary} -> {new_primary}: writes unavailable for {ms} ms, timeline {}\n",
-                    state.timeline.unwrap_or(0)
-                ));
-            }
-        }
-        Format::Json => reporter.output(&json(&SwitchoverOutput {
-            command: "switchover",
-            status: if failed { "failed" } else { "ok" },
-            old_primary,
-            new_primary,
-            timeline: state.timeline,
-            write_unavailable_ms: state.write_unavailable_ms(),
-            rewind: rewind.unwrap_or_default(),
-            promotion,
-            rewire,
-            verify,
-        })),
-    }
-    Ok(())
 }
 
 /// `pgrepl status`: every host read at once, nothing changed, no password used.

@@ -15,6 +15,7 @@ pub mod inventory;
 pub mod pg;
 pub mod plan;
 pub mod playbook;
+pub mod promotion;
 pub mod report;
 pub mod settings;
 pub mod ssh;

@@ -9,20 +9,7 @@ use crate::support::{Lab, Writer, enabled};
 /// A 1+2 lab whose replicas notice a dead primary within seconds, with the test client's
 /// role allowed in.
 fn bootstrapped(name: &str) -> Lab {
-    let lab = Lab::up(name, 3, "bookworm", "debian");
-    let mut inventory = std::fs::read_to_string(lab.inventory()).unwrap();
-    let subnet = lab.nodes[0].address.rsplit_once('.').unwrap().0.to_string();
-    inventory = inventory.replace(
-        "  password_file: replication-password\n",
-        "  password_file: replication-password\n  settings: { wal_receiver_timeout: 5s }\n",
-    );
-    inventory.push_str(&format!(
-        "hba:\n  - {{ database: postgres, user: writer, address: {subnet}.0/24, method: scram-sha-256 }}\n"
-    ));
-    std::fs::write(lab.inventory(), inventory).unwrap();
-    let run = lab.pgrepl(&["bootstrap"]);
-    assert_eq!(run.code, 0, "{run:?}");
-    lab
+    Lab::bootstrapped_for_writes(name, "bookworm", Some("wal_receiver_timeout: 5s"))
 }
 
 fn wait_ssh(lab: &Lab, node: usize) {

@@ -433,3 +433,27 @@ impl Lab {
         }
     }
 }
+
+impl Lab {
+    /// A 1+2 lab, bootstrapped, whose inventory lets the test client ([`Writer`]) log in
+    /// from the lab network, with `settings` (a YAML flow map's inside, e.g.
+    /// `wal_sender_timeout: 3s`) added to `replication.settings`.
+    pub fn bootstrapped_for_writes(test: &str, flavour: &str, settings: Option<&str>) -> Lab {
+        let lab = Lab::up(test, 3, flavour, "debian");
+        let mut inventory = std::fs::read_to_string(lab.inventory()).unwrap();
+        if let Some(settings) = settings {
+            inventory = inventory.replace(
+                "  password_file: replication-password\n",
+                &format!("  password_file: replication-password\n  settings: {{ {settings} }}\n"),
+            );
+        }
+        let subnet = lab.nodes[0].address.rsplit_once('.').unwrap().0.to_string();
+        inventory.push_str(&format!(
+            "hba:\n  - {{ database: postgres, user: writer, address: {subnet}.0/24, method: scram-sha-256 }}\n"
+        ));
+        std::fs::write(lab.inventory(), inventory).unwrap();
+        let run = lab.pgrepl(&["bootstrap"]);
+        assert_eq!(run.code, 0, "{run:?}");
+        lab
+    }
+}

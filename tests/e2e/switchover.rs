@@ -6,24 +6,6 @@ use std::time::Duration;
 
 use crate::support::{Lab, Writer, enabled};
 
-/// Lets the lab network's `writer` role log in (the test client), then bootstraps.
-fn bootstrapped(name: &str) -> Lab {
-    bootstrapped_on(name, "bookworm")
-}
-
-fn bootstrapped_on(name: &str, flavour: &str) -> Lab {
-    let lab = Lab::up(name, 3, flavour, "debian");
-    let mut inventory = std::fs::read_to_string(lab.inventory()).unwrap();
-    let subnet = lab.nodes[0].address.rsplit_once('.').unwrap().0.to_string();
-    inventory.push_str(&format!(
-        "hba:\n  - {{ database: postgres, user: writer, address: {subnet}.0/24, method: scram-sha-256 }}\n"
-    ));
-    std::fs::write(lab.inventory(), inventory).unwrap();
-    let run = lab.pgrepl(&["bootstrap"]);
-    assert_eq!(run.code, 0, "{run:?}");
-    lab
-}
-
 fn in_recovery(lab: &Lab, node: usize) -> String {
     lab.sql(node, "SELECT pg_is_in_recovery()")
 }
@@ -114,7 +96,7 @@ fn switchover_under_load_loses_nothing_and_switches_back() {
     if !enabled() {
         return;
     }
-    let lab = bootstrapped("switchover");
+    let lab = Lab::bootstrapped_for_writes("switchover", "bookworm", None);
     let writer = Writer::start(&lab, 0, 2);
     assert!(lab.wait_for(Duration::from_secs(20), || writer.count() > 50));
 
@@ -150,7 +132,7 @@ fn switchover_under_load_loses_nothing_and_switches_back() {
 
 /// A switchover there and back under load, on another flavour.
 fn there_and_back(name: &str, flavour: &str) {
-    let lab = bootstrapped_on(name, flavour);
+    let lab = Lab::bootstrapped_for_writes(name, flavour, None);
     let writer = Writer::start(&lab, 0, 2);
     assert!(lab.wait_for(Duration::from_secs(20), || writer.count() > 50));
     switch_under_load(&lab, 0, 1, &writer, 2);
@@ -184,7 +166,7 @@ fn switchover_refusals_change_nothing() {
     if !enabled() {
         return;
     }
-    let lab = bootstrapped("switchrefuse");
+    let lab = Lab::bootstrapped_for_writes("switchrefuse", "bookworm", None);
     let start = lab.sql(0, "SELECT pg_postmaster_start_time()");
     // A stopped candidate.
     lab.exec(2, "pg_ctlcluster 15 main stop");
@@ -223,15 +205,10 @@ fn a_candidate_frozen_while_catching_up_rolls_back_to_the_old_primary() {
     if !enabled() {
         return;
     }
-    let lab = Lab::up("switchfrozen", 3, "bookworm", "debian");
     // The old primary's walsender gives up on the frozen candidate after 3 s.
-    let inventory = std::fs::read_to_string(lab.inventory()).unwrap().replace(
-        "  password_file: replication-password\n",
-        "  password_file: replication-password\n  settings: { wal_sender_timeout: 3s }\n",
-    );
-    std::fs::write(lab.inventory(), &inventory).unwrap();
-    let run = lab.pgrepl(&["bootstrap"]);
-    assert_eq!(run.code, 0, "{run:?}");
+    let lab =
+        Lab::bootstrapped_for_writes("switchfrozen", "bookworm", Some("wal_sender_timeout: 3s"));
+    let inventory = std::fs::read_to_string(lab.inventory()).unwrap();
     let start = lab.sql(0, "SELECT pg_postmaster_start_time()");
     // Freeze the candidate's WAL receiver: it still looks like it streams, but receives
     // nothing more, so it never gets the old primary's shutdown checkpoint.
