@@ -105,6 +105,15 @@ pub struct Ranked {
     name: String,
     timeline: u32,
     received_lsn: u64,
+    replayed_lsn: u64,
+}
+
+impl Ranked {
+    /// What ranks a replica: newest timeline, most WAL received, then most replayed (a
+    /// standby with replay paused or far behind comes later and takes longer to open).
+    fn key(&self) -> (u32, u64, u64) {
+        (self.timeline, self.received_lsn, self.replayed_lsn)
+    }
 }
 
 /// What phase two did.
@@ -373,7 +382,8 @@ pub(crate) async fn failover(
             "make sure it is powered off or cut off from clients, then re-run with --old-primary-fenced",
         );
     };
-    // 3. Rank the replicas: newest timeline, most WAL received, then inventory order.
+    // 3. Rank the replicas: newest timeline, most WAL received, most replayed, then
+    // inventory order.
     let mut ranking: Vec<Ranked> = seen
         .hosts
         .iter()
@@ -382,17 +392,19 @@ pub(crate) async fn failover(
             name: h.name.clone(),
             timeline: h.timeline.unwrap_or(0),
             received_lsn: h.received_lsn.or(h.replayed_lsn).unwrap_or(0),
+            replayed_lsn: h.replayed_lsn.unwrap_or(0),
         })
         .collect();
     // Stable: equal positions keep inventory order.
-    ranking.sort_by_key(|r| std::cmp::Reverse((r.timeline, r.received_lsn)));
+    ranking.sort_by_key(|r| std::cmp::Reverse(r.key()));
     for (n, r) in ranking.iter().enumerate() {
         reporter.note(&format!(
-            "rank {}: `{}` timeline {} received up to {}",
+            "rank {}: `{}` timeline {} received up to {}, replayed up to {}",
             n + 1,
             r.name,
             r.timeline,
-            format_lsn(r.received_lsn)
+            format_lsn(r.received_lsn),
+            format_lsn(r.replayed_lsn)
         ));
     }
     let Some(best) = ranking.first().cloned() else {
@@ -410,14 +422,13 @@ pub(crate) async fn failover(
                     "pgrepl status shows each host; leave --to out to take the best one",
                 );
             };
-            if (best.timeline, best.received_lsn) > (r.timeline, r.received_lsn)
-                && !run.allow_data_loss
-            {
+            if best.key() > r.key() && !run.allow_data_loss {
                 return refuse(
                     format!(
-                        "`{name}` is behind `{}` ({} bytes less WAL received): promoting it loses those writes",
+                        "`{name}` is behind `{}` ({} bytes less WAL received, {} less replayed): promoting it can lose writes",
                         best.name,
-                        best.received_lsn.saturating_sub(r.received_lsn)
+                        best.received_lsn.saturating_sub(r.received_lsn),
+                        best.replayed_lsn.saturating_sub(r.replayed_lsn)
                     ),
                     "leave --to out to promote the most advanced replica, or add --allow-data-loss",
                 );

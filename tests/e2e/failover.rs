@@ -178,3 +178,40 @@ fn dead_host_failover_needs_the_users_word_and_split_brain_is_named_until_rejoin
     let verify = lab.pgrepl(&["verify"]);
     assert_eq!(verify.code, 0, "{verify:?}");
 }
+
+#[test]
+fn failover_passes_over_a_replica_with_replay_paused() {
+    if !enabled() {
+        return;
+    }
+    let lab = bootstrapped("failpaused");
+    lab.sql(0, "CREATE TABLE t (id int)");
+    // Replay paused on pg1 while writes go on: pg2 is ahead in what it replayed.
+    lab.sql(1, "SELECT pg_wal_replay_pause()");
+    lab.sql(0, "INSERT INTO t SELECT g FROM generate_series(1, 10000) g");
+    assert!(lab.wait_for(
+        Duration::from_secs(20),
+        || lab.sql(2, "SELECT count(*) FROM t") == "10000"
+    ));
+    let crash = lab.exec(
+        0,
+        "P=$(head -1 /var/lib/postgresql/15/main/postmaster.pid); kill -9 $P $(ps -o pid= --ppid $P)",
+    );
+    assert!(crash.status.success(), "{crash:?}");
+    let to_paused = lab.pgrepl(&["failover", "--to", "pg1"]);
+    assert!(
+        to_paused.code == 2 && to_paused.stderr.contains("--allow-data-loss"),
+        "{to_paused:?}"
+    );
+    assert_eq!(
+        lab.sql(1, "SELECT pg_is_in_recovery()"),
+        "t",
+        "nothing promoted"
+    );
+    let run = lab.pgrepl(&["failover", "--format", "json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let json = run.json();
+    assert_eq!(json["new_primary"], "pg2", "{}", run.stdout);
+    assert_eq!(json["ranking"][0]["name"], "pg2");
+    assert_eq!(lab.sql(2, "SELECT count(*) FROM t"), "10000");
+}
