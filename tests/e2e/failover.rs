@@ -209,9 +209,17 @@ fn failover_passes_over_a_replica_with_replay_paused() {
         "nothing promoted"
     );
     let run = lab.pgrepl(&["failover", "--format", "json"]);
-    assert_eq!(run.code, 0, "{run:?}");
     let json = run.json();
+    assert_eq!(json["promotion"]["status"], "ok", "{run:?}");
     assert_eq!(json["new_primary"], "pg2", "{}", run.stdout);
     assert_eq!(json["ranking"][0]["name"], "pg2");
     assert_eq!(lab.sql(2, "SELECT count(*) FROM t"), "10000");
+    // The paused replica was rewired too: once replay resumes it follows pg2.
+    lab.sql(1, "SELECT pg_wal_replay_resume()");
+    assert!(
+        lab.wait_for(Duration::from_secs(60), || lab.pgrepl(&["verify"]).code
+            == 0),
+        "{:?}",
+        lab.pgrepl(&["verify"])
+    );
 }
