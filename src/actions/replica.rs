@@ -199,18 +199,37 @@ pub async fn move_aside(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     }
     let script = r#"set -e; d="$1"
 if [ -e "$d" ] && [ -n "$(ls -A "$d")" ]; then aside="$d.pgrepl-$(date +%Y%m%dT%H%M%S)"; mv "$d" "$aside"; else aside=""; rm -rf "$d"; fi
-mkdir -p "$d"; chown postgres:postgres "$d"; chmod 700 "$d"; echo "$aside""#;
+mkdir -p "$d"; chown postgres:postgres "$d"; chmod 700 "$d"; echo "$aside"
+# A rename that copies (some overlay filesystems) can leave files behind: say so.
+if [ -n "$(ls -A "$d")" ]; then echo "not empty"; fi"#;
     let out = ctx
         .session
         .run(&Command::script(script, &[data]).as_root())
         .await?;
-    let aside = out.stdout.trim().to_string();
+    let mut lines = out.stdout.lines();
+    let aside = lines.next().unwrap_or_default().trim().to_string();
+    let leftovers = lines.next().is_some_and(|l| l.trim() == "not empty");
+    if !aside.is_empty() {
+        ctx.state().await.moved_aside = Some(aside.clone());
+    }
+    if leftovers {
+        return Err(StepError::new(
+            format!(
+                "{data} is not empty after moving it aside{}",
+                if aside.is_empty() {
+                    String::new()
+                } else {
+                    format!(" to {aside}")
+                }
+            ),
+            "the filesystem did not really rename the directory (an overlay filesystem copies, and may leave files); keep data dirs on a real filesystem or volume",
+        ));
+    }
     if aside.is_empty() {
         return Ok(Outcome::changed(format!(
             "{data} was empty; made a fresh one"
         )));
     }
-    ctx.state().await.moved_aside = Some(aside.clone());
     Ok(Outcome::changed(format!(
         "moved {data} to {aside} (kept; remove it once the replica is verified)"
     )))
