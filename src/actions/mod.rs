@@ -137,6 +137,7 @@ impl Cluster {
                 role: match h.role {
                     crate::inventory::Role::Primary => "primary",
                     crate::inventory::Role::Replica => "replica",
+                    crate::inventory::Role::Proxy => "proxy",
                 }
                 .to_string(),
             })

@@ -4,6 +4,7 @@
 //! default and per-host override into plain [`Host`] values, and runs every validation
 //! rule, collecting all problems so a user fixes them in one go. It never does network I/O.
 
+mod endpoints;
 mod model;
 mod resolve;
 mod validate;
@@ -11,9 +12,11 @@ mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use model::{Layout, Role, ServiceKind};
+pub use endpoints::{CHECK_ROLE, parse_size};
+pub use model::{Layout, ReadFrom, Role, ServiceKind, Size};
 pub use resolve::{
-    HbaRule, Host, Inventory, PasswordSource, PgLayout, Replication, SshTarget, default_slot_name,
+    AppRole, Database, Endpoint, HbaRule, Host, Inventory, PasswordSource, PgLayout, Proxy,
+    Replication, SshTarget, Stats, default_slot_name,
 };
 
 /// One problem found in an inventory, with where it is and what to do about it.

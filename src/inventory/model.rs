@@ -24,8 +24,17 @@ pub struct InventoryFile {
     /// SSH defaults for every host.
     #[serde(default)]
     pub ssh: SshSpec,
-    /// The hosts: one primary and any number of replicas.
+    /// The hosts: one primary, any number of replicas, and proxies (`role: proxy`).
     pub hosts: Vec<Spanned<HostSpec>>,
+    /// Read/write endpoints: HAProxy on a `role: proxy` host in front of the cluster.
+    #[serde(default)]
+    pub endpoints: Vec<Spanned<EndpointSpec>>,
+    /// Application roles, created or altered on the primary.
+    #[serde(default)]
+    pub roles: Vec<Spanned<AppRoleSpec>>,
+    /// Application databases, created on the primary.
+    #[serde(default)]
+    pub databases: Vec<Spanned<DatabaseSpec>>,
 }
 
 /// PostgreSQL layout on a host. Every field may be overridden per host.
@@ -123,12 +132,14 @@ pub struct SshSpec {
     pub passphrase_env: Option<String>,
 }
 
-/// Whether a host is the primary or a replica.
+/// Whether a host is the primary, a replica, or a proxy (no PostgreSQL: HAProxy in front).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Primary,
     Replica,
+    /// Runs HAProxy for an endpoint; never a PostgreSQL member (no slot, no replication).
+    Proxy,
 }
 
 /// One host of the cluster.
@@ -145,4 +156,67 @@ pub struct HostSpec {
     pub postgres: PostgresSpec,
     #[serde(default)]
     pub ssh: SshSpec,
+}
+
+/// One read/write endpoint: HAProxy on a proxy host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+    /// The proxy host's name (a `hosts` entry with `role: proxy`).
+    pub host: Spanned<String>,
+    /// Where applications write: only the primary behind it. Default 5435.
+    pub write_port: Option<Spanned<u16>>,
+    /// Where applications read: the replicas, balanced. Default 5436.
+    pub read_port: Option<Spanned<u16>>,
+    /// HAProxy's stats page, bound to the proxy's own address, behind a password.
+    pub stats_port: Option<Spanned<u16>>,
+    /// The stats page's user (default `pgrepl`).
+    pub stats_user: Option<Spanned<String>>,
+    /// Environment variable holding the stats page's password.
+    pub stats_password_env: Option<Spanned<String>>,
+    /// `replicas` (default) or `replicas_and_primary` (the primary when no replica is healthy).
+    pub read_from: Option<ReadFrom>,
+    /// Replicas further behind than this leave the read pool (`16MB`, or bytes).
+    pub max_lag_bytes: Option<Spanned<Size>>,
+}
+
+/// Who serves the read port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadFrom {
+    /// Only replicas that stream and are close enough behind.
+    #[default]
+    Replicas,
+    /// The replicas; the primary only when no replica is healthy.
+    ReplicasAndPrimary,
+}
+
+/// A byte size as written in YAML: a number of bytes, or text such as `16MB`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+/// An application role.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppRoleSpec {
+    pub name: Spanned<String>,
+    /// Environment variable holding the role's password.
+    pub password_env: Option<Spanned<String>>,
+    /// File holding the role's password (relative to the inventory's folder).
+    pub password_file: Option<Spanned<String>>,
+    /// Whether the role may log in (default true; a role that cannot needs no password).
+    pub login: Option<bool>,
+}
+
+/// An application database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSpec {
+    pub name: Spanned<String>,
+    /// Its owner: one of the inventory's roles (default `postgres`).
+    pub owner: Option<Spanned<String>>,
 }

@@ -13,7 +13,8 @@ use serde_saphyr::Spanned;
 
 use super::Problem;
 use super::model::{
-    HostSpec, InventoryFile, Layout, PostgresSpec, Role, ServiceKind, SettingValue, SshSpec,
+    HostSpec, InventoryFile, Layout, PostgresSpec, ReadFrom, Role, ServiceKind, SettingValue,
+    SshSpec,
 };
 
 /// A validated inventory, ready for planning.
@@ -21,11 +22,111 @@ use super::model::{
 pub struct Inventory {
     /// The file it came from (shown in messages).
     pub path: PathBuf,
-    /// Every host, in file order.
+    /// The PostgreSQL members (the primary and the replicas), in file order. Proxies are
+    /// never here, so whatever iterates the cluster's members cannot meet one.
     pub hosts: Vec<Host>,
     pub replication: Replication,
     /// Extra pg_hba rules from the inventory.
     pub hba: Vec<HbaRule>,
+    /// The hosts with `role: proxy`, in file order. A runner numbers them after the
+    /// members: node `hosts.len() + p` is `proxies[p]`.
+    pub proxies: Vec<Proxy>,
+    /// The read/write endpoints, one per proxy host.
+    pub endpoints: Vec<Endpoint>,
+    /// Application roles.
+    pub roles: Vec<AppRole>,
+    /// Application databases.
+    pub databases: Vec<Database>,
+}
+
+impl Inventory {
+    /// How many nodes a run can address: the members, then the proxies.
+    pub fn node_count(&self) -> usize {
+        self.hosts.len() + self.proxies.len()
+    }
+
+    /// The name of node `i` (a member, or a proxy after them).
+    pub fn node_name(&self, i: usize) -> &str {
+        match self.proxy_of(i) {
+            Some(p) => &p.name,
+            None => &self.hosts[i].name,
+        }
+    }
+
+    /// The proxy that node `i` is, if it is one.
+    pub fn proxy_of(&self, i: usize) -> Option<&Proxy> {
+        i.checked_sub(self.hosts.len())
+            .and_then(|p| self.proxies.get(p))
+    }
+
+    /// The node number of every proxy.
+    pub fn proxy_nodes(&self) -> std::ops::Range<usize> {
+        self.hosts.len()..self.node_count()
+    }
+
+    /// The node number of the host (member or proxy) with this name.
+    pub fn node_named(&self, name: &str) -> Option<usize> {
+        self.hosts.iter().position(|h| h.name == name).or_else(|| {
+            self.proxies
+                .iter()
+                .position(|p| p.name == name)
+                .map(|p| self.hosts.len() + p)
+        })
+    }
+
+    /// The endpoint served by the proxy with this name.
+    pub fn endpoint_of(&self, proxy: &str) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.host == proxy)
+    }
+}
+
+/// A host with `role: proxy`: reached over SSH like the others, runs no PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    pub name: String,
+    pub address: String,
+    pub labels: BTreeMap<String, String>,
+    pub ssh: SshTarget,
+}
+
+/// One endpoint: HAProxy on a proxy host, a write port and a read port.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// The proxy host's name.
+    pub host: String,
+    pub write_port: u16,
+    pub read_port: u16,
+    pub stats: Option<Stats>,
+    pub read_from: ReadFrom,
+    /// Replicas further behind leave the read pool.
+    pub max_lag_bytes: u64,
+}
+
+/// HAProxy's stats page on an endpoint.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    pub port: u16,
+    pub user: String,
+    /// Where the password comes from (shown in messages).
+    pub password_env: String,
+    pub password: Option<SecretString>,
+}
+
+/// An application role.
+#[derive(Debug, Clone)]
+pub struct AppRole {
+    pub name: String,
+    pub login: bool,
+    pub password_source: PasswordSource,
+    /// Read once at load time; `None` for a role that cannot log in.
+    pub password: Option<SecretString>,
+}
+
+/// An application database.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub name: String,
+    pub owner: String,
 }
 
 /// The replication role and its settings.
@@ -132,8 +233,23 @@ pub(super) fn resolve(
     let hosts = file
         .hosts
         .iter()
+        .filter(|h| h.value.role != Role::Proxy)
         .map(|h| resolve_host(base, file, h, problems))
         .collect();
+    let proxies: Vec<Proxy> = file
+        .hosts
+        .iter()
+        .filter(|h| h.value.role == Role::Proxy)
+        .map(|h| Proxy {
+            name: h.value.name.value.clone(),
+            address: h.value.address.value.clone(),
+            labels: h.value.labels.clone(),
+            ssh: resolve_ssh(base, &file.ssh, &h.value.ssh, &h.value.address.value),
+        })
+        .collect();
+    let endpoints = super::endpoints::resolve_endpoints(file, problems);
+    let roles = super::endpoints::resolve_roles(base, file, problems);
+    let databases = super::endpoints::resolve_databases(file);
     let replication = resolve_replication(base, file, problems);
     let hba = file
         .hba
@@ -151,6 +267,10 @@ pub(super) fn resolve(
         hosts,
         replication,
         hba,
+        proxies,
+        endpoints,
+        roles,
+        databases,
     }
 }
 
@@ -164,7 +284,7 @@ fn resolve_host(
     let slot = match (h.role, &h.slot) {
         (Role::Replica, Some(slot)) => Some(slot.value.clone()),
         (Role::Replica, None) => Some(default_slot_name(&h.name.value)),
-        (Role::Primary, _) => None,
+        (Role::Primary | Role::Proxy, _) => None,
     };
     Host {
         name: h.name.value.clone(),
@@ -340,23 +460,51 @@ fn read_password(
     r: &super::model::ReplicationSpec,
     problems: &mut Vec<Problem>,
 ) -> (PasswordSource, Option<SecretString>) {
+    let sources = SecretSources {
+        field: "replication",
+        what: "the replication password",
+        env: r.password_env.as_ref(),
+        file: r.password_file.as_ref(),
+        inline: r.password.as_ref(),
+    };
+    read_secret(base, &sources, problems)
+}
+
+/// Where one secret may come from, and how its fields are named in messages.
+pub(super) struct SecretSources<'a> {
+    /// The section, e.g. `replication` or `roles[app_user]`.
+    pub field: &'a str,
+    /// What the secret is, for messages ("the replication password").
+    pub what: &'a str,
+    pub env: Option<&'a Spanned<String>>,
+    pub file: Option<&'a Spanned<String>>,
+    pub inline: Option<&'a Spanned<String>>,
+}
+
+/// Reads a secret from an environment variable, a file or the inventory itself, adding a
+/// problem when the source gives nothing.
+pub(super) fn read_secret(
+    base: &Path,
+    src: &SecretSources<'_>,
+    problems: &mut Vec<Problem>,
+) -> (PasswordSource, Option<SecretString>) {
     let mut problem = |at: &Spanned<String>, field: &str, message: String, hint: &str| {
         problems.push(Problem {
             line: at.referenced.line(),
             column: at.referenced.column(),
-            field: field.into(),
+            field: format!("{}.{field}", src.field),
             message,
             hint: hint.into(),
         })
     };
-    let value = if let Some(var) = &r.password_env {
+    let value = if let Some(var) = src.env {
         let source = PasswordSource::Env(var.value.clone());
         match std::env::var(&var.value) {
             Ok(v) if !v.is_empty() => (source, Some(v)),
             _ => {
                 problem(
                     var,
-                    "replication.password_env",
+                    "password_env",
                     format!("environment variable {} is not set or empty", var.value),
                     &format!(
                         "export {}=... before running pgrepl, or use password_file",
@@ -366,7 +514,7 @@ fn read_password(
                 (source, None)
             }
         }
-    } else if let Some(file) = &r.password_file {
+    } else if let Some(file) = src.file {
         let path = expand_path(base, &file.value);
         let source = PasswordSource::File(path.clone());
         match std::fs::read_to_string(&path) {
@@ -376,23 +524,26 @@ fn read_password(
             Ok(_) => {
                 problem(
                     file,
-                    "replication.password_file",
+                    "password_file",
                     format!("{} is empty", path.display()),
-                    "write the replication password into that file (mode 0600)",
+                    &format!("write {} into that file (mode 0600)", src.what),
                 );
                 (source, None)
             }
             Err(e) => {
                 problem(
                     file,
-                    "replication.password_file",
+                    "password_file",
                     format!("cannot read {}: {e}", path.display()),
-                    "create the file with the replication password (mode 0600), or use password_env",
+                    &format!(
+                        "create the file with {} (mode 0600), or use password_env",
+                        src.what
+                    ),
                 );
                 (source, None)
             }
         }
-    } else if let Some(inline) = &r.password {
+    } else if let Some(inline) = src.inline {
         (PasswordSource::Inline, Some(inline.value.clone()))
     } else {
         (PasswordSource::Missing, None)

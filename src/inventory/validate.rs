@@ -49,6 +49,7 @@ pub(super) fn check(file: &InventoryFile) -> Vec<Problem> {
     for rule in &file.hba {
         check_hba_rule(rule, &mut out);
     }
+    super::endpoints::check(file, &mut out);
     out
 }
 
@@ -161,7 +162,7 @@ fn check_hosts(file: &InventoryFile, out: &mut Vec<Problem>) {
                     hint: "every replica needs its own slot; set `slot:` explicitly".into(),
                 });
             }
-        } else if let Some(slot) = &host.slot {
+        } else if let (Role::Primary, Some(slot)) = (host.role, &host.slot) {
             out.push(problem(
                 slot,
                 format!("hosts[{name}].slot"),
@@ -353,7 +354,7 @@ pub fn valid_slot_name(slot: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-fn valid_role_name(role: &str) -> bool {
+pub(super) fn valid_role_name(role: &str) -> bool {
     role.len() <= 63
         && role
             .chars()
