@@ -11,6 +11,7 @@ pub mod cli;
 pub mod edit;
 pub mod engine;
 pub mod error;
+pub mod haproxy;
 pub mod inventory;
 pub mod pg;
 pub mod plan;

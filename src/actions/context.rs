@@ -117,6 +117,7 @@ impl<'e> HostCtx<'e> {
                 user: inv.replication.user.clone(),
             },
             hba: inv.hba.clone(),
+            endpoints_hba: crate::haproxy::endpoint_hba(inv),
         }
     }
 }

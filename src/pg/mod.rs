@@ -8,6 +8,7 @@ pub mod conninfo;
 pub mod facts;
 pub mod scram;
 pub mod versions;
+pub mod wire;
 
 use std::time::Duration;
 

@@ -25,6 +25,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "pg_hba.conf.j2",
         include_str!("../../templates/pg_hba.conf.j2"),
     ),
+    (
+        "haproxy.cfg.j2",
+        include_str!("../../templates/haproxy.cfg.j2"),
+    ),
 ];
 
 /// A template that could not be loaded or rendered.
@@ -36,7 +40,7 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error(
-        "template {name}: {message}\nhint: check the template's syntax and that it only uses the variables listed in README (host, primary, replicas, members, settings, standby_minimums, replication, hba)"
+        "template {name}: {message}\nhint: check the template's syntax and that it only uses the variables listed in README (host, primary, replicas, members, settings, standby_minimums, replication, hba, endpoints_hba; haproxy.cfg.j2: proxy, endpoint, members, check, backends, admin_socket)"
     )]
     Render { name: String, message: String },
 }
@@ -62,11 +66,7 @@ pub struct HostView {
 
 impl HostView {
     pub fn of(host: &Host) -> Self {
-        let cidr = match host.address.parse::<std::net::IpAddr>() {
-            Ok(std::net::IpAddr::V4(_)) => format!("{}/32", host.address),
-            Ok(std::net::IpAddr::V6(_)) => format!("{}/128", host.address),
-            Err(_) => host.address.clone(),
-        };
+        let cidr = cidr_of(&host.address);
         HostView {
             name: host.name.clone(),
             address: host.address.clone(),
@@ -77,6 +77,15 @@ impl HostView {
             version: host.pg.version,
             labels: host.labels.clone(),
         }
+    }
+}
+
+/// An address as a pg_hba.conf address: `/32` or `/128` for IPs, the bare name otherwise.
+pub fn cidr_of(address: &str) -> String {
+    match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => format!("{address}/32"),
+        Ok(std::net::IpAddr::V6(_)) => format!("{address}/128"),
+        Err(_) => address.to_string(),
     }
 }
 
@@ -100,6 +109,9 @@ pub struct Context {
     pub standby_minimums: BTreeMap<String, String>,
     pub replication: ReplicationView,
     pub hba: Vec<HbaRule>,
+    /// Rules for the endpoints: the health-check role and the application roles from each
+    /// proxy's address.
+    pub endpoints_hba: Vec<HbaRule>,
 }
 
 impl Templates {
@@ -150,6 +162,11 @@ impl Templates {
 
     /// Renders one template.
     pub fn render(&self, name: &str, ctx: &Context) -> Result<String, Error> {
+        self.render_with(name, ctx)
+    }
+
+    /// Renders one template with another typed context (`haproxy.cfg.j2`).
+    pub fn render_with<T: Serialize>(&self, name: &str, ctx: &T) -> Result<String, Error> {
         let template = self.env.get_template(name).map_err(|e| Error::Render {
             name: name.into(),
             message: describe(&e),

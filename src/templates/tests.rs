@@ -37,6 +37,7 @@ hosts:
             user: inv.replication.user.clone(),
         },
         hba: inv.hba.clone(),
+        endpoints_hba: Vec::new(),
     }
 }
 
