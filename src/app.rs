@@ -118,13 +118,15 @@ fn check_limit(limit: Option<&[String]>, inventory: &Inventory, path: &Path) -> 
     let Some(limit) = limit else { return Ok(()) };
     let unknown: Vec<&str> = limit
         .iter()
-        .filter(|l| inventory.hosts.iter().all(|h| &h.name != *l))
+        .filter(|l| inventory.node_named(l).is_none())
         .map(String::as_str)
         .collect();
     if unknown.is_empty() {
         return Ok(());
     }
-    let known: Vec<&str> = inventory.hosts.iter().map(|h| h.name.as_str()).collect();
+    let known: Vec<&str> = (0..inventory.node_count())
+        .map(|i| inventory.node_name(i))
+        .collect();
     Err(Error::usage(
         format!(
             "--limit names {} not in {}",
@@ -289,6 +291,17 @@ pub(crate) fn finished(report: &RunReport, interrupted: bool) -> Finished {
 pub(crate) fn note_inventory_secrets(inventory: &Inventory, reporter: &Reporter) {
     if let Some(password) = &inventory.replication.password {
         reporter.add_secret(password.expose_secret());
+        if !inventory.endpoints.is_empty() {
+            reporter.add_secret(&crate::haproxy::check_password(password.expose_secret()));
+        }
+    }
+    let roles = inventory.roles.iter().filter_map(|r| r.password.as_ref());
+    let stats = inventory
+        .endpoints
+        .iter()
+        .filter_map(|e| e.stats.as_ref()?.password.as_ref());
+    for secret in roles.chain(stats) {
+        reporter.add_secret(secret.expose_secret());
     }
     if matches!(
         inventory.replication.password_source,

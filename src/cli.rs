@@ -179,6 +179,19 @@ pub enum Command {
         #[command(flatten)]
         verify: VerifyFlags,
     },
+    /// Put HAProxy in front of the cluster: a write port (the primary) and a read port
+    /// (the replicas) on each `role: proxy` host of the inventory's `endpoints`.
+    ///
+    /// Also creates the inventory's application roles and databases on the primary, and
+    /// the pg_hba rules for the proxies. Bootstrap, add-replica, switchover, failover and
+    /// rejoin end with the same haproxy step, so the endpoints follow the primary.
+    /// Example: pgrepl endpoints --check --diff
+    Endpoints {
+        #[command(flatten)]
+        flags: ChangeFlags,
+        #[command(flatten)]
+        verify: VerifyFlags,
+    },
     /// Show what each host is now: role, timeline, positions, upstream, lag. Read-only.
     ///
     /// Needs no password and writes nothing. Exits 0 when every host is as the inventory
@@ -221,6 +234,7 @@ pub enum CommandKind {
     Rejoin,
     /// Point every replica at the inventory's primary (the second phase of a switchover).
     Rewire,
+    Endpoints,
 }
 
 impl CommandKind {
@@ -234,6 +248,7 @@ impl CommandKind {
             CommandKind::Failover => "failover",
             CommandKind::Rejoin => "rejoin",
             CommandKind::Rewire => "rewire",
+            CommandKind::Endpoints => "endpoints",
         }
     }
 }

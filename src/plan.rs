@@ -89,7 +89,7 @@ fn resolve(
             let picked = select(inventory, selector, target).map_err(|m| {
                 fail(
                     m,
-                    "use primary, replicas, existing_replicas, all, target, or a host name from the inventory",
+                    "use primary, replicas, existing_replicas, all, proxies, target, or a host name from the inventory",
                 )
             })?;
             for i in picked {
@@ -99,7 +99,7 @@ fn resolve(
             }
         }
         if let Some(limit) = limit {
-            hosts.retain(|&i| limit.iter().any(|l| *l == inventory.hosts[i].name));
+            hosts.retain(|&i| limit.iter().any(|l| l == inventory.node_name(i)));
         }
         let work = work_of(step).map_err(|m| {
             fail(
@@ -107,9 +107,12 @@ fn resolve(
                 "give a step either `action` or `block` (with an optional `rescue`)",
             )
         })?;
-        let touches_primary = hosts
-            .iter()
-            .any(|&i| inventory.hosts[i].role == Role::Primary);
+        let touches_primary = hosts.iter().any(|&i| {
+            inventory
+                .hosts
+                .get(i)
+                .is_some_and(|h| h.role == Role::Primary)
+        });
         let on_failure = step.on_failure.unwrap_or(if touches_primary {
             OnFailure::Stop
         } else {
@@ -143,9 +146,10 @@ fn select(
             .map(|(i, _)| i)
             .collect()
     };
-    let by_name = |name: &str| inventory.hosts.iter().position(|h| h.name == name);
+    let by_name = |name: &str| inventory.node_named(name);
     match selector {
         "all" => Ok((0..inventory.hosts.len()).collect()),
+        "proxies" => Ok(inventory.proxy_nodes().collect()),
         "primary" => Ok(by_role(Role::Primary)),
         "replicas" => Ok(by_role(Role::Replica)),
         "existing_replicas" => Ok(by_role(Role::Replica)
@@ -213,11 +217,7 @@ pub fn render(plan: &Plan, inventory: &Inventory) -> String {
             (None, None) => String::new(),
         };
         let serial = if step.serial { ", one at a time" } else { "" };
-        let hosts: Vec<&str> = step
-            .hosts
-            .iter()
-            .map(|&i| inventory.hosts[i].name.as_str())
-            .collect();
+        let hosts: Vec<&str> = step.hosts.iter().map(|&i| inventory.node_name(i)).collect();
         let hosts = if hosts.is_empty() {
             "(no hosts)".to_string()
         } else {

@@ -19,6 +19,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("rewire", include_str!("../playbooks/rewire.yaml")),
     ("failover", include_str!("../playbooks/failover.yaml")),
     ("rejoin", include_str!("../playbooks/rejoin.yaml")),
+    ("endpoints", include_str!("../playbooks/endpoints.yaml")),
 ];
 
 /// A playbook file.
@@ -38,8 +39,9 @@ pub struct Playbook {
 #[serde(deny_unknown_fields)]
 pub struct Step {
     pub name: String,
-    /// `primary`, `replicas`, `existing_replicas` (all but the target), `all`, `target` (the
-    /// host named on the command line), or a host name; or a list of those. Inside a block, the block's hosts.
+    /// `primary`, `replicas`, `existing_replicas` (all but the target), `all` (every
+    /// PostgreSQL host), `proxies` (the endpoints' HAProxy hosts), `target` (the host named
+    /// on the command line), or a host name; or a list of those. Inside a block, the block's hosts.
     #[serde(default)]
     pub hosts: Option<Hosts>,
     #[serde(default)]
@@ -195,6 +197,12 @@ pub enum Action {
     /// How far the node's WAL goes and where the primary's timeline forked off it; WAL
     /// only this node has is reported before a copy would discard it.
     RejoinCheck,
+    /// On the primary: the inventory's application roles (password as a SCRAM verifier)
+    /// and databases, and the endpoints' health-check role.
+    RolesAndDatabases,
+    /// On a proxy: haproxy installed, its config rendered, checked with `haproxy -c`, in
+    /// place and reloaded (established connections kept); the write pool as pgrepl knows it.
+    Haproxy,
 }
 
 /// Who runs a `shell` step.

@@ -144,6 +144,9 @@ impl Settings {
                 allow_data_loss,
                 ..run(CommandKind::Failover, to, &flags, &verify)?
             }),
+            Command::Endpoints { flags, verify } => {
+                Job::Run(run(CommandKind::Endpoints, None, &flags, &verify)?)
+            }
             Command::Rejoin {
                 name,
                 flags,

@@ -3,6 +3,7 @@
 
 mod config;
 pub mod context;
+pub mod endpoints;
 mod failover;
 pub mod lock;
 mod preflight;
@@ -77,7 +78,8 @@ impl Cluster {
         options: ActionOptions,
         events: Arc<dyn Events>,
     ) -> Self {
-        let n = inventory.hosts.len();
+        // Members first, then proxies: node `hosts.len() + p` is proxy `p`.
+        let n = inventory.node_count();
         Cluster {
             password: inventory.replication.password.clone(),
             inventory,
@@ -96,8 +98,9 @@ impl Cluster {
         }
     }
 
-    /// Opens one SSH session per host in `hosts`, all at once; unreachable hosts are
-    /// recorded (the engine fails their first step with the reason).
+    /// Opens one SSH session per host in `hosts`, all at once, and to every proxy (an
+    /// endpoint follows the primary whatever the command); unreachable hosts are recorded
+    /// (the engine fails their first step with the reason).
     pub async fn connect(
         &mut self,
         hosts: &[usize],
@@ -105,9 +108,14 @@ impl Cluster {
     ) -> Result<(), ssh::Error> {
         let config = Arc::new(ssh::load_ssh_config(opts)?);
         let mut tasks = Vec::new();
-        for &i in hosts {
-            let host = &self.inventory.hosts[i];
-            let ep = ssh::endpoint(&host.name, &host.ssh, config.as_ref().as_ref());
+        let mut nodes: Vec<usize> = hosts.to_vec();
+        nodes.extend(self.inventory.proxy_nodes().filter(|i| !hosts.contains(i)));
+        for i in nodes {
+            let (name, target) = match self.inventory.proxy_of(i) {
+                Some(p) => (&p.name, &p.ssh),
+                None => (&self.inventory.hosts[i].name, &self.inventory.hosts[i].ssh),
+            };
+            let ep = ssh::endpoint(name, target, config.as_ref().as_ref());
             let opts = opts.clone();
             let config = config.clone();
             tasks.push((
@@ -127,39 +135,60 @@ impl Cluster {
         Ok(())
     }
 
-    /// The hosts as the engine names them.
+    /// The hosts as the engine names them: the members, then the proxies.
     pub fn members(&self) -> Vec<Member> {
-        self.inventory
-            .hosts
-            .iter()
-            .map(|h| Member {
-                name: h.name.clone(),
-                role: match h.role {
-                    crate::inventory::Role::Primary => "primary",
-                    crate::inventory::Role::Replica => "replica",
-                    crate::inventory::Role::Proxy => "proxy",
-                }
-                .to_string(),
-            })
-            .collect()
+        let members = self.inventory.hosts.iter().map(|h| Member {
+            name: h.name.clone(),
+            role: match h.role {
+                crate::inventory::Role::Primary => "primary",
+                crate::inventory::Role::Replica => "replica",
+                crate::inventory::Role::Proxy => "proxy",
+            }
+            .to_string(),
+        });
+        let proxies = self.inventory.proxies.iter().map(|p| Member {
+            name: p.name.clone(),
+            role: "proxy".to_string(),
+        });
+        members.chain(proxies).collect()
     }
 
-    /// An action's view of host `i`, if it has a session.
+    /// An action's view of host `i`, if it is a PostgreSQL member with a session.
     pub fn host(&self, i: usize) -> Option<HostCtx<'_>> {
+        let host = self.inventory.hosts.get(i)?;
         let session = self.sessions.get(i)?.as_deref()?;
         Some(HostCtx {
             cluster: self,
             index: i,
-            host: &self.inventory.hosts[i],
+            host,
             session,
         })
     }
 
+    fn not_contacted(&self, i: usize) -> StepError {
+        StepError::msg(
+            self.unreachable[i].clone().unwrap_or_else(|| {
+                format!("host `{}` was not contacted", self.inventory.node_name(i))
+            }),
+        )
+    }
+
     fn host_or_err(&self, i: usize) -> Result<HostCtx<'_>, StepError> {
-        self.host(i).ok_or_else(|| {
-            StepError::msg(self.unreachable[i].clone().unwrap_or_else(|| {
-                format!("host `{}` was not contacted", self.inventory.hosts[i].name)
-            }))
+        self.host(i).ok_or_else(|| self.not_contacted(i))
+    }
+
+    /// An action's view of node `i` when it is a proxy: `None` for a member, an error for
+    /// a proxy that was not reached.
+    fn proxy_ctx(&self, i: usize) -> Option<Result<endpoints::ProxyCtx<'_>, StepError>> {
+        let proxy = self.inventory.proxy_of(i)?;
+        Some(match self.sessions[i].as_deref() {
+            Some(session) => Ok(endpoints::ProxyCtx {
+                cluster: self,
+                index: i,
+                proxy,
+                session,
+            }),
+            None => Err(self.not_contacted(i)),
         })
     }
 }
@@ -175,10 +204,23 @@ impl Runner for Cluster {
     type Condition = Condition;
 
     async fn run(&self, host: usize, action: &Action) -> Result<Outcome, StepError> {
+        if let Some(proxy) = self.proxy_ctx(host) {
+            return endpoints::run_on_proxy(&proxy?, action).await;
+        }
         run(&self.host_or_err(host)?, action).await
     }
 
     async fn holds(&self, host: usize, cond: Condition) -> Result<bool, StepError> {
+        if self.inventory.proxy_of(host).is_some() {
+            return Err(StepError::new(
+                format!(
+                    "`{}` is a proxy: `{}` is a PostgreSQL condition",
+                    self.inventory.node_name(host),
+                    condition_label(cond)
+                ),
+                "give the step PostgreSQL hosts (primary, replicas, ...) or drop the condition",
+            ));
+        }
         condition_holds(&self.host_or_err(host)?, cond).await
     }
 
@@ -243,6 +285,14 @@ pub async fn run(ctx: &HostCtx<'_>, action: &Action) -> Result<Outcome, StepErro
         Action::Fence => failover::fence(ctx).await,
         Action::AllowAutostart => failover::allow_autostart(ctx).await,
         Action::RejoinCheck => failover::rejoin_check(ctx).await,
+        Action::RolesAndDatabases => endpoints::roles_and_databases(ctx).await,
+        Action::Haproxy => Err(StepError::new(
+            format!(
+                "`{}` is a PostgreSQL host: haproxy runs on proxies",
+                ctx.host.name
+            ),
+            "give the step `hosts: proxies`",
+        )),
     }
 }
 

@@ -469,8 +469,13 @@ pub async fn promote(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // The first write the new primary accepts (a transaction with an xid commits).
-    pg.sql("SELECT pg_current_xact_id()").await?;
+    // The first write the new primary accepts (a transaction with an xid commits), while
+    // the endpoints send writes here (through HAProxy's runtime API).
+    let (first_write, ()) = tokio::join!(
+        pg.sql("SELECT pg_current_xact_id()"),
+        super::endpoints::route_writes(ctx.cluster, &ctx.host.name)
+    );
+    first_write?;
     let written = Instant::now();
     pg.sql("CHECKPOINT").await?;
     let timeline: u32 = pg
