@@ -459,7 +459,12 @@ async fn status(settings: &Settings, reporter: &Arc<Reporter>) -> Result<Finishe
         .connect(&all, &connect_options(settings, reporter))
         .await
         .map_err(Error::SshConfig)?;
-    let report = crate::status::gather(&cluster.verify_target()).await;
+    let target = cluster.verify_target();
+    let (mut report, endpoints) = tokio::join!(
+        crate::status::gather(&target),
+        crate::actions::endpoints::status(&target)
+    );
+    report.add_endpoints(&cluster.inventory, endpoints);
     reporter.finish();
     reporter.output(&match settings.format {
         Format::Human => crate::status::render(&report),

@@ -13,6 +13,7 @@ use crate::inventory::Role;
 use crate::pg::Pg;
 use std::sync::Arc;
 
+use crate::haproxy::ServerStat;
 use crate::inventory::Inventory;
 use crate::ssh::Session;
 use crate::verify::VerifyOptions;
@@ -27,6 +28,9 @@ pub struct Target<'a> {
     pub options: &'a VerifyOptions,
     /// Hosts verify leaves out (a fenced old primary until `rejoin`).
     pub out_of_service: &'a [usize],
+    /// The replication password, when known: verify tries the endpoints' ports with the
+    /// health checks' password derived from it.
+    pub password: Option<&'a secrecy::SecretString>,
 }
 
 /// How the cluster looks against the inventory.
@@ -94,6 +98,71 @@ pub struct StatusReport {
     pub hosts: Vec<HostStatus>,
     /// What makes the status degraded or failed, for people.
     pub problems: Vec<String>,
+    /// The endpoints: each proxy's pools as HAProxy sees them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<EndpointStatus>,
+}
+
+/// One endpoint's pools as HAProxy sees them (`show stat` on its admin socket).
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointStatus {
+    /// The proxy host.
+    pub name: String,
+    pub reachable: bool,
+    pub write_port: u16,
+    pub read_port: u16,
+    /// Every server of every pool: its state and last check.
+    pub servers: Vec<ServerStat>,
+    pub error: Option<String>,
+}
+
+impl StatusReport {
+    /// Adds the endpoints; one whose write pool is not exactly the primary, or that has
+    /// no replica for reads, makes the status degraded.
+    pub fn add_endpoints(&mut self, inv: &Inventory, endpoints: Vec<EndpointStatus>) {
+        for e in &endpoints {
+            for p in endpoint_problems(inv, e) {
+                self.status = self.status.max(Overall::Degraded);
+                self.problems.push(p);
+            }
+        }
+        self.endpoints = endpoints;
+    }
+}
+
+/// What is wrong with an endpoint's pools, for `status` (empty when all is well).
+fn endpoint_problems(inv: &Inventory, e: &EndpointStatus) -> Vec<String> {
+    if let Some(err) = &e.error {
+        return vec![format!("endpoint `{}`: {err}", e.name)];
+    }
+    let primary = inv.hosts.iter().find(|h| h.is_primary()).map(|h| &h.name);
+    let mut out = Vec::new();
+    let writers: Vec<&ServerStat> = e
+        .servers
+        .iter()
+        .filter(|s| s.backend == crate::haproxy::WRITE_BACKEND && s.takes_traffic())
+        .collect();
+    match (writers.as_slice(), primary) {
+        ([one], Some(p)) if &one.server == p => {}
+        ([], _) => out.push(format!("endpoint `{}`: no server takes writes", e.name)),
+        (many, _) => out.push(format!(
+            "endpoint `{}`: writes go to {} (the primary is {})",
+            e.name,
+            many.iter()
+                .map(|s| s.server.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            primary.map_or("?", |p| p.as_str())
+        )),
+    }
+    if !e
+        .servers
+        .iter()
+        .any(|s| s.backend == crate::haproxy::READ_BACKEND && s.takes_traffic())
+    {
+        out.push(format!("endpoint `{}`: no replica takes reads", e.name));
+    }
+    out
 }
 
 impl StatusReport {
@@ -341,6 +410,7 @@ fn judge(hosts: Vec<HostStatus>) -> StatusReport {
         primaries,
         hosts,
         problems,
+        endpoints: Vec::new(),
     };
     if report.primaries.is_empty() {
         report.status = Overall::Failed;
@@ -404,6 +474,7 @@ pub fn render(report: &StatusReport) -> String {
             opt(&h.sync_state),
         );
     }
+    render_endpoints(&mut out, &report.endpoints);
     for p in &report.problems {
         let _ = writeln!(out, "- {p}");
     }
@@ -417,6 +488,41 @@ pub fn render(report: &StatusReport) -> String {
         }
     );
     out
+}
+
+/// Each endpoint's pools: one line per backend, its servers with HAProxy's state.
+fn render_endpoints(out: &mut String, endpoints: &[EndpointStatus]) {
+    for e in endpoints {
+        let _ = writeln!(
+            out,
+            "\nENDPOINT {} (write port {}, read port {})",
+            e.name, e.write_port, e.read_port
+        );
+        if let Some(err) = &e.error {
+            let _ = writeln!(out, "  {err}");
+        }
+        let mut backends: Vec<&str> = e.servers.iter().map(|s| s.backend.as_str()).collect();
+        backends.dedup();
+        for b in backends {
+            let servers: Vec<String> = e
+                .servers
+                .iter()
+                .filter(|s| s.backend == b)
+                .map(|s| {
+                    let why = if s.takes_traffic() || s.in_maintenance() || s.check.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", s.check)
+                    };
+                    format!("{} {}{why}", s.server, s.status)
+                })
+                .collect();
+            let _ = writeln!(out, "  {b:<20} {}", servers.join(", "));
+        }
+    }
+    if !endpoints.is_empty() {
+        out.push('\n');
+    }
 }
 
 /// Text exposition for node_exporter's textfile collector.
@@ -470,6 +576,27 @@ pub fn prometheus(report: &StatusReport) -> String {
         "How many hosts accept writes (more than 1 is a split brain).",
         vec![(String::new(), report.primaries.len().to_string())],
     );
+    if !report.endpoints.is_empty() {
+        family(
+            "pgrepl_endpoint_server_up",
+            "1 when HAProxy on the endpoint sends connections to the server (per pool).",
+            report
+                .endpoints
+                .iter()
+                .flat_map(|e| {
+                    e.servers.iter().map(move |s| {
+                        (
+                            format!(
+                                "endpoint=\"{}\",backend=\"{}\",server=\"{}\"",
+                                e.name, s.backend, s.server
+                            ),
+                            u8::from(s.takes_traffic()).to_string(),
+                        )
+                    })
+                })
+                .collect(),
+        );
+    }
     out.replace("{}", "")
 }
 

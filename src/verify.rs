@@ -223,11 +223,13 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
     };
     // The primary's view, each replica's checks and the probe are independent round trips.
     // Who accepts writes, on every host (a split brain is named with each timeline).
-    let (view, mut replica_checks, probe, seen) = tokio::join!(
+    // The endpoints (HAProxy's pools, their ports) are read alongside too.
+    let (view, mut replica_checks, probe, seen, endpoints) = tokio::join!(
         view,
         futures::future::join_all(replica_futures),
         probe,
-        crate::status::gather(target)
+        crate::status::gather(target),
+        crate::actions::endpoints::verify(target, target.password)
     );
 
     match &view {
@@ -266,6 +268,7 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
     }
     let mut hosts = vec![primary_checks];
     hosts.extend(replica_checks);
+    hosts.extend(endpoints);
     if let Some(split) = seen.split_brain() {
         for h in hosts
             .iter_mut()

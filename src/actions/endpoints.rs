@@ -1,6 +1,7 @@
 //! The endpoints' actions: the application roles and databases (and the health checks'
 //! role) on the primary; HAProxy on each proxy; on a promotion, the write pool handed to
-//! the new primary at once through HAProxy's runtime API.
+//! the new primary at once through HAProxy's runtime API; and what verify and status
+//! read of the endpoints.
 //!
 //! A proxy is never a PostgreSQL member: it has a session and a node number after the
 //! members (see `Inventory::proxies`), and only [`run_on_proxy`] runs actions on it.
@@ -13,11 +14,13 @@ use serde::Deserialize;
 use super::Cluster;
 use super::context::HostCtx;
 use crate::haproxy::{self, ServerStat};
-use crate::inventory::{CHECK_ROLE, Endpoint, Inventory, Proxy, ReadFrom};
-use crate::pg::{ident, literal, scram};
+use crate::inventory::{CHECK_ROLE, Endpoint, Inventory, Proxy, ReadFrom, Role};
+use crate::pg::{ident, literal, scram, wire};
 use crate::playbook::{Action, ShellUser};
 use crate::ssh::{Command, Session};
+use crate::status::{EndpointStatus, Target};
 use crate::step::{Outcome, StepError};
+use crate::verify::{Check, Health, HostChecks};
 
 /// An action's view of one proxy during a run.
 pub struct ProxyCtx<'e> {
@@ -533,6 +536,339 @@ GRANT USAGE ON SCHEMA pgrepl TO {role};",
         function = haproxy::STANDBY_OK_SQL,
         f = haproxy::STANDBY_OK,
     )
+}
+
+// ---- what verify and status read -------------------------------------------------------
+
+/// Logs in as the check role through `port` on the proxy, `times` times, and runs `sql`
+/// each time; one answer (rows, or why none) per connection. Runs on the proxy with bash's
+/// `/dev/tcp`, so it needs nothing installed there; the bytes go on stdin.
+async fn probe_port(
+    session: &Session,
+    address: &str,
+    port: u16,
+    password: &str,
+    sql: &str,
+    times: usize,
+) -> Result<Vec<Result<Vec<Vec<Option<String>>>, String>>, String> {
+    let mut bytes = wire::startup(CHECK_ROLE, haproxy::CHECK_DATABASE, "pgrepl-verify");
+    bytes.extend(wire::password(password));
+    bytes.extend(wire::query(sql));
+    bytes.extend(wire::terminate());
+    let escaped: String = bytes.iter().map(|b| format!("\\x{b:02x}")).collect();
+    let script = r#"IFS= read -r msg
+for _ in $(seq 1 "$3"); do
+  if exec 3<>"/dev/tcp/$1/$2"; then
+    printf "$msg" >&3
+    timeout 5 od -An -v -tx1 <&3 | tr -d ' \n'
+    exec 3<&-
+  fi
+  echo
+done"#;
+    let cmd = Command::new("bash")
+        .args(["-c", script, "pgrepl-probe", address, &port.to_string()])
+        .arg(times.to_string())
+        .stdin(format!("{escaped}\n").into_bytes())
+        .timeout(Some(Duration::from_secs(10 + 6 * times as u64)));
+    let out = session.output(&cmd).await.map_err(|e| e.to_string())?;
+    Ok(out
+        .stdout
+        .lines()
+        .take(times)
+        .map(|line| match wire::from_hex(line) {
+            Some(bytes) => wire::answer(&bytes),
+            None => Err("unreadable answer".into()),
+        })
+        .collect())
+}
+
+/// Reads `show stat` on every proxy at once.
+pub async fn status(target: &Target<'_>) -> Vec<EndpointStatus> {
+    let inv = target.inventory;
+    let reads = inv.proxy_nodes().filter_map(|i| {
+        let proxy = inv.proxy_of(i)?;
+        let endpoint = inv.endpoint_of(&proxy.name)?;
+        let session = target.sessions.get(i).cloned().flatten();
+        let why = target.unreachable.get(i).cloned().flatten();
+        Some(async move {
+            let mut s = EndpointStatus {
+                name: proxy.name.clone(),
+                reachable: session.is_some(),
+                write_port: endpoint.write_port,
+                read_port: endpoint.read_port,
+                servers: Vec::new(),
+                error: None,
+            };
+            match &session {
+                None => s.error = Some(format!("cannot reach it: {}", why.unwrap_or_default())),
+                Some(session) => match show_stat(session).await {
+                    Ok(rows) if rows.is_empty() => {
+                        s.error = Some("haproxy does not answer on its admin socket".into())
+                    }
+                    Ok(rows) => s.servers = rows,
+                    Err(e) => s.error = Some(e.to_string()),
+                },
+            }
+            s
+        })
+    });
+    futures::future::join_all(reads).await
+}
+
+/// verify's checks of every endpoint: HAProxy's pools as it sees them, and the ports as
+/// an application would find them (the write port reaches the primary, the read port only
+/// standbys).
+pub async fn verify(target: &Target<'_>, password: Option<&SecretString>) -> Vec<HostChecks> {
+    let inv = target.inventory;
+    let checks = inv.proxy_nodes().filter_map(|i| {
+        let proxy = inv.proxy_of(i)?;
+        let endpoint = inv.endpoint_of(&proxy.name)?;
+        let session = target.sessions.get(i).cloned().flatten();
+        let why = target.unreachable.get(i).cloned().flatten();
+        Some(async move {
+            let mut checks = HostChecks {
+                name: proxy.name.clone(),
+                role: Role::Proxy,
+                status: Health::Ok,
+                checks: Vec::new(),
+            };
+            match session {
+                None => add(
+                    &mut checks,
+                    "reachable",
+                    Health::Fail,
+                    format!("cannot reach `{}`: {}", proxy.name, why.unwrap_or_default()),
+                ),
+                Some(s) => verify_endpoint(inv, proxy, endpoint, &s, password, &mut checks).await,
+            }
+            checks
+        })
+    });
+    futures::future::join_all(checks).await
+}
+
+fn add(checks: &mut HostChecks, name: &str, status: Health, detail: impl Into<String>) {
+    checks.status = checks.status.max(status);
+    checks.checks.push(Check {
+        name: name.into(),
+        status,
+        detail: detail.into(),
+    });
+}
+
+async fn verify_endpoint(
+    inv: &Inventory,
+    proxy: &Proxy,
+    endpoint: &Endpoint,
+    session: &Session,
+    password: Option<&SecretString>,
+    checks: &mut HostChecks,
+) {
+    let primary = inv.hosts.iter().find(|h| h.is_primary());
+    let stats = match show_stat(session).await {
+        Ok(rows) if !rows.is_empty() => rows,
+        Ok(_) => {
+            return add(
+                checks,
+                "haproxy",
+                Health::Fail,
+                "haproxy is not running (its admin socket does not answer): run `pgrepl endpoints`",
+            );
+        }
+        Err(e) => return add(checks, "haproxy", Health::Fail, e.to_string()),
+    };
+    let pool = |backend: &str| -> Vec<&ServerStat> {
+        stats.iter().filter(|s| s.backend == backend).collect()
+    };
+    let describe = |rows: &[&ServerStat]| -> String {
+        rows.iter()
+            .map(|s| {
+                if s.takes_traffic() || s.in_maintenance() {
+                    format!("{} {}", s.server, s.status)
+                } else {
+                    format!("{} {} ({})", s.server, s.status, s.check)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    // The write pool: the primary, and nothing else.
+    let write = pool(haproxy::WRITE_BACKEND);
+    let writers: Vec<&&ServerStat> = write.iter().filter(|s| s.takes_traffic()).collect();
+    let primary_name = primary.map(|p| p.name.as_str()).unwrap_or("?");
+    let (status, detail) = match writers.as_slice() {
+        [one] if one.server == primary_name => (Health::Ok, describe(&write)),
+        [] => (
+            Health::Fail,
+            format!("no server takes writes: {}", describe(&write)),
+        ),
+        _ => (
+            Health::Fail,
+            format!(
+                "writes would go to a server that is not the primary `{primary_name}`: {}",
+                describe(&write)
+            ),
+        ),
+    };
+    add(checks, "write pool", status, detail);
+    // The read pool: the replicas; one left out (down, lagging) is a warning.
+    let read = pool(haproxy::READ_BACKEND);
+    let readers = read.iter().filter(|s| s.takes_traffic()).count();
+    let primary_reads = read
+        .iter()
+        .any(|s| s.server == primary_name && s.takes_traffic());
+    let replicas = inv.hosts.iter().filter(|h| !h.is_primary()).count();
+    let (status, detail) = if primary_reads {
+        (
+            Health::Fail,
+            format!("the primary takes reads: {}", describe(&read)),
+        )
+    } else if readers == 0 && replicas > 0 {
+        let fallback = endpoint.read_from == ReadFrom::ReplicasAndPrimary;
+        (
+            if fallback { Health::Warn } else { Health::Fail },
+            format!(
+                "no replica takes reads{}: {}",
+                if fallback {
+                    " (the primary does meanwhile)"
+                } else {
+                    ""
+                },
+                describe(&read)
+            ),
+        )
+    } else if readers < replicas {
+        (Health::Warn, describe(&read))
+    } else {
+        (Health::Ok, describe(&read))
+    };
+    add(checks, "read pool", status, detail);
+    // The ports, as an application finds them.
+    let Some(password) = password else {
+        return add(
+            checks,
+            "ports",
+            Health::Warn,
+            "no replication password: the ports were not tried",
+        );
+    };
+    let password = haproxy::check_password(password.expose_secret());
+    let sql = "SELECT inet_server_addr()::text, pg_is_in_recovery()";
+    let name_of = |addr: &str| {
+        let ip = addr.split('/').next().unwrap_or(addr);
+        inv.hosts
+            .iter()
+            .find(|h| h.address == ip)
+            .map_or(ip.to_string(), |h| h.name.clone())
+    };
+    match probe_port(
+        session,
+        &proxy.address,
+        endpoint.write_port,
+        &password,
+        sql,
+        1,
+    )
+    .await
+    {
+        Err(e) => add(checks, "write port", Health::Fail, e),
+        Ok(answers) => {
+            let (status, detail) = match answers.first() {
+                Some(Ok(rows)) => match rows.first().map(|r| r.as_slice()) {
+                    Some([Some(addr), Some(rec)]) => {
+                        let who = name_of(addr);
+                        if rec == "f" && who == primary_name {
+                            (
+                                Health::Ok,
+                                format!("port {} reaches {who}, the primary", endpoint.write_port),
+                            )
+                        } else {
+                            (
+                                Health::Fail,
+                                format!(
+                                    "port {} reaches {who}{}, not the primary `{primary_name}`",
+                                    endpoint.write_port,
+                                    if rec == "t" { " (in recovery)" } else { "" }
+                                ),
+                            )
+                        }
+                    }
+                    _ => (
+                        Health::Fail,
+                        format!("port {}: no answer to the query", endpoint.write_port),
+                    ),
+                },
+                Some(Err(e)) => (Health::Fail, format!("port {}: {e}", endpoint.write_port)),
+                None => (
+                    Health::Fail,
+                    format!("port {}: no answer", endpoint.write_port),
+                ),
+            };
+            add(checks, "write port", status, detail);
+        }
+    }
+    let times = (2 * replicas).clamp(2, 10);
+    match probe_port(
+        session,
+        &proxy.address,
+        endpoint.read_port,
+        &password,
+        sql,
+        times,
+    )
+    .await
+    {
+        Err(e) => add(checks, "read port", Health::Fail, e),
+        Ok(answers) => {
+            let mut standbys = std::collections::BTreeSet::new();
+            let mut problems = Vec::new();
+            for a in &answers {
+                match a.as_ref().map(|rows| rows.first().cloned()) {
+                    Ok(Some(row)) => match row.as_slice() {
+                        [Some(addr), Some(rec)] if rec == "t" => {
+                            standbys.insert(name_of(addr));
+                        }
+                        [Some(addr), _] => {
+                            problems.push(format!("{} is not in recovery", name_of(addr)))
+                        }
+                        _ => problems.push("an empty answer".to_string()),
+                    },
+                    Ok(None) => problems.push("no answer to the query".to_string()),
+                    Err(e) => problems.push(e.clone()),
+                }
+            }
+            problems.dedup();
+            let reached = standbys.iter().cloned().collect::<Vec<_>>().join(", ");
+            let (status, detail) = if problems.is_empty() {
+                (
+                    Health::Ok,
+                    format!(
+                        "port {}: {} connections reached {reached} (in recovery)",
+                        endpoint.read_port,
+                        answers.len()
+                    ),
+                )
+            } else {
+                let fallback = endpoint.read_from == ReadFrom::ReplicasAndPrimary
+                    && standbys.is_empty()
+                    && problems.iter().all(|p| p.ends_with("is not in recovery"));
+                (
+                    if fallback { Health::Warn } else { Health::Fail },
+                    format!(
+                        "port {}: {}{}",
+                        endpoint.read_port,
+                        problems.join("; "),
+                        if reached.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (standbys reached: {reached})")
+                        }
+                    ),
+                )
+            };
+            add(checks, "read port", status, detail);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -317,6 +317,7 @@ impl Cluster {
             unreachable: &self.unreachable,
             options: &self.options.verify,
             out_of_service: &self.out_of_service,
+            password: self.password.as_ref(),
         }
     }
 }
