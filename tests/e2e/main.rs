@@ -8,6 +8,7 @@ mod add_replica;
 mod agent;
 mod bootstrap;
 mod conninfo;
+mod endpoints;
 mod engine;
 mod failover;
 mod faults;
