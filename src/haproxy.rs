@@ -45,18 +45,20 @@ pub const CHECK_APPLICATION: &str = "pgrepl-haproxy-check";
 /// The function the read check calls (owned by the superuser, run with its rights).
 pub const STANDBY_OK: &str = "pgrepl.standby_ok(bigint)";
 
-/// The function behind the read check: in recovery, its WAL receiver streaming, and replay
-/// no further behind the end of WAL its upstream last reported than `max_lag_bytes`.
-/// `SECURITY DEFINER` because `pg_stat_wal_receiver` shows its columns only to
+/// The function behind the read check: in recovery, and replay no further behind the end
+/// of WAL it knows of than `max_lag_bytes`. That end is what its upstream last reported
+/// while the WAL receiver streams, and what it received otherwise (the primary gone, it
+/// keeps serving what it has, as Patroni measures against the leader's last position);
+/// a standby that received nothing since it started (a fenced former primary) takes no
+/// reads. `SECURITY DEFINER` because `pg_stat_wal_receiver` shows its columns only to
 /// superusers and `pg_read_all_stats` (which would also show every session's queries).
 pub const STANDBY_OK_SQL: &str =
     "CREATE OR REPLACE FUNCTION pgrepl.standby_ok(max_lag_bytes bigint) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-  SELECT pg_is_in_recovery() AND coalesce((
-    SELECT status = 'streaming'
-       AND pg_wal_lsn_diff(latest_end_lsn, pg_last_wal_replay_lsn()) <= max_lag_bytes
-      FROM pg_stat_wal_receiver), false)
+  SELECT pg_is_in_recovery() AND coalesce(pg_wal_lsn_diff(
+      greatest(pg_last_wal_receive_lsn(), (SELECT latest_end_lsn FROM pg_stat_wal_receiver)),
+      pg_last_wal_replay_lsn()) <= max_lag_bytes, false)
 $$";
 
 /// The check role's password: HMAC-SHA256 of a fixed label keyed with the replication
@@ -455,13 +457,15 @@ fi
 /// that fails never replaces the running file (it is kept as `.pgrepl-rejected` and the
 /// script exits 3 with haproxy's words). The file in place is kept as `.pgrepl-prev`.
 /// Under systemd: `systemctl reload` (the master process starts new workers, the old ones
-/// finish their connections), or `start`. Without it: `haproxy -D -sf OLD` with the
+/// finish their connections), or `start`; a reload the master could not carry out (a port
+/// taken) leaves the old worker answering on the admin socket, which is how it is told. Without it: `haproxy -D -sf OLD` with the
 /// listening sockets taken over from the old process through the admin socket (`-x`), so
 /// no connection is refused and established ones finish on the old process. If haproxy
 /// does not come up with the new file, the previous one goes back (exit 4).
 pub const APPLY_SCRIPT: &str = r#"
 set -u
 cfg=$1 pidfile=$2 sock=$3
+worker() { echo "show info" | haproxy_cli "$sock" 2>/dev/null | sed -n 's/^Pid: //p'; }
 new=$cfg.pgrepl-new
 umask 027
 cat > "$new" || exit 1
@@ -489,7 +493,19 @@ running() {
 apply() {
   if [ -d /run/systemd/system ]; then
     systemctl enable haproxy >/dev/null 2>&1 || true
-    if systemctl is-active --quiet haproxy; then systemctl reload haproxy; else systemctl start haproxy; fi
+    if systemctl is-active --quiet haproxy; then
+      before=$(worker)
+      systemctl reload haproxy || return 1
+      for _ in $(seq 1 50); do
+        now=$(worker)
+        [ -n "$now" ] && [ "$now" != "$before" ] && return 0
+        sleep 0.1
+      done
+      echo "haproxy's master did not start a worker with the new config (worker $before still runs)"
+      return 1
+    else
+      systemctl start haproxy
+    fi
   else
     install -d -m 2775 -o haproxy -g haproxy /run/haproxy 2>/dev/null || mkdir -p /run/haproxy
     if running; then

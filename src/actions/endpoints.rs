@@ -193,7 +193,7 @@ async fn facts(session: &Session) -> Result<haproxy::Facts, StepError> {
 /// secrets) and waits until the admin socket answers.
 async fn apply(ctx: &ProxyCtx<'_>, rendered: &str) -> Result<(), StepError> {
     let cmd = Command::script(
-        haproxy::APPLY_SCRIPT,
+        &format!("{}{}", haproxy::CLI_FUNCTION, haproxy::APPLY_SCRIPT),
         &[haproxy::CONFIG, haproxy::PIDFILE, haproxy::ADMIN_SOCKET],
     )
     .as_root()
@@ -882,6 +882,6 @@ mod tests {
             body.starts_with("\n  SELECT pg_is_in_recovery()"),
             "{body:?}"
         );
-        assert!(body.ends_with("false)\n"), "{body:?}");
+        assert!(body.ends_with("<= max_lag_bytes, false)\n"), "{body:?}");
     }
 }
