@@ -503,6 +503,12 @@ fn after_a_failover_no_write_through_the_endpoint_reaches_the_old_primary() {
             .stderr
             .contains("cannot reach")
     }));
+    // With the primary gone, the replicas go on serving reads with what they received.
+    std::thread::sleep(Duration::from_secs(3));
+    for _ in 0..4 {
+        let addr = ok(&through(&lab, 2, 5436, "SELECT inet_server_addr()"));
+        assert_ne!(node_of(&lab, &addr), "pg0");
+    }
     let run = pgrepl(
         &lab,
         &["--connect-timeout", "2", "failover", "--old-primary-fenced"],
@@ -559,7 +565,7 @@ fn after_a_failover_no_write_through_the_endpoint_reaches_the_old_primary() {
 }
 
 #[test]
-fn on_a_systemd_proxy_haproxy_is_the_distributions_unit_and_reloads_keep_sessions() {
+fn on_a_systemd_proxy_haproxy_is_its_unit_reloads_keep_sessions_and_bad_files_roll_back() {
     if !enabled() {
         return;
     }
@@ -578,6 +584,52 @@ fn on_a_systemd_proxy_haproxy_is_the_distributions_unit_and_reloads_keep_session
     reload_keeps_a_session(&lab);
     let unit = lab.exec_on(&lab.proxies[0], "systemctl is-active haproxy");
     assert_eq!(String::from_utf8_lossy(&unit.stdout), "active\n");
+
+    // A file haproxy -c rejects never replaces the running one.
+    let digest = || {
+        let out = lab.exec_on(&lab.proxies[0], "md5sum < /etc/haproxy/haproxy.cfg");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let before = digest();
+    let templates = lab.dir.join("broken-templates");
+    std::fs::create_dir_all(&templates).unwrap();
+    let default = include_str!("../../templates/haproxy.cfg.j2");
+    std::fs::write(
+        templates.join("haproxy.cfg.j2"),
+        format!("{default}\nlisten broken\n    no-such-keyword here\n"),
+    )
+    .unwrap();
+    let broken = pgrepl(
+        &lab,
+        &["--templates", templates.to_str().unwrap(), "endpoints"],
+    );
+    assert_eq!(broken.code, 2, "{broken:?}");
+    assert!(
+        broken
+            .stdout
+            .contains("haproxy rejects the rendered config"),
+        "{broken:?}"
+    );
+    assert_eq!(digest(), before, "the running file is unchanged");
+    // A file haproxy -c accepts but cannot run (the stats page on sshd's port): the
+    // previous file goes back and haproxy goes on with it.
+    let inventory = std::fs::read_to_string(lab.inventory()).unwrap();
+    std::fs::write(
+        lab.inventory(),
+        inventory.replace("stats_port: 8404", "stats_port: 22"),
+    )
+    .unwrap();
+    let taken = pgrepl(&lab, &["endpoints"]);
+    assert_eq!(taken.code, 2, "{taken:?}");
+    assert!(
+        format!("{taken:?}").contains("the previous one is back"),
+        "{taken:?}"
+    );
+    assert_eq!(digest(), before, "the previous file is back");
+    let unit = lab.exec_on(&lab.proxies[0], "systemctl is-active haproxy");
+    assert_eq!(String::from_utf8_lossy(&unit.stdout), "active\n");
+    assert_eq!(ok(&through(&lab, 2, 5436, "SELECT count(*) FROM t")), "0");
+    std::fs::write(lab.inventory(), inventory).unwrap();
     let verify = pgrepl(&lab, &["verify"]);
     assert_eq!(verify.code, 0, "{verify:?}");
 }
