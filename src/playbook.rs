@@ -17,6 +17,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("verify", include_str!("../playbooks/verify.yaml")),
     ("switchover", include_str!("../playbooks/switchover.yaml")),
     ("rewire", include_str!("../playbooks/rewire.yaml")),
+    (
+        "remove-replica",
+        include_str!("../playbooks/remove-replica.yaml"),
+    ),
 ];
 
 /// A playbook file.
@@ -185,6 +189,18 @@ pub enum Action {
     Follow,
     /// On a standby, drop slots nobody streams from.
     DropStandbySlots,
+    /// remove-replica, on the host: remove standby.signal, primary_conninfo,
+    /// primary_slot_name and the replication passfile (it would start standalone).
+    DropStandbyConfig,
+    /// remove-replica, on the host: PostgreSQL no longer starts at boot (Debian start.conf
+    /// `disabled`, systemd unit disabled).
+    AutostartOff,
+    /// remove-replica, on the host: keep its data dir, or with --wipe move it aside
+    /// (`DATA.pgrepl-removed-TIMESTAMP`, never deleted).
+    RetireDataDir,
+    /// remove-replica, on the primary and the other members: end the removed replica's
+    /// walsenders and drop its slot.
+    DropRemovedSlot,
 }
 
 /// Who runs a `shell` step.

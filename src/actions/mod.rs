@@ -6,6 +6,7 @@ pub mod context;
 pub mod lock;
 mod preflight;
 mod primary;
+pub mod remove;
 mod replica;
 mod site;
 pub mod switchover;
@@ -18,7 +19,7 @@ use secrecy::SecretString;
 pub use context::{Facts, HostCtx, HostMemo};
 
 use crate::engine::{Events, Member, Runner};
-use crate::inventory::Inventory;
+use crate::inventory::{Host, Inventory};
 use crate::playbook::{Action, Condition};
 use crate::ssh::{self, ConnectOptions, Session};
 use crate::step::{Outcome, StepError};
@@ -62,6 +63,9 @@ pub struct Cluster {
     pub backup_pids: Vec<std::sync::Mutex<Option<u32>>>,
     /// What a switchover learns on the way (shutdown checkpoint, timings, slots made).
     pub switch: std::sync::Mutex<switchover::SwitchState>,
+    /// remove-replica: the replica being taken out. It is not in `inventory`; when it is
+    /// a member of the run, it is the last one ([`Cluster::add_removal`]).
+    pub removal: Option<remove::Removal>,
 }
 
 impl Cluster {
@@ -87,6 +91,18 @@ impl Cluster {
             verify_report: Default::default(),
             backup_pids: (0..n).map(|_| std::sync::Mutex::new(None)).collect(),
             switch: Default::default(),
+            removal: None,
+        }
+    }
+
+    /// Host `i`: an inventory host, or (just past them) the host remove-replica takes out.
+    pub fn host_at(&self, i: usize) -> Option<&Host> {
+        match self.inventory.hosts.get(i) {
+            Some(h) => Some(h),
+            None if self.removal_index() == Some(i) => {
+                self.removal.as_ref().and_then(|r| r.host.as_ref())
+            }
+            None => None,
         }
     }
 
@@ -100,7 +116,9 @@ impl Cluster {
         let config = Arc::new(ssh::load_ssh_config(opts)?);
         let mut tasks = Vec::new();
         for &i in hosts {
-            let host = &self.inventory.hosts[i];
+            let Some(host) = self.host_at(i) else {
+                continue;
+            };
             let ep = ssh::endpoint(&host.name, &host.ssh, config.as_ref().as_ref());
             let opts = opts.clone();
             let config = config.clone();
@@ -123,9 +141,11 @@ impl Cluster {
 
     /// The hosts as the engine names them.
     pub fn members(&self) -> Vec<Member> {
+        let removed = self.removal.as_ref().and_then(|r| r.host.as_ref());
         self.inventory
             .hosts
             .iter()
+            .chain(removed)
             .map(|h| Member {
                 name: h.name.clone(),
                 role: match h.role {
@@ -143,7 +163,7 @@ impl Cluster {
         Some(HostCtx {
             cluster: self,
             index: i,
-            host: &self.inventory.hosts[i],
+            host: self.host_at(i)?,
             session,
         })
     }
@@ -151,7 +171,8 @@ impl Cluster {
     fn host_or_err(&self, i: usize) -> Result<HostCtx<'_>, StepError> {
         self.host(i).ok_or_else(|| {
             StepError::msg(self.unreachable[i].clone().unwrap_or_else(|| {
-                format!("host `{}` was not contacted", self.inventory.hosts[i].name)
+                let name = self.host_at(i).map_or("?", |h| h.name.as_str());
+                format!("host `{name}` was not contacted")
             }))
         })
     }
@@ -168,6 +189,9 @@ impl Runner for Cluster {
     type Condition = Condition;
 
     async fn run(&self, host: usize, action: &Action) -> Result<Outcome, StepError> {
+        if let Some(skipped) = remove::passed_over(self, host) {
+            return Ok(skipped);
+        }
         run(&self.host_or_err(host)?, action).await
     }
 
@@ -184,10 +208,16 @@ impl Runner for Cluster {
     }
 
     fn unreachable(&self, host: usize) -> Option<String> {
+        if remove::passed_over(self, host).is_some() {
+            return None;
+        }
         self.unreachable[host].clone()
     }
 
     fn left_as(&self, host: usize, failed: bool, interrupted: bool) -> Option<String> {
+        if let Some(line) = remove::left_as(self, host, failed || interrupted) {
+            return Some(line);
+        }
         let memo = self.memos[host].try_lock().ok()?;
         let aside = memo.moved_aside.as_ref()?;
         if !failed && !interrupted {
@@ -196,7 +226,7 @@ impl Runner for Cluster {
             ));
         }
         // A rescue that could not run leaves it set: tell the user how to undo by hand.
-        let data_dir = &self.inventory.hosts[host].pg.data_dir;
+        let data_dir = &self.host_at(host)?.pg.data_dir;
         Some(format!(
             "the previous data dir is still at {aside} (not restored); to put it back: stop PostgreSQL, then `rm -rf {data_dir} && mv {aside} {data_dir}`"
         ))
@@ -233,6 +263,10 @@ pub async fn run(ctx: &HostCtx<'_>, action: &Action) -> Result<Outcome, StepErro
         Action::Promote => switchover::promote(ctx).await,
         Action::Follow => switchover::follow(ctx).await,
         Action::DropStandbySlots => switchover::drop_standby_slots(ctx).await,
+        Action::DropStandbyConfig => remove::drop_standby_config(ctx).await,
+        Action::AutostartOff => remove::autostart_off(ctx).await,
+        Action::RetireDataDir => remove::retire_data_dir(ctx).await,
+        Action::DropRemovedSlot => remove::drop_removed_slot(ctx).await,
     }
 }
 
