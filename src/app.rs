@@ -24,6 +24,8 @@ use crate::templates::Templates;
 use crate::verify::{Health, VerifyReport};
 use crate::{edit, plan, playbook};
 
+mod remove;
+
 /// Runs the resolved command and says how it ended.
 pub async fn run(settings: Settings, reporter: Arc<Reporter>) -> Result<Finished, Error> {
     match &settings.job {
@@ -38,6 +40,9 @@ pub async fn run(settings: Settings, reporter: Arc<Reporter>) -> Result<Finished
             target,
             address,
         } => {
+            if *command == CommandKind::RemoveReplica {
+                return remove::plan(&settings, target.as_deref().unwrap_or_default(), &reporter);
+            }
             let inventory = load_inventory(
                 &settings.inventory,
                 *command,
@@ -205,6 +210,9 @@ async fn execute(
 ) -> Result<Finished, Error> {
     if run.command == CommandKind::Switchover {
         return switchover(settings, run, reporter).await;
+    }
+    if run.command == CommandKind::RemoveReplica {
+        return remove::run(settings, run, reporter).await;
     }
     let inventory = load_inventory(
         &settings.inventory,

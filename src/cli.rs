@@ -14,7 +14,7 @@ use crate::report::Format;
 #[command(
     name = "pgrepl",
     version,
-    after_help = "Examples:\n  pgrepl -i inventory.yaml bootstrap\n  pgrepl verify --format json\n  pgrepl add-replica replica-2 --address 10.0.1.22\n  pgrepl plan bootstrap"
+    after_help = "Examples:\n  pgrepl -i inventory.yaml bootstrap\n  pgrepl verify --format json\n  pgrepl add-replica replica-2 --address 10.0.1.22\n  pgrepl remove-replica replica-2\n  pgrepl plan bootstrap"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -138,6 +138,31 @@ pub enum Command {
         #[command(flatten)]
         verify: VerifyFlags,
     },
+    /// Take a replica out of the cluster, leaving no slot, pg_hba rule or standby behind.
+    ///
+    /// On the host, PostgreSQL is stopped, its standby configuration removed (it would
+    /// start as a standalone server, never as a standby again) and its autostart turned
+    /// off; its data stays, or is moved aside with --wipe. On the primary and every other
+    /// member, its pg_hba rules go (reload only), its walsender is ended and its slot
+    /// dropped. Then it leaves the inventory file. The primary cannot be removed. Running
+    /// it again for a host already gone only checks that no slot is left for it.
+    /// Example: pgrepl remove-replica replica-2
+    RemoveReplica {
+        /// The replica to remove, as named in the inventory.
+        name: String,
+        /// Move its data dir aside (DATA.pgrepl-removed-TIMESTAMP, never deleted) instead
+        /// of leaving it in place.
+        #[arg(long)]
+        wipe: bool,
+        /// Go on when the host cannot be reached: drop its slot and rules and take it out
+        /// of the inventory anyway (it is left as it was, still set up as a standby).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        flags: ChangeFlags,
+        #[command(flatten)]
+        verify: VerifyFlags,
+    },
     /// Check replication health; exits 0 healthy, 1 warnings, 2 failures.
     ///
     /// Writes one probe row on the primary and measures when each replica sees it.
@@ -149,7 +174,7 @@ pub enum Command {
     Plan {
         /// The command to plan.
         command: CommandKind,
-        /// For add-replica: the new replica's name.
+        /// For add-replica and remove-replica: the replica's name.
         name: Option<String>,
         /// For add-replica: plan as if the host were appended with this address (the
         /// inventory file is not changed).
@@ -171,6 +196,7 @@ pub enum CommandKind {
     Switchover,
     /// Point every replica at the inventory's primary (the second phase of a switchover).
     Rewire,
+    RemoveReplica,
 }
 
 impl CommandKind {
@@ -182,6 +208,7 @@ impl CommandKind {
             CommandKind::Verify => "verify",
             CommandKind::Switchover => "switchover",
             CommandKind::Rewire => "rewire",
+            CommandKind::RemoveReplica => "remove-replica",
         }
     }
 }

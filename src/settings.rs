@@ -62,6 +62,10 @@ pub struct RunSettings {
     pub diff: bool,
     /// Allow restarting the primary where a step would refuse.
     pub allow_restart: bool,
+    /// remove-replica: move the host's data dir aside instead of leaving it in place.
+    pub wipe: bool,
+    /// remove-replica: go on when the host cannot be reached.
+    pub force: bool,
     pub verify: VerifyOptions,
 }
 
@@ -83,8 +87,10 @@ impl Settings {
                 name,
                 address,
             } => {
-                if matches!(command, CommandKind::AddReplica | CommandKind::Switchover)
-                    && name.is_none()
+                if matches!(
+                    command,
+                    CommandKind::AddReplica | CommandKind::Switchover | CommandKind::RemoveReplica
+                ) && name.is_none()
                 {
                     return Err(Error::usage(
                         format!("plan {} needs a host name", command.as_str()),
@@ -121,6 +127,17 @@ impl Settings {
             } => Job::Run(RunSettings {
                 allow_restart,
                 ..run(CommandKind::Switchover, Some(to), &flags, &verify)?
+            }),
+            Command::RemoveReplica {
+                name,
+                wipe,
+                force,
+                flags,
+                verify,
+            } => Job::Run(RunSettings {
+                wipe,
+                force,
+                ..run(CommandKind::RemoveReplica, Some(name), &flags, &verify)?
             }),
             Command::Verify(verify) => {
                 let flags = ChangeFlags {
@@ -187,6 +204,8 @@ fn run(
         check: flags.check,
         diff: flags.diff,
         allow_restart: false,
+        wipe: false,
+        force: false,
         verify: verify_options(verify)?,
     })
 }
@@ -270,5 +289,20 @@ mod tests {
         assert!(run(&["bootstrap"]));
         assert!(!run(&["bootstrap", "--check"]));
         assert!(!run(&["verify"]));
+        assert!(run(&["remove-replica", "db2"]));
+        assert!(!run(&["remove-replica", "db2", "--check"]));
+    }
+
+    #[test]
+    fn remove_replica_takes_its_name_wipe_and_force() {
+        let Job::Run(r) = settings(&["remove-replica", "db2", "--wipe"]).unwrap().job else {
+            panic!("remove-replica runs")
+        };
+        assert_eq!(
+            (r.command, r.target.as_deref(), r.wipe, r.force),
+            (CommandKind::RemoveReplica, Some("db2"), true, false)
+        );
+        let e = settings(&["plan", "remove-replica"]).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::INVALID);
     }
 }
