@@ -10,6 +10,7 @@ mod bootstrap;
 mod engine;
 mod faults;
 mod lab;
+mod remove_replica;
 mod ssh;
 mod switchover;
 mod terminal;
