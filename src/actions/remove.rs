@@ -271,7 +271,11 @@ fn autostart_of(host: &Host) -> Autostart {
 pub async fn autostart_off(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     let (kind, what, current, off) = match autostart_of(ctx.host) {
         Autostart::Unknown => {
-            remember_autostart(ctx, None);
+            if let Some(r) = &ctx.cluster.removal {
+                r.done().autostart = Some(
+                    ", autostart unknown (service: pg_ctl): whatever starts it at boot would start it standalone".into(),
+                );
+            }
             return Ok(Outcome::skipped(
                 "with `service: pg_ctl` pgrepl does not know what starts PostgreSQL at boot here; if something does, it comes up standalone, not as a standby",
             ));
@@ -304,7 +308,7 @@ pub async fn autostart_off(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         } else {
             format!("systemd unit {what} is not enabled ({current})")
         };
-        remember_autostart(ctx, Some(&detail));
+        remember_autostart(ctx, &detail);
         return Ok(Outcome::ok(detail));
     }
     let (would, done) = if kind == "start.conf" {
@@ -340,13 +344,13 @@ mkdir -p "$(dirname "$3")"; printf 'systemd %s %s\n' "$1" "$2" > "$3""#
     ctx.session
         .run(&Command::script(&script, &[&what, &current, AUTOSTART_NOTE]).as_root())
         .await?;
-    remember_autostart(ctx, Some(&done));
+    remember_autostart(ctx, &done);
     Ok(Outcome::changed(done))
 }
 
-fn remember_autostart(ctx: &HostCtx<'_>, detail: Option<&str>) {
+fn remember_autostart(ctx: &HostCtx<'_>, detail: &str) {
     if let Some(r) = &ctx.cluster.removal {
-        r.done().autostart = detail.map(|d| format!(", autostart off ({d})"));
+        r.done().autostart = Some(format!(", autostart off ({detail})"));
     }
 }
 
