@@ -358,14 +358,25 @@ fn check_primary(
                     r.flush_lag_s.unwrap_or(0.0),
                     lag_s
                 );
-                let status = if state != "streaming" {
+                // `catchup` is a connected standby still closing the gap (a fresh copy on a
+                // busy host): a warning, not a failure; any other state is one.
+                let status = if state != "streaming" && state != "catchup" {
                     Health::Fail
-                } else if lag_b > opts.max_lag_bytes || lag_s > opts.max_lag_seconds {
+                } else if state == "catchup"
+                    || lag_b > opts.max_lag_bytes
+                    || lag_s > opts.max_lag_seconds
+                {
                     Health::Warn
                 } else {
                     Health::Ok
                 };
-                let detail = if status == Health::Warn { format!("{detail}: above --max-lag-bytes {} / --max-lag-seconds {}", opts.max_lag_bytes, opts.max_lag_seconds) } else { detail };
+                let detail = if status == Health::Warn && state == "catchup" {
+                    format!("{detail}: still catching up; `pgrepl verify` again shortly")
+                } else if status == Health::Warn {
+                    format!("{detail}: above --max-lag-bytes {} / --max-lag-seconds {}", opts.max_lag_bytes, opts.max_lag_seconds)
+                } else {
+                    detail
+                };
                 rc.add("pg_stat_replication", status, detail);
             }
         }
