@@ -214,8 +214,11 @@ fn failover_passes_over_a_replica_with_replay_paused() {
     assert_eq!(json["new_primary"], "pg2", "{}", run.stdout);
     assert_eq!(json["ranking"][0]["name"], "pg2");
     assert_eq!(lab.sql(2, "SELECT count(*) FROM t"), "10000");
-    // The paused replica was rewired too: once replay resumes it follows pg2.
+    // The paused replica was rewired too: once replay resumes it follows pg2; with the
+    // old primary rejoined, the whole cluster verifies.
     lab.sql(1, "SELECT pg_wal_replay_resume()");
+    let rejoin = lab.pgrepl(&["rejoin", "pg0"]);
+    assert_eq!(rejoin.code, 0, "{rejoin:?}");
     assert!(
         lab.wait_for(Duration::from_secs(60), || lab.pgrepl(&["verify"]).code
             == 0),
