@@ -22,7 +22,7 @@ use crate::settings::{CommandKind, Job, RunSettings, Settings};
 use crate::step::StepError;
 use crate::templates::Templates;
 use crate::verify::{Health, VerifyReport};
-use crate::{edit, plan, playbook};
+use crate::{edit, plan, playbook, promotion};
 
 mod remove;
 
@@ -52,22 +52,25 @@ pub async fn run(settings: Settings, reporter: Arc<Reporter>) -> Result<Finished
             )?;
             let (_, plan) = prepare(&settings, *command, target.as_deref(), &inventory)?;
             match settings.format {
-                Format::Human => reporter.output(&plan::render(&plan, &inventory)),
+                Format::Human | Format::Prometheus => {
+                    reporter.output(&plan::render(&plan, &inventory))
+                }
                 Format::Json => reporter.output(&json(&plan)),
             }
             Ok(Finished::Ok)
         }
         Job::Run(run) => execute(&settings, run, reporter).await,
+        Job::Status => status(&settings, &reporter).await,
     }
 }
 
-fn json(value: &impl serde::Serialize) -> String {
+pub(crate) fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default() + "\n"
 }
 
 /// Loads the inventory; with `address`, as it is with the target appended (in memory:
 /// the file is written only by a run that changes hosts).
-fn load_inventory(
+pub(crate) fn load_inventory(
     path: &Path,
     command: CommandKind,
     target: Option<&str>,
@@ -76,12 +79,7 @@ fn load_inventory(
 ) -> Result<Inventory, Error> {
     let inventory = match (target, address) {
         (Some(name), Some(address)) => {
-            edit::append_replica(path, name, address, slot, true).map_err(|message| {
-                Error::Usage {
-                    message,
-                    hint: None,
-                }
-            })?;
+            edit::append_replica(path, name, address, slot, true)?;
             let text = std::fs::read_to_string(path).map_err(|source| Error::File {
                 path: path.to_path_buf(),
                 source,
@@ -90,12 +88,7 @@ fn load_inventory(
             if current.hosts.iter().any(|h| h.name == name) {
                 current
             } else {
-                let new = edit::with_replica(&text, name, address, slot).map_err(|message| {
-                    Error::Usage {
-                        message,
-                        hint: None,
-                    }
-                })?;
+                let new = edit::with_replica(path, &text, name, address, slot)?;
                 inventory::parse(path, &new)?
             }
         }
@@ -152,7 +145,7 @@ fn check_limit(limit: Option<&[String]>, inventory: &Inventory, path: &Path) -> 
 }
 
 /// Loads templates and the playbook and builds the plan; errors are invalid input.
-fn prepare(
+pub(crate) fn prepare(
     settings: &Settings,
     command: CommandKind,
     target: Option<&str>,
@@ -208,8 +201,10 @@ async fn execute(
     run: &RunSettings,
     reporter: Arc<Reporter>,
 ) -> Result<Finished, Error> {
-    if run.command == CommandKind::Switchover {
-        return switchover(settings, run, reporter).await;
+    match run.command {
+        CommandKind::Switchover => return promotion::switchover(settings, run, reporter).await,
+        CommandKind::Failover => return promotion::failover(settings, run, reporter).await,
+        _ => {}
     }
     if run.command == CommandKind::RemoveReplica {
         return remove::run(settings, run, reporter).await;
@@ -230,11 +225,7 @@ async fn execute(
             address,
             run.slot.as_deref(),
             false,
-        )
-        .map_err(|message| Error::Usage {
-            message,
-            hint: None,
-        })?;
+        )?;
     }
     let mut cluster = new_cluster(settings, run, inventory, templates, &reporter);
     cluster.target = run.target.clone();
@@ -264,7 +255,7 @@ async fn execute(
             probe: vec![],
         });
         match settings.format {
-            Format::Human => reporter.output(&report::render_verify(&v)),
+            Format::Human | Format::Prometheus => reporter.output(&report::render_verify(&v)),
             Format::Json => reporter.output(&json(&v)),
         }
         return Ok(if interrupted {
@@ -278,7 +269,7 @@ async fn execute(
         });
     }
     match settings.format {
-        Format::Human => {
+        Format::Human | Format::Prometheus => {
             if let Some(v) = &verify_report {
                 reporter.output(&format!("\n{}", report::render_verify(v)));
             }
@@ -292,7 +283,7 @@ async fn execute(
     Ok(finished(&report, interrupted))
 }
 
-fn finished(report: &RunReport, interrupted: bool) -> Finished {
+pub(crate) fn finished(report: &RunReport, interrupted: bool) -> Finished {
     if interrupted {
         Finished::Interrupted
     } else if report.failed() {
@@ -303,7 +294,7 @@ fn finished(report: &RunReport, interrupted: bool) -> Finished {
 }
 
 /// Redacts the replication password from everything shown; warns when it is inline.
-fn note_inventory_secrets(inventory: &Inventory, reporter: &Reporter) {
+pub(crate) fn note_inventory_secrets(inventory: &Inventory, reporter: &Reporter) {
     if let Some(password) = &inventory.replication.password {
         reporter.add_secret(password.expose_secret());
     }
@@ -316,7 +307,7 @@ fn note_inventory_secrets(inventory: &Inventory, reporter: &Reporter) {
 }
 
 /// The cluster the actions of one run see, not yet connected.
-fn new_cluster(
+pub(crate) fn new_cluster(
     settings: &Settings,
     run: &RunSettings,
     inventory: Inventory,
@@ -332,6 +323,7 @@ fn new_cluster(
             diff: run.diff,
             allow_restart: run.allow_restart,
             verify: run.verify.clone(),
+            catch_up_timeout: run.catch_up_timeout,
         },
         events,
     );
@@ -346,7 +338,7 @@ fn new_cluster(
     cluster
 }
 
-fn new_engine(
+pub(crate) fn new_engine(
     settings: &Settings,
     run: &RunSettings,
     cluster: Cluster,
@@ -388,7 +380,10 @@ fn hosts_to_contact(plan: &plan::Plan, n: usize) -> Vec<usize> {
     v
 }
 
-fn connect_options(settings: &Settings, reporter: &Arc<Reporter>) -> crate::ssh::ConnectOptions {
+pub(crate) fn connect_options(
+    settings: &Settings,
+    reporter: &Arc<Reporter>,
+) -> crate::ssh::ConnectOptions {
     let mut connect = settings.connect.clone();
     if settings.verbose > 0 {
         let events: Arc<dyn Events> = reporter.clone();
@@ -400,7 +395,7 @@ fn connect_options(settings: &Settings, reporter: &Arc<Reporter>) -> crate::ssh:
 }
 
 /// Runs a plan holding the cluster lock on the primary when it changes hosts.
-async fn locked_run(
+pub(crate) async fn locked_run(
     settings: &Settings,
     run: &RunSettings,
     engine: &Arc<Engine<Cluster>>,
@@ -435,194 +430,44 @@ async fn locked_run(
     Ok(report)
 }
 
-/// What `switchover --format json` prints.
-#[derive(serde::Serialize)]
-struct SwitchoverOutput<'a> {
-    command: &'static str,
-    status: &'static str,
-    old_primary: &'a str,
-    new_primary: &'a str,
-    timeline: Option<u32>,
-    write_unavailable_ms: Option<u128>,
-    /// How each former replica of the old primary came to follow the new one.
-    rewind: std::collections::BTreeMap<String, &'static str>,
-    promotion: Option<&'a RunReport>,
-    rewire: Option<&'a RunReport>,
-    verify: Option<&'a VerifyReport>,
-}
-
-/// `switchover --to NAME`: phase one promotes NAME (rolled back before the promotion on
-/// any failure); the inventory file then names NAME the primary; phase two rewires every
-/// other member to it. With NAME already the primary, only phase two runs, which changes
-/// nothing on a cluster already wired so.
-async fn switchover(
-    settings: &Settings,
-    run: &RunSettings,
-    reporter: Arc<Reporter>,
-) -> Result<Finished, Error> {
-    let name = run.target.clone().unwrap_or_default();
-    let path = &settings.inventory;
-    let inventory = load_inventory(path, run.command, Some(&name), None, None)?;
-    let old_primary = inventory
-        .hosts
-        .iter()
-        .find(|h| h.is_primary())
-        .map(|h| h.name.clone())
-        .unwrap_or_default();
-    let text = std::fs::read_to_string(path).map_err(|source| Error::File {
-        path: path.clone(),
-        source,
-    })?;
-    let swapped_text = edit::with_primary(&text, &name).map_err(|message| Error::Usage {
-        message,
-        hint: None,
-    })?;
-    let swapped = inventory::parse(path, &swapped_text)?;
-    let (_, rewire_plan) = prepare(settings, CommandKind::Rewire, None, &swapped)?;
-    note_inventory_secrets(&inventory, &reporter);
-    let connect = connect_options(settings, &reporter);
-    let mut promotion = None;
-    let mut sessions = None;
-    let mut switch_state = Default::default();
-    if old_primary != name {
-        let (templates, plan) = prepare(settings, run.command, Some(&name), &inventory)?;
-        let mut cluster = new_cluster(settings, run, inventory, templates, &reporter);
-        cluster.target = Some(name.clone());
-        let all: Vec<usize> = (0..cluster.inventory.hosts.len()).collect();
-        cluster
-            .connect(&all, &connect)
-            .await
-            .map_err(Error::SshConfig)?;
-        let engine = new_engine(settings, run, cluster, &reporter);
-        let report = locked_run(settings, run, &engine, &plan, &reporter).await?;
-        let cluster = engine.runner();
-        switch_state = cluster
-            .switch
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        sessions = Some((cluster.sessions.clone(), cluster.unreachable.clone()));
-        let stop = report.failed() || run.check;
-        let interrupted = engine.interrupted();
-        promotion = Some(report);
-        if stop {
-            reporter.finish();
-            return print_switchover(
-                settings,
-                &reporter,
-                &old_primary,
-                &name,
-                &switch_state,
-                promotion.as_ref(),
-                None,
-                None,
-                None,
-            )
-            .map(|_| finished(promotion.as_ref().expect("ran"), interrupted));
-        }
-        // The promotion happened: the file must say so before anything else can fail.
-        edit::set_primary(path, &name).map_err(|message| Error::Usage {
-            message: format!("{message}\n`{name}` IS the primary now: set its role in the inventory by hand, then run `pgrepl switchover --to {name}` again to rewire the others"),
-            hint: None,
-        })?;
-        reporter.note(&format!(
-            "pgrepl: {}: `{name}` is now the primary, `{old_primary}` a replica",
-            path.display()
-        ));
-    }
+/// `pgrepl status`: every host read at once, nothing changed, no password used.
+async fn status(settings: &Settings, reporter: &Arc<Reporter>) -> Result<Finished, Error> {
+    let inventory = inventory::load(&settings.inventory)?;
+    check_limit(settings.limit.as_deref(), &inventory, &settings.inventory)?;
     let templates = Templates::load(settings.templates.as_deref())?;
-    let mut cluster = new_cluster(settings, run, swapped, templates, &reporter);
-    match sessions {
-        Some((s, u)) => {
-            cluster.sessions = s;
-            cluster.unreachable = u;
-        }
-        None => {
-            let all: Vec<usize> = (0..cluster.inventory.hosts.len()).collect();
-            cluster
-                .connect(&all, &connect)
-                .await
-                .map_err(Error::SshConfig)?;
-        }
-    }
-    let rewire_run = RunSettings {
-        command: CommandKind::Rewire,
-        ..run.clone()
+    let run = RunSettings {
+        command: CommandKind::Verify,
+        target: None,
+        address: None,
+        slot: None,
+        check: true,
+        diff: false,
+        allow_restart: false,
+        wipe: false,
+        force: false,
+        verify: Default::default(),
+        old_primary_fenced: false,
+        allow_data_loss: false,
+        catch_up_timeout: Default::default(),
     };
-    let engine = new_engine(settings, &rewire_run, cluster, &reporter);
-    if promotion.is_some() {
-        // Past the promotion: the rewiring runs to its end even if interrupted.
-        engine.commit();
-    }
-    let report = locked_run(settings, &rewire_run, &engine, &rewire_plan, &reporter).await?;
-    let cluster = engine.runner();
-    let verify = cluster.verify_report.lock().await.clone();
-    let mut rewind = std::collections::BTreeMap::new();
-    for (i, h) in cluster.inventory.hosts.iter().enumerate() {
-        if let Some(how) = cluster.memos[i].lock().await.rejoined {
-            rewind.insert(h.name.clone(), how);
-        }
-    }
+    let mut cluster = new_cluster(settings, &run, inventory, templates, reporter);
+    let all: Vec<usize> = (0..cluster.inventory.hosts.len()).collect();
+    cluster
+        .connect(&all, &connect_options(settings, reporter))
+        .await
+        .map_err(Error::SshConfig)?;
+    let report = crate::status::gather(&cluster.verify_target()).await;
     reporter.finish();
-    print_switchover(
-        settings,
-        &reporter,
-        &old_primary,
-        &name,
-        &switch_state,
-        promotion.as_ref(),
-        Some(&report),
-        verify.as_ref(),
-        Some(rewind),
-    )?;
-    Ok(finished(&report, false))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn print_switchover(
-    settings: &Settings,
-    reporter: &Reporter,
-    old_primary: &str,
-    new_primary: &str,
-    state: &crate::actions::switchover::SwitchState,
-    promotion: Option<&RunReport>,
-    rewire: Option<&RunReport>,
-    verify: Option<&VerifyReport>,
-    rewind: Option<std::collections::BTreeMap<String, &'static str>>,
-) -> Result<(), Error> {
-    let failed = promotion.is_some_and(RunReport::failed) || rewire.is_some_and(RunReport::failed);
-    match settings.format {
-        Format::Human => {
-            if let Some(p) = promotion {
-                reporter.output(&report::render_recap(p));
-            }
-            if let Some(v) = verify {
-                reporter.output(&format!("\n{}", report::render_verify(v)));
-            }
-            if let Some(r) = rewire {
-                reporter.output(&report::render_recap(r));
-            }
-            if let Some(ms) = state.write_unavailable_ms() {
-                reporter.output(&format!(
-                    "switchover {old_primary} -> {new_primary}: writes unavailable for {ms} ms, timeline {}\n",
-                    state.timeline.unwrap_or(0)
-                ));
-            }
-        }
-        Format::Json => reporter.output(&json(&SwitchoverOutput {
-            command: "switchover",
-            status: if failed { "failed" } else { "ok" },
-            old_primary,
-            new_primary,
-            timeline: state.timeline,
-            write_unavailable_ms: state.write_unavailable_ms(),
-            rewind: rewind.unwrap_or_default(),
-            promotion,
-            rewire,
-            verify,
-        })),
-    }
-    Ok(())
+    reporter.output(&match settings.format {
+        Format::Human => crate::status::render(&report),
+        Format::Json => json(&report),
+        Format::Prometheus => crate::status::prometheus(&report),
+    });
+    Ok(match report.status {
+        crate::status::Overall::Ok => Finished::Ok,
+        crate::status::Overall::Degraded => Finished::Warn,
+        crate::status::Overall::Failed => Finished::Failed,
+    })
 }
 
 /// add-replica refuses a host that already streams from the primary, changing nothing.

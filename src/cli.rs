@@ -133,11 +133,59 @@ pub enum Command {
         /// Allow restarting the new primary if a setting needs it (a short outage).
         #[arg(long)]
         allow_restart: bool,
+        /// Seconds the candidate may take to receive the old primary's last WAL; past
+        /// that the switchover is rolled back (the old primary starts again).
+        #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+        catch_up_timeout: u64,
         #[command(flatten)]
         flags: ChangeFlags,
         #[command(flatten)]
         verify: VerifyFlags,
     },
+    /// The primary is down: fence it, promote the most advanced replica, rewire the others.
+    ///
+    /// Refuses while the primary still answers or any replica still hears from it (use
+    /// switchover then). Where SSH reaches the old primary it is fenced (stopped, left
+    /// read-only, kept from starting by itself); where it does not, you must say it is
+    /// powered off or isolated with --old-primary-fenced. Bring it back with `rejoin`.
+    /// Example: pgrepl failover --old-primary-fenced
+    Failover {
+        /// Promote this replica instead of the most advanced one.
+        #[arg(long, value_name = "NAME")]
+        to: Option<String>,
+        /// The old primary cannot be reached, and you state it is powered off or cut off
+        /// from clients (otherwise it could come back as a second primary).
+        #[arg(long)]
+        old_primary_fenced: bool,
+        /// Allow promoting a replica that received less WAL than another (those writes are lost).
+        #[arg(long)]
+        allow_data_loss: bool,
+        #[command(flatten)]
+        flags: ChangeFlags,
+        #[command(flatten)]
+        verify: VerifyFlags,
+    },
+    /// Bring a former primary (or any diverged or stale node) back as a replica.
+    ///
+    /// No copy when its WAL did not fork off the primary's timeline; otherwise the WAL
+    /// only it has is reported (range and bytes) and it is copied again, its old data dir
+    /// moved aside.
+    /// Example: pgrepl rejoin pg0
+    Rejoin {
+        /// The host to bring back (a replica in the inventory).
+        name: String,
+        #[command(flatten)]
+        flags: ChangeFlags,
+        #[command(flatten)]
+        verify: VerifyFlags,
+    },
+    /// Show what each host is now: role, timeline, positions, upstream, lag. Read-only.
+    ///
+    /// Needs no password and writes nothing. Exits 0 when every host is as the inventory
+    /// says, 1 degraded (a replica down, lagging or elsewhere), 2 no primary or more than
+    /// one (split brain). --format json or prometheus for machines.
+    /// Example: pgrepl status --format prometheus > /var/lib/node_exporter/pgrepl.prom
+    Status,
     /// Take a replica out of the cluster, leaving no slot, pg_hba rule or standby behind.
     ///
     /// On the host, PostgreSQL is stopped, its standby configuration removed (it would
@@ -194,6 +242,8 @@ pub enum CommandKind {
     AddReplica,
     Verify,
     Switchover,
+    Failover,
+    Rejoin,
     /// Point every replica at the inventory's primary (the second phase of a switchover).
     Rewire,
     RemoveReplica,
@@ -207,6 +257,8 @@ impl CommandKind {
             CommandKind::AddReplica => "add-replica",
             CommandKind::Verify => "verify",
             CommandKind::Switchover => "switchover",
+            CommandKind::Failover => "failover",
+            CommandKind::Rejoin => "rejoin",
             CommandKind::Rewire => "rewire",
             CommandKind::RemoveReplica => "remove-replica",
         }

@@ -1,21 +1,139 @@
 //! Appending a host to the inventory file while keeping its comments and layout.
 //!
 //! The new host goes in as one flow-style line after the last entry of `hosts:`, with the
-//! same indentation; the result is validated before the file is replaced (atomically).
+//! same indentation; the result is validated before the file is replaced. The file is
+//! replaced atomically (a temporary file in the same folder, renamed over it) with the
+//! mode and owner it had: an inventory kept at 0600 because it names hosts and secrets must
+//! never come back readable by everyone. A symlinked inventory stays a symlink.
 
-use std::path::Path;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
-/// Returns `text` with a replica line appended to its `hosts:` list.
+/// Why the inventory could not be edited; nothing was changed in any case.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read inventory {}: {source}{}", .path.display(), hint_line(.hint))]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+        hint: Option<String>,
+    },
+    #[error("{}: no top-level `hosts:` list{}", .path.display(), hint_line(.hint))]
+    NoHostsList { path: PathBuf, hint: Option<String> },
+    #[error(
+        "{}{}: host `{name}` is already in the inventory with address {address}{}",
+        .path.display(), line_part(.line), hint_line(.hint)
+    )]
+    AlreadyPresent {
+        path: PathBuf,
+        line: Option<u64>,
+        name: String,
+        address: String,
+        hint: Option<String>,
+    },
+    #[error(
+        "the inventory with `{name}` added would be invalid, so {} was not changed:\n{source}{}",
+        .path.display(), hint_line(.hint)
+    )]
+    WouldBeInvalid {
+        path: PathBuf,
+        name: String,
+        source: Box<crate::inventory::Error>,
+        hint: Option<String>,
+    },
+    #[error("{}: cannot make `{name}` the primary: {reason}{}", .path.display(), hint_line(.hint))]
+    SetPrimary {
+        path: PathBuf,
+        name: String,
+        reason: String,
+        hint: Option<String>,
+    },
+    #[error("cannot write {}: {source}{}", .path.display(), hint_line(.hint))]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+        hint: Option<String>,
+    },
+    #[error(
+        "cannot keep the owner of {} (uid {uid}, gid {gid}) on the new version: {source}{}",
+        .path.display(), hint_line(.hint)
+    )]
+    KeepOwner {
+        path: PathBuf,
+        uid: u32,
+        gid: u32,
+        source: std::io::Error,
+        hint: Option<String>,
+    },
+}
+
+impl Error {
+    /// The inventory file concerned.
+    pub fn path(&self) -> &Path {
+        match self {
+            Error::Read { path, .. }
+            | Error::NoHostsList { path, .. }
+            | Error::AlreadyPresent { path, .. }
+            | Error::WouldBeInvalid { path, .. }
+            | Error::SetPrimary { path, .. }
+            | Error::Write { path, .. }
+            | Error::KeepOwner { path, .. } => path,
+        }
+    }
+
+    /// The line of the inventory concerned, where known.
+    pub fn line(&self) -> Option<u64> {
+        match self {
+            Error::AlreadyPresent { line, .. } => *line,
+            _ => None,
+        }
+    }
+
+    /// What to do about it, where pgrepl knows.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            Error::Read { hint, .. }
+            | Error::NoHostsList { hint, .. }
+            | Error::AlreadyPresent { hint, .. }
+            | Error::WouldBeInvalid { hint, .. }
+            | Error::SetPrimary { hint, .. }
+            | Error::Write { hint, .. }
+            | Error::KeepOwner { hint, .. } => hint.as_deref(),
+        }
+    }
+}
+
+fn hint_line(hint: &Option<String>) -> String {
+    hint.as_ref()
+        .map(|h| format!("\nhint: {h}"))
+        .unwrap_or_default()
+}
+
+fn line_part(line: &Option<u64>) -> String {
+    line.map(|l| format!(":{l}")).unwrap_or_default()
+}
+
+/// Returns `text` (the inventory at `path`) with a replica line appended to its `hosts:`
+/// list.
 pub fn with_replica(
+    path: &Path,
     text: &str,
     name: &str,
     address: &str,
     slot: Option<&str>,
-) -> Result<String, String> {
+) -> Result<String, Error> {
     let lines: Vec<&str> = text.lines().collect();
-    let start = lines.iter().position(|l| l.trim_end() == "hosts:").ok_or(
-        "no top-level `hosts:` list (write it in block style: `hosts:` then `  - ...` lines)",
-    )?;
+    let start = lines
+        .iter()
+        .position(|l| l.trim_end() == "hosts:")
+        .ok_or_else(|| Error::NoHostsList {
+            path: path.to_path_buf(),
+            hint: Some(
+                "write the list in block style, `hosts:` then one `  - ...` line per host, or add the host by hand"
+                    .into(),
+            ),
+        })?;
     let mut end = start + 1;
     let mut indent = None;
     for (i, line) in lines.iter().enumerate().skip(start + 1) {
@@ -42,49 +160,140 @@ pub fn with_replica(
 }
 
 /// Appends the replica to the inventory file unless it is there already; validates first.
+/// With `dry_run` it checks everything and writes nothing.
 pub fn append_replica(
     path: &Path,
     name: &str,
     address: &str,
     slot: Option<&str>,
     dry_run: bool,
-) -> Result<(), String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read inventory {}: {e}", path.display()))?;
+) -> Result<(), Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+        hint: Some("pass the inventory with -i FILE".into()),
+    })?;
     if let Ok(inv) = crate::inventory::parse(path, &text)
         && let Some(h) = inv.hosts.iter().find(|h| h.name == name)
     {
         if h.address == address {
             return Ok(());
         }
-        return Err(format!(
-            "{}: host `{name}` is already in the inventory with address {}\nhint: drop --address, or pick another name",
-            path.display(),
-            h.address
-        ));
+        return Err(Error::AlreadyPresent {
+            path: path.to_path_buf(),
+            line: host_line(&text, name),
+            name: name.to_string(),
+            address: h.address.clone(),
+            hint: Some("drop --address, or pick another name".into()),
+        });
     }
-    let new =
-        with_replica(&text, name, address, slot).map_err(|e| format!("{}: {e}", path.display()))?;
-    crate::inventory::parse(path, &new).map_err(|e| {
-        format!("the inventory with `{name}` added would be invalid, so it was not changed:\n{e}")
+    let new = with_replica(path, &text, name, address, slot)?;
+    crate::inventory::parse(path, &new).map_err(|e| Error::WouldBeInvalid {
+        path: path.to_path_buf(),
+        name: name.to_string(),
+        source: Box::new(e),
+        hint: None,
     })?;
     if dry_run {
         return Ok(());
     }
-    let tmp = path.with_extension("yaml.pgrepl.tmp");
-    std::fs::write(&tmp, new)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    replace_keeping_metadata(path, &new)
+}
+
+/// The 1-based line on which host `name` is declared (`name: NAME`), if it can be found.
+fn host_line(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .position(|l| {
+            l.split("name:").skip(1).any(|rest| {
+                let value = rest.trim_start();
+                value
+                    .strip_prefix(name)
+                    .or_else(|| {
+                        value
+                            .strip_prefix(['"', '\''])
+                            .and_then(|v| v.strip_prefix(name))
+                            .and_then(|v| v.strip_prefix(['"', '\'']))
+                    })
+                    .is_some_and(|after| {
+                        after.is_empty() || after.starts_with([',', '}', ' ', '#'])
+                    })
+            })
+        })
+        .map(|i| i as u64 + 1)
+}
+
+/// Replaces the file at `path` with `text` atomically, keeping its mode and owner. A
+/// symlink is followed, so the link stays and its target is replaced.
+fn replace_keeping_metadata(path: &Path, text: &str) -> Result<(), Error> {
+    let write_err = |source: std::io::Error, hint: Option<&str>| Error::Write {
+        path: path.to_path_buf(),
+        source,
+        hint: hint.map(str::to_string),
+    };
+    let target = std::fs::canonicalize(path).map_err(|e| write_err(e, None))?;
+    let meta = std::fs::metadata(&target).map_err(|e| write_err(e, None))?;
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let file_name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{file_name}."))
+        .suffix(".pgrepl.tmp")
+        .tempfile_in(dir)
+        .map_err(|e| {
+            write_err(
+                e,
+                Some("pgrepl writes a temporary file beside the inventory and renames it: the folder must be writable"),
+            )
+        })?;
+    tmp.write_all(text.as_bytes())
+        .map_err(|e| write_err(e, None))?;
+    let file = tmp.as_file();
+    let now = file.metadata().map_err(|e| write_err(e, None))?;
+    if (now.uid(), now.gid()) != (meta.uid(), meta.gid()) {
+        std::os::unix::fs::fchown(file, Some(meta.uid()), Some(meta.gid())).map_err(|source| {
+            Error::KeepOwner {
+                path: path.to_path_buf(),
+                uid: meta.uid(),
+                gid: meta.gid(),
+                source,
+                hint: Some(
+                    "run pgrepl as the inventory's owner (or root), or add the host to the file by hand"
+                        .into(),
+                ),
+            }
+        })?;
+    }
+    // After the chown, which may clear set-id bits.
+    file.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+        .map_err(|e| write_err(e, None))?;
+    file.sync_all().map_err(|e| write_err(e, None))?;
+    tmp.persist(&target).map_err(|e| write_err(e.error, None))?;
+    // The rename is durable once the folder is on disk; failing to sync it is no reason to
+    // report the edit as failed.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// Returns `text` with `new_primary`'s entry saying `role: primary` and every other
 /// entry's `role: primary` turned into `role: replica`, keeping everything else as it is.
-pub fn with_primary(text: &str, new_primary: &str) -> Result<String, String> {
+pub fn with_primary(path: &Path, text: &str, new_primary: &str) -> Result<String, Error> {
+    let fail = |reason: &str| {
+        Error::SetPrimary {
+        path: path.to_path_buf(),
+        name: new_primary.to_string(),
+        reason: reason.to_string(),
+        hint: Some("set the roles in the inventory by hand: one `role: primary`, the others `role: replica`".into()),
+    }
+    };
     let lines: Vec<&str> = text.lines().collect();
     let start = lines
         .iter()
         .position(|l| l.trim_end() == "hosts:")
-        .ok_or("no top-level `hosts:` list")?;
+        .ok_or_else(|| fail("no top-level `hosts:` list"))?;
     // Each host entry runs from its `- ` line to the next one at the same indent.
     let mut entries: Vec<(usize, usize)> = Vec::new();
     let mut indent = None;
@@ -137,22 +346,28 @@ pub fn with_primary(text: &str, new_primary: &str) -> Result<String, String> {
         }
     }
     if !found {
-        return Err(format!("host `{new_primary}` is not in the `hosts:` list"));
+        return Err(fail("it is not in the `hosts:` list"));
     }
     Ok(out.join("\n") + "\n")
 }
 
 /// Makes `new_primary` the inventory file's primary (the others replicas), validating the
-/// result first; the file's comments, layout and mode are kept.
-pub fn set_primary(path: &Path, new_primary: &str) -> Result<(), String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read inventory {}: {e}", path.display()))?;
-    let new = with_primary(&text, new_primary).map_err(|e| format!("{}: {e}", path.display()))?;
+/// result first; the file's comments, layout, mode and owner are kept.
+pub fn set_primary(path: &Path, new_primary: &str) -> Result<(), Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+        hint: None,
+    })?;
+    let new = with_primary(path, &text, new_primary)?;
     if new == text {
         return Ok(());
     }
-    let inventory = crate::inventory::parse(path, &new).map_err(|e| {
-        format!("the inventory with `{new_primary}` as primary would be invalid, so it was not changed:\n{e}")
+    let inventory = crate::inventory::parse(path, &new).map_err(|e| Error::SetPrimary {
+        path: path.to_path_buf(),
+        name: new_primary.to_string(),
+        reason: format!("the result would be invalid:\n{e}"),
+        hint: None,
     })?;
     if inventory
         .hosts
@@ -161,20 +376,14 @@ pub fn set_primary(path: &Path, new_primary: &str) -> Result<(), String> {
         .map(|h| h.name.as_str())
         != Some(new_primary)
     {
-        return Err(format!(
-            "{}: could not make `{new_primary}` the primary (is its role written as `role: replica`?)",
-            path.display()
-        ));
+        return Err(Error::SetPrimary {
+            path: path.to_path_buf(),
+            name: new_primary.to_string(),
+            reason: "its role is not written as `role: replica` on its entry".into(),
+            hint: Some("write `role: replica` (or primary) on every host entry".into()),
+        });
     }
-    let mode = std::fs::metadata(path).map(|m| m.permissions());
-    let tmp = path.with_extension("yaml.pgrepl.tmp");
-    std::fs::write(&tmp, new)
-        .and_then(|_| match mode {
-            Ok(mode) => std::fs::set_permissions(&tmp, mode),
-            Err(_) => Ok(()),
-        })
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    replace_keeping_metadata(path, &new)
 }
 
 /// Returns `text` without host `name`'s entry in its `hosts:` list: a one-line flow entry
@@ -307,14 +516,139 @@ pub fn remove_host(path: &Path, name: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    const INVENTORY: &str = "# my cluster\nreplication: { password: x }\nhosts:\n  - { name: a, address: 10.0.0.1, role: primary }\n  - { name: b, address: 10.0.0.2, role: replica }\n";
+
+    fn file_with(mode: u32) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inventory.yaml");
+        std::fs::write(&path, INVENTORY).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        (dir, path)
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().mode() & 0o7777
+    }
+
+    fn leftovers(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "inventory.yaml" && n != "real.yaml")
+            .collect()
+    }
+
     #[test]
     fn appends_after_the_last_host_keeping_comments() {
         let text = "# my cluster\nhosts:\n  # the primary\n  - { name: a, address: 10.0.0.1, role: primary }\n  - name: b\n    address: 10.0.0.2\n    role: replica\n\n# trailing comment\nssh: { user: x }\n";
-        let out = with_replica(text, "c", "10.0.0.3", Some("c_slot")).unwrap();
+        let out = with_replica(Path::new("i.yaml"), text, "c", "10.0.0.3", Some("c_slot")).unwrap();
         assert_eq!(
             out,
             "# my cluster\nhosts:\n  # the primary\n  - { name: a, address: 10.0.0.1, role: primary }\n  - name: b\n    address: 10.0.0.2\n    role: replica\n  - { name: c, address: 10.0.0.3, role: replica, slot: c_slot }\n\n# trailing comment\nssh: { user: x }\n"
         );
+    }
+
+    /// Regression: the edit went through `fs::write` of a new file, so 0600 became 0644.
+    #[test]
+    fn appending_keeps_the_files_mode() {
+        for wanted in [0o600, 0o640, 0o644] {
+            let (dir, path) = file_with(wanted);
+            append_replica(&path, "c", "10.0.0.3", None, false).unwrap();
+            assert_eq!(mode(&path), wanted, "mode {wanted:o}");
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(text.contains("name: c, address: 10.0.0.3"), "{text}");
+            assert!(text.starts_with("# my cluster\n"));
+            assert!(
+                leftovers(dir.path()).is_empty(),
+                "{:?}",
+                leftovers(dir.path())
+            );
+        }
+    }
+
+    #[test]
+    fn appending_keeps_the_files_owner() {
+        let (_dir, path) = file_with(0o600);
+        // Only root may give a file away; elsewhere the owner is ours anyway.
+        if std::os::unix::fs::chown(&path, Some(4242), Some(4343)).is_err() {
+            eprintln!("not root: owner change not exercised");
+            return;
+        }
+        append_replica(&path, "c", "10.0.0.3", None, false).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (4242, 4343));
+        assert_eq!(mode(&path), 0o600);
+    }
+
+    #[test]
+    fn a_symlinked_inventory_stays_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.yaml");
+        std::fs::write(&real, INVENTORY).unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.path().join("inventory.yaml");
+        std::os::unix::fs::symlink("real.yaml", &link).unwrap();
+        append_replica(&link, "c", "10.0.0.3", None, false).unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        assert!(std::fs::read_to_string(&real).unwrap().contains("name: c"));
+        assert_eq!(mode(&real), 0o600);
+        assert!(leftovers(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn dry_run_and_a_host_already_there_change_nothing() {
+        let (_dir, path) = file_with(0o600);
+        append_replica(&path, "c", "10.0.0.3", None, true).unwrap();
+        append_replica(&path, "b", "10.0.0.2", None, false).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), INVENTORY);
+    }
+
+    #[test]
+    fn errors_name_the_file_the_line_and_a_hint() {
+        let (_dir, path) = file_with(0o600);
+        let err = append_replica(&path, "b", "10.0.0.9", None, false).unwrap_err();
+        assert!(matches!(err, Error::AlreadyPresent { .. }), "{err:?}");
+        assert_eq!(err.path(), path);
+        assert_eq!(err.line(), Some(5));
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}:5: host `b` is already in the inventory with address 10.0.0.2\nhint: drop --address, or pick another name",
+                path.display()
+            )
+        );
+
+        let err = append_replica(&path, "c", "10.0.0.2", None, false).unwrap_err();
+        assert!(matches!(err, Error::WouldBeInvalid { .. }), "{err:?}");
+        assert!(err.to_string().contains("duplicate address"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), INVENTORY);
+
+        let err = append_replica(
+            &path.with_file_name("missing.yaml"),
+            "c",
+            "1.2.3.4",
+            None,
+            false,
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::Read { .. }) && err.hint().is_some());
+        assert!(err.to_string().contains("missing.yaml"), "{err}");
+
+        let err = with_replica(&path, "hosts: []\n", "c", "1.2.3.4", None).unwrap_err();
+        assert!(matches!(err, Error::NoHostsList { .. }));
+        assert!(
+            err.to_string()
+                .contains("\nhint: write the list in block style")
+        );
+    }
+
+    #[test]
+    fn host_lines_are_found_in_flow_and_block_style() {
+        let text = "hosts:\n  - { name: ab, address: x }\n  - name: a\n  - name: \"c\" # q\n";
+        assert_eq!(host_line(text, "a"), Some(3));
+        assert_eq!(host_line(text, "ab"), Some(2));
+        assert_eq!(host_line(text, "c"), Some(4));
+        assert_eq!(host_line(text, "d"), None);
     }
 }
 
@@ -325,17 +659,18 @@ mod primary_tests {
     #[test]
     fn swaps_roles_in_flow_and_block_entries_keeping_comments() {
         let text = "# my cluster\nhosts:\n  - { name: pg0, address: 10.0.0.10, role: primary }  # first\n  - name: pg1\n    address: 10.0.0.11\n    role: replica\n  - { name: pg2, address: 10.0.0.12, role: replica }\nssh: { user: ubuntu }\n";
-        let out = with_primary(text, "pg1").unwrap();
+        let p = std::path::Path::new("i.yaml");
+        let out = with_primary(p, text, "pg1").unwrap();
         assert_eq!(
             out,
             "# my cluster\nhosts:\n  - { name: pg0, address: 10.0.0.10, role: replica }  # first\n  - name: pg1\n    address: 10.0.0.11\n    role: primary\n  - { name: pg2, address: 10.0.0.12, role: replica }\nssh: { user: ubuntu }\n"
         );
         assert_eq!(
-            with_primary(&out, "pg1").unwrap(),
+            with_primary(p, &out, "pg1").unwrap(),
             out,
             "already so: unchanged"
         );
-        assert!(with_primary(text, "pg9").is_err());
+        assert!(with_primary(p, text, "pg9").is_err());
     }
 }
 

@@ -50,6 +50,8 @@ pub enum Error {
     Plan(Box<crate::plan::Error>),
     #[error(transparent)]
     Template(Box<crate::templates::Error>),
+    #[error(transparent)]
+    Edit(Box<crate::edit::Error>),
     /// The ssh config file could not be read.
     #[error("ssh config: {0}")]
     SshConfig(#[source] crate::ssh::Error),
@@ -111,5 +113,6 @@ boxed_from!(
     Inventory(crate::inventory::Error),
     Playbook(crate::playbook::Error),
     Plan(crate::plan::Error),
-    Template(crate::templates::Error)
+    Template(crate::templates::Error),
+    Edit(crate::edit::Error)
 );

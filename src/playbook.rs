@@ -17,6 +17,8 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("verify", include_str!("../playbooks/verify.yaml")),
     ("switchover", include_str!("../playbooks/switchover.yaml")),
     ("rewire", include_str!("../playbooks/rewire.yaml")),
+    ("failover", include_str!("../playbooks/failover.yaml")),
+    ("rejoin", include_str!("../playbooks/rejoin.yaml")),
     (
         "remove-replica",
         include_str!("../playbooks/remove-replica.yaml"),
@@ -189,6 +191,14 @@ pub enum Action {
     Follow,
     /// On a standby, drop slots nobody streams from.
     DropStandbySlots,
+    /// Stop PostgreSQL now, leave standby.signal, disable autostart: it cannot come back
+    /// writable.
+    Fence,
+    /// Let the service manager start the cluster at boot again.
+    AllowAutostart,
+    /// How far the node's WAL goes and where the primary's timeline forked off it; WAL
+    /// only this node has is reported before a copy would discard it.
+    RejoinCheck,
     /// remove-replica, on the host: remove standby.signal, primary_conninfo,
     /// primary_slot_name and the replication passfile (it would start standalone).
     DropStandbyConfig,

@@ -20,6 +20,8 @@ use crate::verify::{Health, VerifyReport};
 pub enum Format {
     Human,
     Json,
+    /// Prometheus text exposition (`status` only), for node_exporter's textfile collector.
+    Prometheus,
 }
 
 /// Progress and log output for one run.
@@ -358,8 +360,8 @@ impl Events for Reporter {
             .to_string();
         // JSON keeps stdout for the one document: diffs go to stderr there.
         match self.format {
-            Format::Json => self.line(&text),
             Format::Human => self.output(&text),
+            _ => self.line(&text),
         }
     }
 }

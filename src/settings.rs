@@ -44,6 +44,8 @@ pub enum Job {
     },
     /// Print a shell completion script.
     Completions(clap_complete::Shell),
+    /// Show what each host is now.
+    Status,
 }
 
 /// A command that runs a playbook.
@@ -67,6 +69,12 @@ pub struct RunSettings {
     /// remove-replica: go on when the host cannot be reached.
     pub force: bool,
     pub verify: VerifyOptions,
+    /// failover: the user states the unreachable old primary is off or isolated.
+    pub old_primary_fenced: bool,
+    /// failover: promoting a replica that received less than another is allowed.
+    pub allow_data_loss: bool,
+    /// switchover: how long the candidate may take to receive the old primary's last WAL.
+    pub catch_up_timeout: Duration,
 }
 
 impl RunSettings {
@@ -82,6 +90,7 @@ impl Settings {
         let Cli { global, command } = cli;
         let job = match command {
             Command::Completions { shell } => Job::Completions(shell),
+            Command::Status => Job::Status,
             Command::Plan {
                 command,
                 name,
@@ -122,12 +131,30 @@ impl Settings {
             Command::Switchover {
                 to,
                 allow_restart,
+                catch_up_timeout,
                 flags,
                 verify,
             } => Job::Run(RunSettings {
                 allow_restart,
+                catch_up_timeout: Duration::from_secs(catch_up_timeout.max(1)),
                 ..run(CommandKind::Switchover, Some(to), &flags, &verify)?
             }),
+            Command::Failover {
+                to,
+                old_primary_fenced,
+                allow_data_loss,
+                flags,
+                verify,
+            } => Job::Run(RunSettings {
+                old_primary_fenced,
+                allow_data_loss,
+                ..run(CommandKind::Failover, to, &flags, &verify)?
+            }),
+            Command::Rejoin {
+                name,
+                flags,
+                verify,
+            } => Job::Run(run(CommandKind::Rejoin, Some(name), &flags, &verify)?),
             Command::RemoveReplica {
                 name,
                 wipe,
@@ -162,6 +189,12 @@ impl Settings {
             connect_timeout,
             ssh_keepalive,
         } = global;
+        if format == Format::Prometheus && !matches!(job, Job::Status) {
+            return Err(Error::usage(
+                "--format prometheus is only for `pgrepl status`",
+                "use --format human or json here",
+            ));
+        }
         if forks == 0 {
             return Err(Error::usage(
                 "--forks 0 would run nothing",
@@ -207,6 +240,9 @@ fn run(
         wipe: false,
         force: false,
         verify: verify_options(verify)?,
+        old_primary_fenced: false,
+        allow_data_loss: false,
+        catch_up_timeout: Duration::from_secs(30),
     })
 }
 

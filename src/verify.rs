@@ -6,12 +6,11 @@
 //! the primary writes it, and each replica reports when it saw it. The only change is
 //! that probe row, in the pgrepl-owned table `pgrepl.probe`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::inventory::{Host, Inventory, Role};
+use crate::inventory::{Host, Role};
 use crate::pg::{Pg, literal};
 use crate::ssh::{Session, Stream};
 use crate::step::{Outcome, StepError};
@@ -125,15 +124,7 @@ impl VerifyReport {
     }
 }
 
-/// What verify reads: the inventory and a session per reachable host.
-pub struct Target<'a> {
-    pub inventory: &'a Inventory,
-    /// Sessions by host index; `None` where the host could not be reached.
-    pub sessions: &'a [Option<Arc<Session>>],
-    /// Why each unreachable host could not be reached.
-    pub unreachable: &'a [Option<String>],
-    pub options: &'a VerifyOptions,
-}
+pub use crate::status::Target;
 
 #[derive(Debug, Deserialize)]
 struct PrimaryView {
@@ -199,7 +190,7 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
         .hosts
         .iter()
         .enumerate()
-        .filter(|(_, h)| !h.is_primary())
+        .filter(|(i, h)| !h.is_primary() && !target.out_of_service.contains(i))
         .collect();
     let session = |i: usize| target.sessions[i].clone();
 
@@ -231,19 +222,32 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
         }
     };
     // The primary's view, each replica's checks and the probe are independent round trips.
-    let (view, mut replica_checks, probe) =
-        tokio::join!(view, futures::future::join_all(replica_futures), probe);
+    // Who accepts writes, on every host (a split brain is named with each timeline).
+    let (view, mut replica_checks, probe, seen) = tokio::join!(
+        view,
+        futures::future::join_all(replica_futures),
+        probe,
+        crate::status::gather(target)
+    );
 
     match &view {
         Err(e) => primary_checks.add("reachable", Health::Fail, e.clone()),
-        Ok(v) => check_primary(
-            v,
-            primary,
-            &replicas,
-            opts,
-            &mut primary_checks,
-            &mut replica_checks,
-        ),
+        Ok(v) => {
+            let out: Vec<&Host> = target
+                .out_of_service
+                .iter()
+                .map(|&i| &inv.hosts[i])
+                .collect();
+            check_primary(
+                v,
+                primary,
+                &replicas,
+                &out,
+                opts,
+                &mut primary_checks,
+                &mut replica_checks,
+            )
+        }
     }
     let probe = match &view {
         Ok(v) if !v.in_recovery => probe,
@@ -262,6 +266,14 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
     }
     let mut hosts = vec![primary_checks];
     hosts.extend(replica_checks);
+    if let Some(split) = seen.split_brain() {
+        for h in hosts
+            .iter_mut()
+            .filter(|h| seen.primaries.contains(&h.name))
+        {
+            h.add("split brain", Health::Fail, split.clone());
+        }
+    }
     let status = hosts.iter().map(|h| h.status).max().unwrap_or(Health::Ok);
     VerifyReport {
         status,
@@ -290,6 +302,7 @@ fn check_primary(
     v: &PrimaryView,
     primary: &Host,
     replicas: &[(usize, &Host)],
+    out_of_service: &[&Host],
     opts: &VerifyOptions,
     pc: &mut HostChecks,
     rcs: &mut [HostChecks],
@@ -345,14 +358,25 @@ fn check_primary(
                     r.flush_lag_s.unwrap_or(0.0),
                     lag_s
                 );
-                let status = if state != "streaming" {
+                // `catchup` is a connected standby still closing the gap (a fresh copy on a
+                // busy host): a warning, not a failure; any other state is one.
+                let status = if state != "streaming" && state != "catchup" {
                     Health::Fail
-                } else if lag_b > opts.max_lag_bytes || lag_s > opts.max_lag_seconds {
+                } else if state == "catchup"
+                    || lag_b > opts.max_lag_bytes
+                    || lag_s > opts.max_lag_seconds
+                {
                     Health::Warn
                 } else {
                     Health::Ok
                 };
-                let detail = if status == Health::Warn { format!("{detail}: above --max-lag-bytes {} / --max-lag-seconds {}", opts.max_lag_bytes, opts.max_lag_seconds) } else { detail };
+                let detail = if status == Health::Warn && state == "catchup" {
+                    format!("{detail}: still catching up; `pgrepl verify` again shortly")
+                } else if status == Health::Warn {
+                    format!("{detail}: above --max-lag-bytes {} / --max-lag-seconds {}", opts.max_lag_bytes, opts.max_lag_seconds)
+                } else {
+                    detail
+                };
                 rc.add("pg_stat_replication", status, detail);
             }
         }
@@ -389,6 +413,20 @@ fn check_primary(
         .collect();
     for s in v.slots.iter().filter(|s| !known.contains(&s.name.as_str())) {
         let retained = s.retained_bytes.unwrap_or(0.0).max(0.0) as u64;
+        if let Some(h) = out_of_service
+            .iter()
+            .find(|h| h.slot.as_deref() == Some(s.name.as_str()))
+        {
+            pc.add(
+                "kept slot",
+                Health::Ok,
+                format!(
+                    "slot {} kept for `{}` (out of service) so it can rejoin without a copy; retains {retained} B; `pgrepl rejoin {}`",
+                    s.name, h.name, h.name
+                ),
+            );
+            continue;
+        }
         if !s.active {
             pc.add("extra slot", Health::Warn, format!("inactive slot {} retains {retained} B of WAL and is not in the inventory: it will fill the disk; drop it with SELECT pg_drop_replication_slot('{}')", s.name, s.name));
         } else {

@@ -23,6 +23,8 @@ pub struct HostMemo {
     pub was_running: Option<bool>,
     /// How it came to follow a new primary: `none` (no copy) or `copy`.
     pub rejoined: Option<&'static str>,
+    /// Its WAL forked off the primary's timeline: it cannot follow without a copy.
+    pub diverged: bool,
 }
 
 impl HostMemo {

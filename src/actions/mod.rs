@@ -3,6 +3,7 @@
 
 mod config;
 pub mod context;
+mod failover;
 pub mod lock;
 mod preflight;
 mod primary;
@@ -37,6 +38,8 @@ pub struct ActionOptions {
     pub allow_restart: bool,
     /// Thresholds of the verify step.
     pub verify: VerifyOptions,
+    /// switchover: how long the candidate may take to receive the old primary's last WAL.
+    pub catch_up_timeout: std::time::Duration,
 }
 
 /// The cluster as the actions see it: the inventory, one SSH session per reachable host,
@@ -61,6 +64,8 @@ pub struct Cluster {
     /// The pid of each host's running pg_basebackup, recorded the moment it is known (a
     /// plain mutex: it is set from inside the output callback), so a rescue can end it.
     pub backup_pids: Vec<std::sync::Mutex<Option<u32>>>,
+    /// Hosts left out of this run's verify (a fenced old primary until `rejoin`).
+    pub out_of_service: Vec<usize>,
     /// What a switchover learns on the way (shutdown checkpoint, timings, slots made).
     pub switch: std::sync::Mutex<switchover::SwitchState>,
     /// remove-replica: the replica being taken out. It is not in `inventory`; when it is
@@ -91,6 +96,7 @@ impl Cluster {
             verify_report: Default::default(),
             backup_pids: (0..n).map(|_| std::sync::Mutex::new(None)).collect(),
             switch: Default::default(),
+            out_of_service: Vec::new(),
             removal: None,
         }
     }
@@ -263,6 +269,9 @@ pub async fn run(ctx: &HostCtx<'_>, action: &Action) -> Result<Outcome, StepErro
         Action::Promote => switchover::promote(ctx).await,
         Action::Follow => switchover::follow(ctx).await,
         Action::DropStandbySlots => switchover::drop_standby_slots(ctx).await,
+        Action::Fence => failover::fence(ctx).await,
+        Action::AllowAutostart => failover::allow_autostart(ctx).await,
+        Action::RejoinCheck => failover::rejoin_check(ctx).await,
         Action::DropStandbyConfig => remove::drop_standby_config(ctx).await,
         Action::AutostartOff => remove::autostart_off(ctx).await,
         Action::RetireDataDir => remove::retire_data_dir(ctx).await,
@@ -290,6 +299,7 @@ impl Cluster {
             sessions: &self.sessions,
             unreachable: &self.unreachable,
             options: &self.options.verify,
+            out_of_service: &self.out_of_service,
         }
     }
 }

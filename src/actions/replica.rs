@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 
 use super::context::HostCtx;
 use super::context::ServerFacts;
-use crate::pg::{Pg, ServerState, literal};
+use crate::pg::conninfo::Conninfo;
+use crate::pg::{Pg, ServerState, conf_literal, literal};
 use crate::ssh::{Command, Stream};
 use crate::step::{Outcome, StepError};
 
@@ -37,14 +38,13 @@ fn pgpass_field(text: &str) -> String {
 async fn primary_conninfo(ctx: &HostCtx<'_>) -> Result<String, StepError> {
     let (primary, _) = ctx.primary()?;
     let user = &ctx.cluster.inventory.replication.user;
-    Ok(format!(
-        "host={} port={} user={} passfile={} application_name={}",
-        primary.address,
-        primary.pg.port,
-        user,
-        passfile_path(ctx).await?,
-        ctx.host.name
-    ))
+    Ok(Conninfo::new()
+        .set("host", &primary.address)
+        .set("port", primary.pg.port)
+        .set("user", user)
+        .set("passfile", passfile_path(ctx).await?)
+        .set("application_name", &ctx.host.name)
+        .to_string())
 }
 
 pub async fn passfile(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
@@ -204,18 +204,37 @@ pub async fn move_aside(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     }
     let script = r#"set -e; d="$1"
 if [ -e "$d" ] && [ -n "$(ls -A "$d")" ]; then aside="$d.pgrepl-$(date +%Y%m%dT%H%M%S)"; mv "$d" "$aside"; else aside=""; rm -rf "$d"; fi
-mkdir -p "$d"; chown postgres:postgres "$d"; chmod 700 "$d"; echo "$aside""#;
+mkdir -p "$d"; chown postgres:postgres "$d"; chmod 700 "$d"; echo "$aside"
+# A rename that copies (some overlay filesystems) can leave files behind: say so.
+if [ -n "$(ls -A "$d")" ]; then echo "not empty"; fi"#;
     let out = ctx
         .session
         .run(&Command::script(script, &[data]).as_root())
         .await?;
-    let aside = out.stdout.trim().to_string();
+    let mut lines = out.stdout.lines();
+    let aside = lines.next().unwrap_or_default().trim().to_string();
+    let leftovers = lines.next().is_some_and(|l| l.trim() == "not empty");
+    if !aside.is_empty() {
+        ctx.state().await.moved_aside = Some(aside.clone());
+    }
+    if leftovers {
+        return Err(StepError::new(
+            format!(
+                "{data} is not empty after moving it aside{}",
+                if aside.is_empty() {
+                    String::new()
+                } else {
+                    format!(" to {aside}")
+                }
+            ),
+            "the filesystem did not really rename the directory (an overlay filesystem copies, and may leave files); keep data dirs on a real filesystem or volume",
+        ));
+    }
     if aside.is_empty() {
         return Ok(Outcome::changed(format!(
             "{data} was empty; made a fresh one"
         )));
     }
-    ctx.state().await.moved_aside = Some(aside.clone());
     Ok(Outcome::changed(format!(
         "moved {data} to {aside} (kept; remove it once the replica is verified)"
     )))
@@ -436,7 +455,7 @@ pub async fn standby(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         .collect();
     desired.push_str(&format!(
         "primary_conninfo = {}\n",
-        literal(&primary_conninfo(ctx).await?)
+        conf_literal(&primary_conninfo(ctx).await?)
     ));
     desired.push_str(&format!("primary_slot_name = {}\n", literal(&slot)));
     let normalized: String = current

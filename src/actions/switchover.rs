@@ -26,8 +26,6 @@ use crate::pg::{ServerState, literal};
 use crate::ssh::Command;
 use crate::step::{Outcome, StepError};
 
-/// How long the candidate may take to receive the old primary's last WAL.
-const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a rewired replica may take to stream from the new primary before it is copied.
 const FOLLOW_TIMEOUT: Duration = Duration::from_secs(30);
 /// A transaction open this long on the primary is reported before it is cut off.
@@ -421,7 +419,8 @@ pub async fn catch_up(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     let started = Instant::now();
     let pg = ctx.pg();
     let mut received = 0;
-    while started.elapsed() < CATCH_UP_TIMEOUT {
+    let limit = ctx.cluster.options.catch_up_timeout;
+    while started.elapsed() < limit {
         let text = pg
             .sql("SELECT coalesce(pg_last_wal_receive_lsn()::text, '0/0')")
             .await?;
@@ -443,7 +442,7 @@ pub async fn catch_up(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
             ctx.host.name,
             format_lsn(received),
             format_lsn(end),
-            CATCH_UP_TIMEOUT.as_secs()
+            limit.as_secs()
         ),
         "nothing was promoted and nothing lost: the old primary is started again; check the candidate (is it running, is its network path up?) and re-run",
     ))
@@ -498,6 +497,12 @@ pub async fn promote(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
 pub async fn follow(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     if replica::streams_from_primary(ctx).await? {
         return Ok(Outcome::ok("streaming from the primary"));
+    }
+    if ctx.state().await.diverged {
+        ctx.state().await.rejoined = Some("copy");
+        return Ok(Outcome::changed(
+            "its WAL forked off the primary's timeline: it is copied again below",
+        ));
     }
     if ctx.check_mode() {
         return Ok(Outcome::changed("would follow the new primary"));

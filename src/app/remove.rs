@@ -106,7 +106,7 @@ pub(super) fn plan(
         Removing::Gone(inventory) => (leftover_plan(&inventory), inventory),
     };
     match settings.format {
-        Format::Human => reporter.output(&plan::render(&plan, &members)),
+        Format::Human | Format::Prometheus => reporter.output(&plan::render(&plan, &members)),
         Format::Json => reporter.output(&json(&plan)),
     }
     Ok(Finished::Ok)
@@ -255,7 +255,7 @@ async fn remove(
     let verify_failed = verify.as_ref().is_some_and(|v| v.status == Health::Fail);
     let failed = report.failed() || file_failed || verify_failed;
     match settings.format {
-        Format::Human => {
+        Format::Human | Format::Prometheus => {
             if let Some(v) = &verify {
                 reporter.output(&format!("\n{}", report::render_verify(v)));
             }
@@ -382,7 +382,7 @@ async fn gone(
     let report = locked_run(settings, run, &engine, &plan, &reporter).await?;
     reporter.finish();
     match settings.format {
-        Format::Human => {
+        Format::Human | Format::Prometheus => {
             reporter.output(&report::render_recap(&report));
             reporter.output(&format!("{line}\n"));
         }

@@ -36,14 +36,21 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The file is not YAML, or not the inventory's shape: a word where a number goes, a
+    /// port out of range, an unknown field. Parsing stops at the first one.
     #[error(
-        "{path}:{line}:{column}: {message}\nhint: check the YAML syntax and the field names in README's inventory reference"
+        "{}:{line}:{column}: {}{message}\nhint: {hint}",
+        .path.display(),
+        .field.as_ref().map(|f| format!("{f}: ")).unwrap_or_default()
     )]
     Syntax {
         path: PathBuf,
         line: u64,
         column: u64,
+        /// Where in the document (`hosts[1].postgres.port`), when known.
+        field: Option<String>,
         message: String,
+        hint: String,
     },
     #[error("{}", render_problems(.path, .problems))]
     Invalid {
@@ -89,12 +96,8 @@ pub fn load(path: &Path) -> Result<Inventory, Error> {
 
 /// Parses inventory text as if read from `path` (relative paths resolve against its folder).
 pub fn parse(path: &Path, text: &str) -> Result<Inventory, Error> {
-    let file: model::InventoryFile = crate::yaml::from_str(text).map_err(|e| Error::Syntax {
-        path: path.to_path_buf(),
-        line: e.line,
-        column: e.column,
-        message: e.message,
-    })?;
+    let file: model::InventoryFile =
+        crate::yaml::from_str(text).map_err(|e| syntax_error(path, e))?;
     let base = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -109,6 +112,71 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, Error> {
             path: path.to_path_buf(),
             problems,
         })
+    }
+}
+
+/// Words a YAML error for the inventory: the field, what is wrong with the value, and a
+/// hint that knows what the field is (a TCP port, a PostgreSQL major version).
+fn syntax_error(path: &Path, e: crate::yaml::Located) -> Error {
+    use crate::yaml::{Kind, parse_int};
+    let field = e.path.clone();
+    let leaf = field
+        .as_deref()
+        .map(|f| f.rsplit('.').next().unwrap_or(f))
+        .unwrap_or_default();
+    let section = field
+        .as_deref()
+        .and_then(|f| f.rsplit('.').nth(1))
+        .unwrap_or_default();
+    let number = e.found.as_deref().and_then(parse_int);
+    let found = e.found.clone().unwrap_or_default();
+    let (message, hint) = match (&e.kind, section, leaf) {
+        (Kind::InvalidScalar { .. }, "postgres" | "ssh", "port") => {
+            let usual = if section == "ssh" {
+                "the SSH port, usually 22"
+            } else {
+                "PostgreSQL's port, usually 5432"
+            };
+            let message = match number {
+                Some(_) => format!("{found} is out of range: a TCP port is 1-65535"),
+                None => format!("`{found}` is not a port number: a TCP port is 1-65535"),
+            };
+            (message, format!("use {usual}"))
+        }
+        (Kind::InvalidScalar { .. }, "postgres", "version") => {
+            let range = format!("{} to {}", validate::MIN_VERSION, validate::MAX_VERSION);
+            match number {
+                Some(_) => (
+                    format!("PostgreSQL {found} is not supported"),
+                    format!("use a major version from {range}"),
+                ),
+                None => (
+                    format!("`{found}` is not a PostgreSQL major version"),
+                    format!("write the major version as a number from {range}, e.g. `version: 15`"),
+                ),
+            }
+        }
+        (Kind::MissingField, _, _) => (
+            e.message.clone(),
+            "add it; README's inventory reference says what each entry needs".into(),
+        ),
+        (Kind::UnknownField, _, _) => (
+            e.message.clone(),
+            "check the spelling and the indentation; README's inventory reference lists every field"
+                .into(),
+        ),
+        _ => (
+            e.message.clone(),
+            "check the YAML syntax and the field names in README's inventory reference".into(),
+        ),
+    };
+    Error::Syntax {
+        path: path.to_path_buf(),
+        line: e.line,
+        column: e.column,
+        field,
+        message,
+        hint,
     }
 }
 

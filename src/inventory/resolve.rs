@@ -324,13 +324,14 @@ fn resolve_replication(
     }
 }
 
-/// Renders a YAML value as a postgresql.conf literal: numbers and booleans bare, text quoted.
+/// Renders a YAML value as a postgresql.conf literal: numbers and booleans bare, text quoted
+/// (with `'` and `\` doubled, as the config file reader wants).
 pub fn setting_literal(value: &SettingValue) -> String {
     match value {
         SettingValue::Bool(b) => if *b { "on" } else { "off" }.to_string(),
         SettingValue::Int(i) => i.to_string(),
         SettingValue::Float(f) => f.to_string(),
-        SettingValue::Text(s) => format!("'{}'", s.replace('\'', "''")),
+        SettingValue::Text(s) => crate::pg::conf_literal(s),
     }
 }
 

@@ -241,3 +241,114 @@ fn backup_rate_must_be_a_pg_basebackup_rate() {
         assert_eq!(one_problem(&text, "backup_max_rate").line, 5, "{bad}");
     }
 }
+
+/// Regression: type errors said `invalid u16` / `invalid u32` with no field and no range,
+/// and printed the position twice (`i.yaml:2:33: error: line 2 column 33: invalid u16`).
+#[test]
+fn type_errors_name_the_field_and_the_range_with_the_position_once() {
+    let text = GOOD.replace(
+        "address: 10.0.1.20, role: replica,",
+        "address: 10.0.1.20, role: replica, postgres: { port: 99999 },",
+    );
+    let err = parse(Path::new("inventory.yaml"), &text).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "inventory.yaml:12:82: hosts[1].postgres.port: 99999 is out of range: a TCP port is 1-65535\nhint: use PostgreSQL's port, usually 5432"
+    );
+
+    let text = GOOD.replace("version: 15", "version: fifteen");
+    let err = parse(Path::new("inventory.yaml"), &text)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "inventory.yaml:2:22: postgres.version: `fifteen` is not a PostgreSQL major version\nhint: write the major version as a number from 12 to 18, e.g. `version: 15`"
+    );
+
+    let text = GOOD.replace("version: 15", "version: 99999999999");
+    let err = parse(Path::new("i.yaml"), &text).unwrap_err().to_string();
+    assert!(
+        err.starts_with("i.yaml:2:22: postgres.version: PostgreSQL 99999999999 is not supported\nhint: use a major version from 12 to 18"),
+        "{err}"
+    );
+
+    let text = GOOD.replace(
+        "ssh: { user: ubuntu, port: 22 }",
+        "ssh: { user: ubuntu, port: -1 }",
+    );
+    let err = parse(Path::new("i.yaml"), &text).unwrap_err().to_string();
+    assert!(
+        err.starts_with("i.yaml:9:28: ssh.port: -1 is out of range: a TCP port is 1-65535\nhint: use the SSH port, usually 22"),
+        "{err}"
+    );
+    let text = GOOD.replace(
+        "ssh: { user: ubuntu, port: 22 }",
+        "ssh: { user: ubuntu, port: ssh }",
+    );
+    let err = parse(Path::new("i.yaml"), &text).unwrap_err().to_string();
+    assert!(
+        err.starts_with("i.yaml:9:28: ssh.port: `ssh` is not a port number"),
+        "{err}"
+    );
+}
+
+#[test]
+fn block_style_type_errors_find_their_field() {
+    let text = "replication: { password: x }\nhosts:\n  - name: a\n    address: 10.0.0.1\n    role: primary\n  - name: b\n    address: 10.0.0.2\n    role: replica\n    postgres:\n      port: 99999\n";
+    let err = parse(Path::new("inventory.yaml"), text).unwrap_err();
+    let Error::Syntax {
+        line,
+        column,
+        field,
+        ..
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    assert_eq!((*line, *column), (10, 13));
+    assert_eq!(field.as_deref(), Some("hosts[1].postgres.port"));
+    let shown = err.to_string();
+    assert_eq!(shown.matches("10:13").count(), 1, "{shown}");
+    assert!(!shown.contains("line 10"), "{shown}");
+}
+
+#[test]
+fn other_syntax_errors_keep_their_field_and_a_hint() {
+    let text = GOOD.replace("role: primary", "role: master");
+    let err = parse(Path::new("i.yaml"), &text).unwrap_err().to_string();
+    assert!(err.starts_with("i.yaml:11:"), "{err}");
+    assert!(
+        err.contains("hosts[0].role: ") && err.contains("master"),
+        "{err}"
+    );
+    assert!(err.contains("\nhint: "), "{err}");
+    assert!(!err.contains("line 11"), "{err}");
+}
+
+#[test]
+fn text_settings_are_quoted_for_postgresql_conf() {
+    let text = GOOD.replace(
+        "wal_keep_size: 1GB,",
+        r#"wal_keep_size: 1GB, restore_command: 'cp "/arch\x\%f" "%p" # it''s',"#,
+    );
+    let inv = parse(Path::new("i.yaml"), &text).expect("valid");
+    // postgresql.conf reads `\` as an escape inside quotes, so it is doubled.
+    assert_eq!(
+        inv.replication.settings["restore_command"],
+        r#"'cp "/arch\\x\\%f" "%p" # it''s'"#
+    );
+}
+
+#[test]
+fn a_missing_field_names_its_entry() {
+    let text = GOOD.replace(
+        "{ name: master-0, address: 10.0.1.10, role: primary }",
+        "{ name: master-0, role: primary }",
+    );
+    let err = parse(Path::new("i.yaml"), &text).unwrap_err().to_string();
+    assert!(err.starts_with("i.yaml:11:"), "{err}");
+    assert!(
+        err.contains(": hosts[0]: missing field `address`\nhint: add it"),
+        "{err}"
+    );
+}

@@ -4,8 +4,10 @@
 //! the Unix socket: no TCP listener, no password, nothing in argv. Structured answers are
 //! built as JSON in SQL and parsed into types here.
 
+pub mod conninfo;
 pub mod facts;
 pub mod scram;
+pub mod versions;
 
 use std::time::Duration;
 
@@ -13,6 +15,25 @@ use serde::de::DeserializeOwned;
 
 use crate::inventory::{Host, ServiceKind};
 use crate::ssh::{Command, Error, Session};
+
+/// Runs the service manager's start command (`$4...`) in the background and polls the
+/// socket with pg_isready (`$1`, socket dir `$2`, port `$3`) until the server accepts
+/// connections; fails with the command's output if it exits non-zero first.
+const START_AND_WAIT: &str = r#"isready=$1 sock=$2 port=$3; shift 3
+st=/tmp/pgrepl-start-$port.status; log=/tmp/pgrepl-start-$port.log; rm -f "$st"
+( "$@" >"$log" 2>&1; echo $? >"$st" ) </dev/null >/dev/null 2>&1 &
+ready() { if [ -n "$sock" ]; then "$isready" -q -h "$sock" -p "$port"; else "$isready" -q -p "$port"; fi; }
+i=0
+while [ $i -lt 6000 ]; do
+  ready && exit 0
+  if [ -s "$st" ]; then
+    rc=$(cat "$st")
+    if [ "$rc" != 0 ]; then cat "$log" >&2; exit "$rc"; fi
+    ready && exit 0
+  fi
+  i=$((i+1)); sleep 0.05
+done
+echo "PostgreSQL does not accept connections 300 s after start" >&2; cat "$log" >&2; exit 1"#;
 
 /// PostgreSQL on one host, reached through its SSH session.
 pub struct Pg<'a> {
@@ -147,16 +168,42 @@ impl<'a> Pg<'a> {
         }
     }
 
+    /// Starts PostgreSQL through its service manager and returns once it accepts
+    /// connections. Debian's wrapper (which systemd's unit runs too) sleeps and polls on its
+    /// own after the server is up, about 2 s; pgrepl lets it finish in the background and
+    /// polls the socket itself, still reporting the wrapper's failure (with its output).
     pub async fn start(&self) -> Result<(), Error> {
-        self.session.run(&self.service("start")).await.map(|_| ())
+        let pg = &self.host.pg;
+        if pg.service == ServiceKind::PgCtl {
+            // pg_ctl -w returns when the server is ready.
+            return self.session.run(&self.service("start")).await.map(|_| ());
+        }
+        let service = self.service("start");
+        let cmd = Command::script(
+            START_AND_WAIT,
+            &[
+                &self.bin("pg_isready"),
+                pg.socket_dir.as_deref().unwrap_or(""),
+                &pg.port.to_string(),
+            ],
+        )
+        .args(service.argv())
+        .as_root()
+        .timeout(Some(Duration::from_secs(330)));
+        self.session.run(&cmd).await.map(|_| ())
     }
 
     pub async fn stop(&self) -> Result<(), Error> {
         self.session.run(&self.service("stop")).await.map(|_| ())
     }
 
+    /// A fast stop, then [`Pg::start`] (ready as soon as it accepts connections).
     pub async fn restart(&self) -> Result<(), Error> {
-        self.session.run(&self.service("restart")).await.map(|_| ())
+        if self.host.pg.service == ServiceKind::PgCtl {
+            return self.session.run(&self.service("restart")).await.map(|_| ());
+        }
+        self.stop().await?;
+        self.start().await
     }
 
     /// Tells the running server to re-read its config files.
@@ -168,6 +215,13 @@ impl<'a> Pg<'a> {
 /// Quotes a string as an SQL literal.
 pub fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Quotes a string for postgresql.conf and postgresql.auto.conf. Their reader takes `\` as
+/// an escape inside quotes, so `\` is doubled as well as `'` (as `ALTER SYSTEM` writes);
+/// [`literal`] is for SQL, where a backslash is a plain character.
+pub fn conf_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 /// Quotes a name as an SQL identifier.
@@ -183,5 +237,15 @@ mod tests {
     fn sql_quoting_doubles_quotes() {
         assert_eq!(literal("it's"), "'it''s'");
         assert_eq!(ident("we\"ird"), "\"we\"\"ird\"");
+    }
+
+    #[test]
+    fn conf_quoting_doubles_quotes_and_backslashes() {
+        assert_eq!(conf_literal("plain"), "'plain'");
+        assert_eq!(conf_literal("it's"), "'it''s'");
+        assert_eq!(
+            conf_literal(r"passfile='/home/o\'brien'"),
+            r"'passfile=''/home/o\\''brien'''"
+        );
     }
 }

@@ -89,6 +89,13 @@ impl Command {
         self
     }
 
+    /// The program and its arguments, to pass on to another command (env is not included).
+    pub fn argv(&self) -> Vec<String> {
+        std::iter::once(self.program.clone())
+            .chain(self.args.iter().cloned())
+            .collect()
+    }
+
     pub fn as_root(mut self) -> Self {
         self.run_as = Become::Root;
         self

@@ -6,7 +6,7 @@ use crate::support::{Lab, enabled};
 
 /// Bootstraps 1+N and proves it: rows flow, replicas refuse writes, secrets stay out of
 /// primary_conninfo, the passfile is 0600 postgres, and a re-run changes nothing.
-fn bootstrap_and_prove(lab: &Lab, service_check: &str) {
+pub(crate) fn bootstrap_and_prove(lab: &Lab, service_check: &str) {
     let run = lab.pgrepl(&["bootstrap", "--format", "json"]);
     assert_eq!(run.code, 0, "{run:?}");
     let doc = run.json();

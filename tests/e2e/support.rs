@@ -13,11 +13,14 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A lab of N nodes; removed on drop.
+/// A lab of N nodes; removed (containers, volumes, network) on drop.
 pub struct Lab {
     pub name: String,
     pub dir: PathBuf,
+    /// The PostgreSQL nodes, `nodes[i]` is `pgI`.
     pub nodes: Vec<Node>,
+    /// Nodes without PostgreSQL (`proxy0` with `--proxy`).
+    pub proxies: Vec<Node>,
 }
 
 /// One container of a lab.
@@ -26,6 +29,18 @@ pub struct Node {
     pub name: String,
     pub container: String,
     pub address: String,
+    /// `postgres` or `proxy` (nodes.tsv's 4th column).
+    pub role: String,
+}
+
+/// The PostgreSQL major a flavour's images carry (`bookworm-systemd` → 15).
+pub fn flavour_version(flavour: &str) -> u32 {
+    match flavour.trim_end_matches("-systemd") {
+        "bookworm" => 15,
+        "trixie" => 17,
+        "forky" => 18,
+        other => panic!("unknown lab flavour {other}"),
+    }
 }
 
 /// The outcome of a pgrepl run.
@@ -59,6 +74,11 @@ impl std::fmt::Debug for Run {
 impl Lab {
     /// `lab up N` with a unique name for this test.
     pub fn up(test: &str, nodes: usize, flavour: &str, layout: &str) -> Lab {
+        Lab::up_with(test, nodes, flavour, layout, &[])
+    }
+
+    /// `lab up N` with more options for `lab up`, e.g. `--proxy`.
+    pub fn up_with(test: &str, nodes: usize, flavour: &str, layout: &str, extra: &[&str]) -> Lab {
         let name = format!("{}-{}", test.replace('_', "-"), std::process::id() % 10000);
         let out = Command::new(repo().join("lab/lab"))
             .args([
@@ -71,12 +91,14 @@ impl Lab {
                 "--name",
                 &name,
             ])
+            .args(extra)
             .output()
             .expect("run lab/lab");
         let mut lab = Lab {
             name: name.clone(),
             dir: PathBuf::new(),
             nodes: Vec::new(),
+            proxies: Vec::new(),
         };
         assert!(
             out.status.success(),
@@ -90,8 +112,14 @@ impl Lab {
                 .last()
                 .unwrap_or_default(),
         );
-        let tsv = std::fs::read_to_string(lab.dir.join("nodes.tsv")).expect("nodes.tsv");
-        lab.nodes = tsv
+        lab.read_nodes();
+        lab
+    }
+
+    /// (Re)reads nodes.tsv into `nodes` and `proxies`.
+    fn read_nodes(&mut self) {
+        let tsv = std::fs::read_to_string(self.dir.join("nodes.tsv")).expect("nodes.tsv");
+        let all: Vec<Node> = tsv
             .lines()
             .filter_map(|l| {
                 let f: Vec<&str> = l.split('\t').collect();
@@ -99,10 +127,84 @@ impl Lab {
                     name: f[0].into(),
                     container: f[1].into(),
                     address: f[2].into(),
+                    role: f.get(3).unwrap_or(&"postgres").to_string(),
                 })
             })
             .collect();
-        lab
+        (self.proxies, self.nodes) = all.into_iter().partition(|n| n.role == "proxy");
+    }
+
+    /// Runs `lab/lab VERB ARGS... --name THIS_LAB`.
+    pub fn lab(&self, verb: &str, args: &[&str]) -> Output {
+        Command::new(repo().join("lab/lab"))
+            .arg(verb)
+            .args(args)
+            .args(["--name", &self.name])
+            .output()
+            .expect("run lab/lab")
+    }
+
+    /// A fault verb (`kill`, `start`, `stop`, `restart`, `pause`, `unpause`, `partition`,
+    /// `heal`, `crash-pg`) on a node by name; panics if lab/lab fails.
+    pub fn fault(&self, verb: &str, node: &str) {
+        let out = self.lab(verb, &[node]);
+        assert!(
+            out.status.success(),
+            "lab {verb} {node} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `lab add`: one more PostgreSQL node, returned (also pushed onto `nodes`). It is not in
+    /// the inventory: `pgrepl add-replica NAME --address ADDR` puts it there.
+    pub fn add(&mut self) -> Node {
+        let out = self.lab("add", &[]);
+        assert!(
+            out.status.success(),
+            "lab add failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let address = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        self.read_nodes();
+        self.nodes
+            .iter()
+            .find(|n| n.address == address)
+            .unwrap_or_else(|| panic!("lab add printed {address:?}, not in nodes.tsv"))
+            .clone()
+    }
+
+    /// Runs a command over real SSH as `user` on a node, with the lab's key and known_hosts.
+    pub fn ssh(&self, node: &Node, user: &str, cmd: &str) -> Output {
+        Command::new("ssh")
+            .arg("-i")
+            .arg(self.dir.join("id_ed25519"))
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                self.dir.join("known_hosts").display()
+            ))
+            .args([
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=5",
+                "-o",
+                "LogLevel=ERROR",
+            ])
+            .arg(format!("{user}@{}", node.address))
+            .arg(cmd)
+            .output()
+            .expect("ssh")
+    }
+
+    /// Runs a shell command as root in any node's container (a proxy too).
+    pub fn exec_on(&self, node: &Node, script: &str) -> Output {
+        Command::new("docker")
+            .args(["exec", &node.container, "sh", "-c", script])
+            .output()
+            .expect("docker exec")
     }
 
     pub fn inventory(&self) -> PathBuf {
@@ -329,5 +431,29 @@ impl Lab {
                 ids.len()
             ))
         }
+    }
+}
+
+impl Lab {
+    /// A 1+2 lab, bootstrapped, whose inventory lets the test client ([`Writer`]) log in
+    /// from the lab network, with `settings` (a YAML flow map's inside, e.g.
+    /// `wal_sender_timeout: 3s`) added to `replication.settings`.
+    pub fn bootstrapped_for_writes(test: &str, flavour: &str, settings: Option<&str>) -> Lab {
+        let lab = Lab::up(test, 3, flavour, "debian");
+        let mut inventory = std::fs::read_to_string(lab.inventory()).unwrap();
+        if let Some(settings) = settings {
+            inventory = inventory.replace(
+                "  password_file: replication-password\n",
+                &format!("  password_file: replication-password\n  settings: {{ {settings} }}\n"),
+            );
+        }
+        let subnet = lab.nodes[0].address.rsplit_once('.').unwrap().0.to_string();
+        inventory.push_str(&format!(
+            "hba:\n  - {{ database: postgres, user: writer, address: {subnet}.0/24, method: scram-sha-256 }}\n"
+        ));
+        std::fs::write(lab.inventory(), inventory).unwrap();
+        let run = lab.pgrepl(&["bootstrap"]);
+        assert_eq!(run.code, 0, "{run:?}");
+        lab
     }
 }

@@ -6,20 +6,6 @@ use std::time::Duration;
 
 use crate::support::{Lab, Writer, enabled};
 
-/// Lets the lab network's `writer` role log in (the test client), then bootstraps.
-fn bootstrapped(name: &str) -> Lab {
-    let lab = Lab::up(name, 3, "bookworm", "debian");
-    let mut inventory = std::fs::read_to_string(lab.inventory()).unwrap();
-    let subnet = lab.nodes[0].address.rsplit_once('.').unwrap().0.to_string();
-    inventory.push_str(&format!(
-        "hba:\n  - {{ database: postgres, user: writer, address: {subnet}.0/24, method: scram-sha-256 }}\n"
-    ));
-    std::fs::write(lab.inventory(), inventory).unwrap();
-    let run = lab.pgrepl(&["bootstrap"]);
-    assert_eq!(run.code, 0, "{run:?}");
-    lab
-}
-
 fn in_recovery(lab: &Lab, node: usize) -> String {
     lab.sql(node, "SELECT pg_is_in_recovery()")
 }
@@ -35,7 +21,7 @@ fn sender_of(lab: &Lab, node: usize) -> String {
 fn switch_under_load(lab: &Lab, from: usize, to: usize, writer: &Writer, timeline: u32) {
     let before = writer.count();
     let asides = |node: usize| {
-        let out = lab.exec(node, "ls /var/lib/postgresql/15 | grep -c pgrepl || true");
+        let out = lab.exec(node, "ls /var/lib/postgresql/* | grep -c pgrepl || true");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     let asides_before = asides(from);
@@ -77,6 +63,23 @@ fn switch_under_load(lab: &Lab, from: usize, to: usize, writer: &Writer, timelin
             format!("{} streaming", lab.nodes[to].address)
         );
     }
+    // A systemd host keeps every cluster under its unit (active once Debian's wrapper,
+    // which pgrepl does not wait for, finishes).
+    for i in 0..3 {
+        let state = || {
+            let unit = lab.exec(
+                i,
+                "if [ -d /run/systemd/system ]; then systemctl is-active postgresql@$(ls /etc/postgresql)-main; else echo active; fi",
+            );
+            String::from_utf8_lossy(&unit.stdout).trim().to_string()
+        };
+        assert!(
+            lab.wait_for(Duration::from_secs(15), || state() == "active"),
+            "{}: {}",
+            lab.nodes[i].name,
+            state()
+        );
+    }
     // The old primary was not copied: no new moved-aside data dir beside its own.
     assert_eq!(asides(from), asides_before);
     let inventory = std::fs::read_to_string(lab.inventory()).unwrap();
@@ -97,7 +100,7 @@ fn switchover_under_load_loses_nothing_and_switches_back() {
     if !enabled() {
         return;
     }
-    let lab = bootstrapped("switchover");
+    let lab = Lab::bootstrapped_for_writes("switchover", "bookworm", None);
     let writer = Writer::start(&lab, 0, 2);
     assert!(lab.wait_for(Duration::from_secs(20), || writer.count() > 50));
 
@@ -131,12 +134,43 @@ fn switchover_under_load_loses_nothing_and_switches_back() {
     assert_eq!(verify.code, 0, "{verify:?}");
 }
 
+/// A switchover there and back under load, on another flavour.
+fn there_and_back(name: &str, flavour: &str) {
+    let lab = Lab::bootstrapped_for_writes(name, flavour, None);
+    let writer = Writer::start(&lab, 0, 2);
+    assert!(lab.wait_for(Duration::from_secs(20), || writer.count() > 50));
+    switch_under_load(&lab, 0, 1, &writer, 2);
+    switch_under_load(&lab, 1, 0, &writer, 3);
+    let acked = writer.finish();
+    for node in 0..3 {
+        lab.has_all(node, &acked).unwrap();
+    }
+    let verify = lab.pgrepl(&["verify"]);
+    assert_eq!(verify.code, 0, "{verify:?}");
+}
+
+#[test]
+fn switchover_on_trixie_postgres_17() {
+    if !enabled() {
+        return;
+    }
+    there_and_back("switch17", "trixie");
+}
+
+#[test]
+fn switchover_on_systemd_hosts_keeps_units_in_charge() {
+    if !enabled() {
+        return;
+    }
+    there_and_back("switchsd", "bookworm-systemd");
+}
+
 #[test]
 fn switchover_refusals_change_nothing() {
     if !enabled() {
         return;
     }
-    let lab = bootstrapped("switchrefuse");
+    let lab = Lab::bootstrapped_for_writes("switchrefuse", "bookworm", None);
     let start = lab.sql(0, "SELECT pg_postmaster_start_time()");
     // A stopped candidate.
     lab.exec(2, "pg_ctlcluster 15 main stop");
@@ -168,4 +202,42 @@ fn switchover_refusals_change_nothing() {
     );
     let slots = lab.sql(1, "SELECT count(*) FROM pg_replication_slots");
     assert_eq!(slots, "0", "no slot left on the candidate");
+}
+
+#[test]
+fn a_candidate_frozen_while_catching_up_rolls_back_to_the_old_primary() {
+    if !enabled() {
+        return;
+    }
+    // The old primary's walsender gives up on the frozen candidate after 3 s.
+    let lab =
+        Lab::bootstrapped_for_writes("switchfrozen", "bookworm", Some("wal_sender_timeout: 3s"));
+    let inventory = std::fs::read_to_string(lab.inventory()).unwrap();
+    let start = lab.sql(0, "SELECT pg_postmaster_start_time()");
+    // Freeze the candidate's WAL receiver: it still looks like it streams, but receives
+    // nothing more, so it never gets the old primary's shutdown checkpoint.
+    let pid = lab.sql(1, "SELECT pid FROM pg_stat_wal_receiver");
+    assert!(lab.exec(1, &format!("kill -STOP {pid}")).status.success());
+    let run = lab.pgrepl(&["switchover", "--to", "pg1", "--catch-up-timeout", "5"]);
+    assert!(lab.exec(1, &format!("kill -CONT {pid}")).status.success());
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("rolling back"), "{run:?}");
+    assert!(
+        run.stderr.contains("nothing was promoted and nothing lost"),
+        "{run:?}"
+    );
+    assert!(run.stdout.contains("rolled back"), "{run:?}");
+    // The old primary serves again (restarted), the candidate is still a standby.
+    assert_eq!(in_recovery(&lab, 0), "f");
+    assert_ne!(lab.sql(0, "SELECT pg_postmaster_start_time()"), start);
+    assert_eq!(in_recovery(&lab, 1), "t");
+    assert_eq!(std::fs::read_to_string(lab.inventory()).unwrap(), inventory);
+    assert_eq!(lab.sql(1, "SELECT count(*) FROM pg_replication_slots"), "0");
+    lab.sql(0, "CREATE TABLE after_rollback AS SELECT 1 AS x");
+    assert!(
+        lab.wait_for(Duration::from_secs(60), || lab.pgrepl(&["verify"]).code
+            == 0),
+        "verify 0 once the candidate runs again: {:?}",
+        lab.pgrepl(&["verify"])
+    );
 }
