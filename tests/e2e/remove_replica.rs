@@ -53,22 +53,9 @@ fn start_conf_mode(lab: &Lab, node: usize) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Boots `node` the way a Debian host boots: systemd's postgresql generator starts only
-/// the clusters whose start.conf says `auto`. The lab's entrypoint starts the cluster
-/// whatever start.conf says (and a `disabled` one makes pg_ctlcluster fail, which would
-/// end the container), so this container's copy is made to skip clusters that are not
-/// `auto` first; the shared image is left alone.
-fn reboot_like_debian(lab: &Lab, node: usize) {
-    let patch = r#"f=/usr/local/lib/pgrepl-lab/entrypoint.sh
-grep -q start.conf "$f" && exit 0
-sed -i 's%pg_ctlcluster "$V" main start$%grep -qsE "^[[:space:]]*(manual|disabled)" "/etc/postgresql/$V/main/start.conf" || pg_ctlcluster "$V" main start%' "$f"
-grep -q start.conf "$f""#;
-    let out = lab.exec(node, patch);
-    assert!(
-        out.status.success(),
-        "patching the entrypoint: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// Reboots `node`. The lab's boot starts the cluster with `pg_ctlcluster`, as Debian's
+/// units do, and a node whose cluster does not start stays up.
+fn reboot(lab: &Lab, node: usize) {
     let out = Command::new("docker")
         .args(["restart", "-t", "10", &lab.nodes[node].container])
         .output()
@@ -229,7 +216,7 @@ fn remove_replica_leaves_nothing_behind() {
         "a slot holds back {held} bytes of WAL after {written} written"
     );
     // A reboot does not bring it back as a standby, nor start it at all.
-    reboot_like_debian(&lab, 2);
+    reboot(&lab, 2);
     assert_eq!(
         pg_status(&lab, 2),
         3,
