@@ -1,7 +1,8 @@
 //! `pgrepl remove-replica`: a replica leaves the cluster and nothing of it stays behind: no
 //! slot anywhere, no pg_hba rule, no standby that comes back after a reboot; the primary
-//! is never restarted; a re-run changes nothing; `--check` changes nothing; `--wipe` moves
-//! the data aside; an unreachable host is refused, then taken out with `--force`.
+//! is never restarted; a re-run changes nothing; `--check` changes nothing; the host can
+//! join again and then starts at boot; `--wipe` moves the data aside; an unreachable host
+//! is refused, then taken out with `--force`.
 
 use std::process::Command;
 use std::time::Duration;
@@ -53,26 +54,10 @@ fn start_conf_mode(lab: &Lab, node: usize) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Reboots `node`. The lab's boot starts the cluster with `pg_ctlcluster`, as Debian's
-/// units do, and a node whose cluster does not start stays up.
+/// Reboots `node` (`lab restart`). The lab's boot starts the cluster with
+/// `pg_ctlcluster`, as Debian's units do; a node whose cluster does not start stays up.
 fn reboot(lab: &Lab, node: usize) {
-    let out = Command::new("docker")
-        .args(["restart", "-t", "10", &lab.nodes[node].container])
-        .output()
-        .expect("docker restart");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        lab.wait_for(Duration::from_secs(60), || lab
-            .exec(node, "test -e /run/pgrepl-lab.ready")
-            .status
-            .success()),
-        "{} did not come back after the restart",
-        lab.nodes[node].name
-    );
+    lab.fault("restart", &lab.nodes[node].name);
 }
 
 #[test]
@@ -255,6 +240,23 @@ fn remove_replica_leaves_nothing_behind() {
     assert_eq!(inventory(&lab), now);
     assert_eq!(hba(&lab, 0), hba_now);
 
+    // It can join again: add-replica turns its autostart back on, so it survives a reboot.
+    let back = lab.pgrepl(&["add-replica", "pg2", "--address", &lab.nodes[2].address]);
+    assert_eq!(back.code, 0, "{back:?}");
+    assert!(
+        back.stderr.contains("start.conf says auto again"),
+        "{back:?}"
+    );
+    assert_eq!(start_conf_mode(&lab, 2), "auto");
+    reboot(&lab, 2);
+    assert!(
+        lab.wait_for(Duration::from_secs(30), || lab.sql(
+            0,
+            "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pg2' AND state = 'streaming'"
+        ) == "1"),
+        "pg2 does not stream after a reboot once added again"
+    );
+
     // --wipe: the data dir is moved aside (never deleted), and the output says where.
     let wipe = lab.pgrepl(&["remove-replica", "pg3", "--wipe", "--format", "json"]);
     assert_eq!(wipe.code, 0, "{wipe:?}");
@@ -297,8 +299,11 @@ fn remove_replica_leaves_nothing_behind() {
         .filter(|l| l.contains("name: pg"))
         .map(str::to_string)
         .collect();
-    assert_eq!(hosts.len(), 1, "{hosts:?}");
-    assert!(hosts[0].contains("name: pg0,"));
+    assert_eq!(hosts.len(), 2, "{hosts:?}");
+    assert!(
+        hosts[0].contains("name: pg0,") && hosts[1].contains("name: pg2,"),
+        "{hosts:?}"
+    );
     let verify = lab.pgrepl(&["verify"]);
     assert_eq!(verify.code, 0, "{verify:?}");
     assert_eq!(
