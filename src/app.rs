@@ -296,6 +296,17 @@ fn note_inventory_secrets(inventory: &Inventory, reporter: &Reporter) {
     ) {
         reporter.note("warning: the replication password is written in the inventory; prefer password_env or password_file");
     }
+    for w in &inventory.warnings {
+        reporter.note(&format!(
+            "warning: {}:{}:{}: {}: {}\n  hint: {}",
+            inventory.path.display(),
+            w.line,
+            w.column,
+            w.field,
+            w.message,
+            w.hint
+        ));
+    }
 }
 
 /// The cluster the actions of one run see, not yet connected.

@@ -347,6 +347,14 @@ pub fn cluster_settings(cluster: &Cluster, primary: Option<&Facts>) -> BTreeMap<
             .to_string(),
     );
     out.insert("wal_keep_size".into(), "'1GB'".into());
+    // The same value on every member: a promoted standby already has it, and its own
+    // name in the list matches no standby, so it never waits for itself.
+    if let Some(sync) = &cluster.inventory.replication.synchronous {
+        out.insert(
+            "synchronous_standby_names".into(),
+            crate::pg::conf_literal(&sync.standby_names()),
+        );
+    }
     for (k, v) in &cluster.inventory.replication.settings {
         out.insert(k.clone(), v.clone());
     }
