@@ -7,6 +7,7 @@
 pub mod conninfo;
 pub mod facts;
 pub mod scram;
+pub mod sync;
 pub mod versions;
 
 use std::time::Duration;
