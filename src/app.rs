@@ -326,6 +326,7 @@ fn new_cluster(
             diff: run.diff,
             allow_restart: run.allow_restart,
             verify: run.verify.clone(),
+            force: run.force,
         },
         events,
     );
@@ -894,6 +895,7 @@ async fn status(settings: &Settings, reporter: &Arc<Reporter>) -> Result<Finishe
         verify: Default::default(),
         old_primary_fenced: false,
         allow_data_loss: false,
+        force: false,
     };
     let mut cluster = new_cluster(settings, &run, inventory, templates, reporter);
     let all: Vec<usize> = (0..cluster.inventory.hosts.len()).collect();

@@ -10,6 +10,7 @@ mod primary;
 mod replica;
 mod site;
 pub mod switchover;
+mod sync;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,6 +38,8 @@ pub struct ActionOptions {
     pub allow_restart: bool,
     /// Thresholds of the verify step.
     pub verify: VerifyOptions,
+    /// `sync on`: turn synchronous replication on even when too few standbys stream.
+    pub force: bool,
 }
 
 /// The cluster as the actions see it: the inventory, one SSH session per reachable host,
@@ -193,6 +196,9 @@ impl Runner for Cluster {
 
     fn left_as(&self, host: usize, failed: bool, interrupted: bool) -> Option<String> {
         let memo = self.memos[host].try_lock().ok()?;
+        if let Some(sync) = &memo.sync_left {
+            return Some(sync.clone());
+        }
         let aside = memo.moved_aside.as_ref()?;
         if !failed && !interrupted {
             return Some(format!(
@@ -240,6 +246,8 @@ pub async fn run(ctx: &HostCtx<'_>, action: &Action) -> Result<Outcome, StepErro
         Action::Fence => failover::fence(ctx).await,
         Action::AllowAutostart => failover::allow_autostart(ctx).await,
         Action::RejoinCheck => failover::rejoin_check(ctx).await,
+        Action::SyncOff => sync::off(ctx).await,
+        Action::SyncOn => sync::on(ctx).await,
     }
 }
 
