@@ -316,3 +316,52 @@ fn sync_count_above_the_named_standbys_is_invalid_input() {
         "{run:?}"
     );
 }
+
+/// Where the layout has no include directory (config in the data dir, run by pg_ctl), the
+/// override is a second marked block after the managed one in postgresql.conf.
+#[test]
+fn sync_off_and_on_with_a_marked_block_where_there_is_no_conf_d() {
+    if !enabled() {
+        return;
+    }
+    let lab = Lab::up("sync-pgctl", 2, "bookworm", "pgctl");
+    let inventory = std::fs::read_to_string(lab.inventory()).unwrap().replacen(
+        "\nreplication:\n",
+        "\nreplication:\n  synchronous: {}\n",
+        1,
+    );
+    std::fs::write(lab.inventory(), inventory).unwrap();
+    let boot = lab.pgrepl(&["bootstrap"]);
+    assert_eq!(boot.code, 0, "{boot:?}");
+    // ANY 1 over the only replica: allowed, with a warning before the run.
+    assert!(
+        boot.stderr.contains("warning: ")
+            && boot.stderr.contains(
+                "replication.synchronous.count: count 1 equals the number of named standbys (pg1)"
+            ),
+        "{boot:?}"
+    );
+    let conf = "/var/lib/pgsql/15/data/postgresql.conf";
+    let blocks = |lab: &Lab| {
+        let out = lab.exec(0, &format!("grep -o 'BEGIN pgrepl [a-z ]*' {conf}"));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(standby_names(&lab, 0), r#"ANY 1 ("pg1")"#);
+    let off = lab.pgrepl(&["sync", "off"]);
+    assert_eq!(off.code, 0, "{off:?}");
+    assert_eq!(standby_names(&lab, 0), "");
+    assert_eq!(
+        blocks(&lab),
+        "BEGIN pgrepl managed block\nBEGIN pgrepl sync off",
+        "the override comes after the managed block"
+    );
+    let boot = lab.pgrepl(&["bootstrap"]);
+    assert_eq!(boot.code, 0, "{boot:?}");
+    assert_eq!(standby_names(&lab, 0), "", "bootstrap keeps it off");
+    let on = lab.pgrepl(&["sync", "on"]);
+    assert_eq!(on.code, 0, "{on:?}");
+    assert_eq!(standby_names(&lab, 0), r#"ANY 1 ("pg1")"#);
+    assert_eq!(blocks(&lab), "BEGIN pgrepl managed block");
+    let run = lab.pgrepl(&["verify"]);
+    assert_eq!(run.code, 1, "no margin with one standby: {run:?}");
+}
