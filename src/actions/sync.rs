@@ -311,8 +311,9 @@ pub async fn on(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     if let Place::Block(_) = place {
         validated(ctx, &place).await?;
     }
+    // A replica's value only counts once it is promoted: no need to wait for it.
     let expect = if primary { want.as_deref() } else { None };
-    let after = reload_until(ctx, expect.or(Some(""))).await?;
+    let after = reload_until(ctx, expect).await?;
     ctx.state().await.config_changed = false;
     if !primary {
         return Ok(Outcome::changed(format!(
