@@ -271,8 +271,13 @@ fn sync_first_1_marks_sync_and_potential_and_holds_after_a_switchover() {
     assert_eq!(state(&json, "pg1"), "sync", "{}", status.stdout);
     assert_eq!(state(&json, "pg2"), "potential", "{}", status.stdout);
 
+    // Off on pg0 when it stops being the primary: the new primary runs with the
+    // inventory's value; the override stays on pg0 until `sync on`.
+    let off = lab.pgrepl(&["sync", "off"]);
+    assert_eq!(off.code, 0, "{off:?}");
     let run = lab.pgrepl(&["switchover", "--to", "pg1"]);
     assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(standby_names(&lab, 0), "", "the override stays on pg0");
     // The same value, from the managed settings every member got; pg1 never waits for itself.
     assert_eq!(standby_names(&lab, 1), want);
     assert_eq!(
@@ -285,9 +290,25 @@ fn sync_first_1_marks_sync_and_potential_and_holds_after_a_switchover() {
     let mut commit = commit_in_background(&lab, 1, "CREATE TABLE after_switchover (id int)");
     let (code, err) = ended(&mut commit, Duration::from_secs(10)).expect("commits go on");
     assert_eq!(code, 0, "{err}");
-    // Only pg2 can confirm commits on pg1 now: verify warns (exit 1), naming it.
+    // Only pg2 can confirm commits on pg1 now: verify warns (exit 1), naming it; and it
+    // warns about the override left on pg0, which `sync on` removes.
     let run = lab.pgrepl(&["verify", "--format", "json"]);
     assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains("`pgrepl sync on` removes it"),
+        "{run:?}"
+    );
+    let on = lab.pgrepl(&["sync", "on"]);
+    assert_eq!(on.code, 0, "{on:?}");
+    assert!(
+        on.stderr
+            .contains("[pg0] overrides left on replicas: changed (removed /etc/postgresql/15/main/conf.d/zz-pgrepl-sync-off.conf"),
+        "{on:?}"
+    );
+    assert_eq!(standby_names(&lab, 0), want);
+    let run = lab.pgrepl(&["verify", "--format", "json"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(!run.stdout.contains("sync on"), "{run:?}");
     let (status, detail) = sync_check(&run);
     assert_eq!(status, "warn");
     assert!(
