@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use crate::cli::CommandKind;
-use crate::cli::{ChangeFlags, Cli, Command, Global, VerifyFlags};
+use crate::cli::{ChangeFlags, Cli, Command, Global, SyncState, VerifyFlags};
 use crate::error::Error;
 use crate::report::Format;
 use crate::ssh::ConnectOptions;
@@ -71,6 +71,8 @@ pub struct RunSettings {
     pub allow_data_loss: bool,
     /// switchover: how long the candidate may take to receive the old primary's last WAL.
     pub catch_up_timeout: Duration,
+    /// sync on: even when too few named standbys stream.
+    pub force: bool,
 }
 
 impl RunSettings {
@@ -149,6 +151,32 @@ impl Settings {
                 flags,
                 verify,
             } => Job::Run(run(CommandKind::Rejoin, Some(name), &flags, &verify)?),
+            Command::Sync {
+                state,
+                force,
+                flags,
+            } => {
+                if force && state == SyncState::Off {
+                    return Err(Error::usage(
+                        "--force is for `pgrepl sync on`",
+                        "pgrepl sync off needs no force: it only stops commits waiting",
+                    ));
+                }
+                let command = match state {
+                    SyncState::On => CommandKind::SyncOn,
+                    SyncState::Off => CommandKind::SyncOff,
+                };
+                let verify = VerifyFlags {
+                    max_lag_bytes: None,
+                    max_lag_seconds: None,
+                    max_slot_retained: None,
+                    probe_timeout: None,
+                };
+                Job::Run(RunSettings {
+                    force,
+                    ..run(command, None, &flags, &verify)?
+                })
+            }
             Command::Verify(verify) => {
                 let flags = ChangeFlags {
                     check: false,
@@ -224,6 +252,7 @@ fn run(
         old_primary_fenced: false,
         allow_data_loss: false,
         catch_up_timeout: Duration::from_secs(30),
+        force: false,
     })
 }
 
@@ -306,5 +335,22 @@ mod tests {
         assert!(run(&["bootstrap"]));
         assert!(!run(&["bootstrap", "--check"]));
         assert!(!run(&["verify"]));
+        assert!(run(&["sync", "off"]));
+        assert!(!run(&["sync", "on", "--check"]));
+    }
+
+    #[test]
+    fn sync_on_and_off_run_their_playbooks_and_force_is_only_for_on() {
+        let Job::Run(on) = settings(&["sync", "on", "--force"]).unwrap().job else {
+            panic!("sync on runs")
+        };
+        assert_eq!((on.command, on.force), (CommandKind::SyncOn, true));
+        assert_eq!(on.command.as_str(), "sync-on");
+        let Job::Run(off) = settings(&["sync", "off"]).unwrap().job else {
+            panic!("sync off runs")
+        };
+        assert_eq!(off.command.as_str(), "sync-off");
+        let e = settings(&["sync", "off", "--force"]).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::INVALID);
     }
 }

@@ -16,6 +16,7 @@ mod lab;
 mod saslprep;
 mod ssh;
 mod switchover;
+mod sync;
 mod terminal;
 mod verify;
 mod versions;
