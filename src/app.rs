@@ -304,6 +304,17 @@ pub(crate) fn note_inventory_secrets(inventory: &Inventory, reporter: &Reporter)
     ) {
         reporter.note("warning: the replication password is written in the inventory; prefer password_env or password_file");
     }
+    for w in &inventory.warnings {
+        reporter.note(&format!(
+            "warning: {}:{}:{}: {}: {}\n  hint: {}",
+            inventory.path.display(),
+            w.line,
+            w.column,
+            w.field,
+            w.message,
+            w.hint
+        ));
+    }
 }
 
 /// The cluster the actions of one run see, not yet connected.
@@ -324,6 +335,7 @@ pub(crate) fn new_cluster(
             allow_restart: run.allow_restart,
             verify: run.verify.clone(),
             catch_up_timeout: run.catch_up_timeout,
+            force: run.force,
         },
         events,
     );
@@ -444,11 +456,11 @@ async fn status(settings: &Settings, reporter: &Arc<Reporter>) -> Result<Finishe
         diff: false,
         allow_restart: false,
         wipe: false,
-        force: false,
         verify: Default::default(),
         old_primary_fenced: false,
         allow_data_loss: false,
         catch_up_timeout: Default::default(),
+        force: false,
     };
     let mut cluster = new_cluster(settings, &run, inventory, templates, reporter);
     let all: Vec<usize> = (0..cluster.inventory.hosts.len()).collect();

@@ -179,6 +179,24 @@ pub enum Command {
         #[command(flatten)]
         verify: VerifyFlags,
     },
+    /// Turn synchronous replication off (the escape hatch when its standbys are down and
+    /// commits hang) or back on as the inventory says.
+    ///
+    /// `off` sets synchronous_standby_names = '' on the primary by reload: every waiting
+    /// commit returns, and commits wait for no standby until `sync on` (a later bootstrap
+    /// keeps it off). `on` refuses while fewer named standbys stream than
+    /// replication.synchronous.count needs, then restores the inventory's value by reload.
+    /// Example: pgrepl sync off
+    Sync {
+        /// `off`: commits stop waiting for standbys; `on`: the inventory's setting again.
+        state: SyncState,
+        /// With `on`: turn it on even when too few named standbys stream (commits then wait
+        /// until enough do).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        flags: ChangeFlags,
+    },
     /// Show what each host is now: role, timeline, positions, upstream, lag. Read-only.
     ///
     /// Needs no password and writes nothing. Exits 0 when every host is as the inventory
@@ -246,7 +264,18 @@ pub enum CommandKind {
     Rejoin,
     /// Point every replica at the inventory's primary (the second phase of a switchover).
     Rewire,
+    /// Synchronous replication off on the primary, by reload.
+    SyncOff,
+    /// Synchronous replication on again, as the inventory says.
+    SyncOn,
     RemoveReplica,
+}
+
+/// `pgrepl sync on|off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncState {
+    On,
+    Off,
 }
 
 impl CommandKind {
@@ -260,6 +289,8 @@ impl CommandKind {
             CommandKind::Failover => "failover",
             CommandKind::Rejoin => "rejoin",
             CommandKind::Rewire => "rewire",
+            CommandKind::SyncOff => "sync-off",
+            CommandKind::SyncOn => "sync-on",
             CommandKind::RemoveReplica => "remove-replica",
         }
     }

@@ -19,6 +19,8 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("rewire", include_str!("../playbooks/rewire.yaml")),
     ("failover", include_str!("../playbooks/failover.yaml")),
     ("rejoin", include_str!("../playbooks/rejoin.yaml")),
+    ("sync-off", include_str!("../playbooks/sync-off.yaml")),
+    ("sync-on", include_str!("../playbooks/sync-on.yaml")),
     (
         "remove-replica",
         include_str!("../playbooks/remove-replica.yaml"),
@@ -199,6 +201,13 @@ pub enum Action {
     /// How far the node's WAL goes and where the primary's timeline forked off it; WAL
     /// only this node has is reported before a copy would discard it.
     RejoinCheck,
+    /// Synchronous replication off by reload: pgrepl's override sets
+    /// `synchronous_standby_names = ''`, and every waiting commit returns.
+    SyncOff,
+    /// Synchronous replication on as the inventory says: on the primary (refused while too
+    /// few named standbys stream, unless --force), the managed settings brought up to date,
+    /// the override removed, reloaded; on a replica, an override left there removed.
+    SyncOn,
     /// remove-replica, on the host: remove standby.signal, primary_conninfo,
     /// primary_slot_name and the replication passfile (it would start standalone).
     DropStandbyConfig,

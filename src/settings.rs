@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use crate::cli::CommandKind;
-use crate::cli::{ChangeFlags, Cli, Command, Global, VerifyFlags};
+use crate::cli::{ChangeFlags, Cli, Command, Global, SyncState, VerifyFlags};
 use crate::error::Error;
 use crate::report::Format;
 use crate::ssh::ConnectOptions;
@@ -64,10 +64,6 @@ pub struct RunSettings {
     pub diff: bool,
     /// Allow restarting the primary where a step would refuse.
     pub allow_restart: bool,
-    /// remove-replica: move the host's data dir aside instead of leaving it in place.
-    pub wipe: bool,
-    /// remove-replica: go on when the host cannot be reached.
-    pub force: bool,
     pub verify: VerifyOptions,
     /// failover: the user states the unreachable old primary is off or isolated.
     pub old_primary_fenced: bool,
@@ -75,6 +71,11 @@ pub struct RunSettings {
     pub allow_data_loss: bool,
     /// switchover: how long the candidate may take to receive the old primary's last WAL.
     pub catch_up_timeout: Duration,
+    /// sync on: even when too few named standbys stream; remove-replica: go on when the
+    /// host cannot be reached.
+    pub force: bool,
+    /// remove-replica: move the host's data dir aside instead of leaving it in place.
+    pub wipe: bool,
 }
 
 impl RunSettings {
@@ -155,6 +156,32 @@ impl Settings {
                 flags,
                 verify,
             } => Job::Run(run(CommandKind::Rejoin, Some(name), &flags, &verify)?),
+            Command::Sync {
+                state,
+                force,
+                flags,
+            } => {
+                if force && state == SyncState::Off {
+                    return Err(Error::usage(
+                        "--force is for `pgrepl sync on`",
+                        "pgrepl sync off needs no force: it only stops commits waiting",
+                    ));
+                }
+                let command = match state {
+                    SyncState::On => CommandKind::SyncOn,
+                    SyncState::Off => CommandKind::SyncOff,
+                };
+                let verify = VerifyFlags {
+                    max_lag_bytes: None,
+                    max_lag_seconds: None,
+                    max_slot_retained: None,
+                    probe_timeout: None,
+                };
+                Job::Run(RunSettings {
+                    force,
+                    ..run(command, None, &flags, &verify)?
+                })
+            }
             Command::RemoveReplica {
                 name,
                 wipe,
@@ -237,12 +264,12 @@ fn run(
         check: flags.check,
         diff: flags.diff,
         allow_restart: false,
-        wipe: false,
-        force: false,
         verify: verify_options(verify)?,
         old_primary_fenced: false,
         allow_data_loss: false,
         catch_up_timeout: Duration::from_secs(30),
+        force: false,
+        wipe: false,
     })
 }
 
@@ -327,6 +354,23 @@ mod tests {
         assert!(!run(&["verify"]));
         assert!(run(&["remove-replica", "db2"]));
         assert!(!run(&["remove-replica", "db2", "--check"]));
+        assert!(run(&["sync", "off"]));
+        assert!(!run(&["sync", "on", "--check"]));
+    }
+
+    #[test]
+    fn sync_on_and_off_run_their_playbooks_and_force_is_only_for_on() {
+        let Job::Run(on) = settings(&["sync", "on", "--force"]).unwrap().job else {
+            panic!("sync on runs")
+        };
+        assert_eq!((on.command, on.force), (CommandKind::SyncOn, true));
+        assert_eq!(on.command.as_str(), "sync-on");
+        let Job::Run(off) = settings(&["sync", "off"]).unwrap().job else {
+            panic!("sync off runs")
+        };
+        assert_eq!(off.command.as_str(), "sync-off");
+        let e = settings(&["sync", "off", "--force"]).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::INVALID);
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct HostMemo {
     pub rejoined: Option<&'static str>,
     /// Its WAL forked off the primary's timeline: it cannot follow without a copy.
     pub diverged: bool,
+    /// What `pgrepl sync off|on` left synchronous replication as here, for the recap.
+    pub sync_left: Option<String>,
 }
 
 impl HostMemo {

@@ -11,6 +11,7 @@ pub mod remove;
 mod replica;
 mod site;
 pub mod switchover;
+mod sync;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub struct ActionOptions {
     pub verify: VerifyOptions,
     /// switchover: how long the candidate may take to receive the old primary's last WAL.
     pub catch_up_timeout: std::time::Duration,
+    /// `sync on`: turn synchronous replication on even when too few standbys stream.
+    pub force: bool,
 }
 
 /// The cluster as the actions see it: the inventory, one SSH session per reachable host,
@@ -225,6 +228,9 @@ impl Runner for Cluster {
             return Some(line);
         }
         let memo = self.memos[host].try_lock().ok()?;
+        if let Some(sync) = &memo.sync_left {
+            return Some(sync.clone());
+        }
         let aside = memo.moved_aside.as_ref()?;
         if !failed && !interrupted {
             return Some(format!(
@@ -272,6 +278,8 @@ pub async fn run(ctx: &HostCtx<'_>, action: &Action) -> Result<Outcome, StepErro
         Action::Fence => failover::fence(ctx).await,
         Action::AllowAutostart => failover::allow_autostart(ctx).await,
         Action::RejoinCheck => failover::rejoin_check(ctx).await,
+        Action::SyncOff => sync::off(ctx).await,
+        Action::SyncOn => sync::on(ctx).await,
         Action::DropStandbyConfig => remove::drop_standby_config(ctx).await,
         Action::AutostartOff => remove::autostart_off(ctx).await,
         Action::RetireDataDir => remove::retire_data_dir(ctx).await,
@@ -383,6 +391,14 @@ pub fn cluster_settings(cluster: &Cluster, primary: Option<&Facts>) -> BTreeMap<
             .to_string(),
     );
     out.insert("wal_keep_size".into(), "'1GB'".into());
+    // The same value on every member: a promoted standby already has it, and its own
+    // name in the list matches no standby, so it never waits for itself.
+    if let Some(sync) = &cluster.inventory.replication.synchronous {
+        out.insert(
+            "synchronous_standby_names".into(),
+            crate::pg::conf_literal(&sync.standby_names()),
+        );
+    }
     for (k, v) in &cluster.inventory.replication.settings {
         out.insert(k.clone(), v.clone());
     }

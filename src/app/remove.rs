@@ -31,7 +31,7 @@ enum Removing {
     /// NAME is in the inventory.
     Host(Box<Leaving>),
     /// NAME has already left the inventory.
-    Gone(Inventory),
+    Gone(Box<Inventory>),
 }
 
 /// A host in the inventory, about to leave it.
@@ -53,7 +53,7 @@ fn removing(path: &Path, name: &str) -> Result<Removing, Error> {
     })?;
     let full = inventory::parse(path, &text)?;
     let Some(host) = full.hosts.iter().find(|h| h.name == name).cloned() else {
-        return Ok(Removing::Gone(full));
+        return Ok(Removing::Gone(Box::new(full)));
     };
     may_leave(&host, path)?;
     let reduced_text = edit::without_host(&text, name).map_err(|m| {
@@ -103,7 +103,7 @@ pub(super) fn plan(
             let (_, plan) = prepare(settings, command, Some(name), &leaving.members)?;
             (plan, leaving.members)
         }
-        Removing::Gone(inventory) => (leftover_plan(&inventory), inventory),
+        Removing::Gone(inventory) => (leftover_plan(&inventory), *inventory),
     };
     match settings.format {
         Format::Human | Format::Prometheus => reporter.output(&plan::render(&plan, &members)),
@@ -170,7 +170,7 @@ pub(super) async fn run(
     }
     let name = run.target.clone().unwrap_or_default();
     match removing(&settings.inventory, &name)? {
-        Removing::Gone(inventory) => gone(settings, run, &name, inventory, reporter).await,
+        Removing::Gone(inventory) => gone(settings, run, &name, *inventory, reporter).await,
         Removing::Host(leaving) => remove(settings, run, &name, *leaving, reporter).await,
     }
 }

@@ -26,6 +26,8 @@ pub struct Inventory {
     pub replication: Replication,
     /// Extra pg_hba rules from the inventory.
     pub hba: Vec<HbaRule>,
+    /// What is allowed but probably not meant (shown before a run, never fatal).
+    pub warnings: Vec<super::Problem>,
 }
 
 /// The replication role and its settings.
@@ -39,6 +41,8 @@ pub struct Replication {
     pub backup_max_rate: Option<String>,
     /// Extra postgresql.conf settings, already rendered as PostgreSQL literals.
     pub settings: BTreeMap<String, String>,
+    /// Synchronous replication, when the inventory asks for it.
+    pub synchronous: Option<super::Synchronous>,
 }
 
 /// Where the replication password comes from (shown in messages, never the password).
@@ -151,6 +155,7 @@ pub(super) fn resolve(
         hosts,
         replication,
         hba,
+        warnings: Vec::new(),
     }
 }
 
@@ -321,6 +326,7 @@ fn resolve_replication(
             .iter()
             .map(|(k, v)| (k.clone(), setting_literal(&v.value)))
             .collect(),
+        synchronous: None,
     }
 }
 

@@ -17,6 +17,7 @@ mod remove_replica;
 mod saslprep;
 mod ssh;
 mod switchover;
+mod sync;
 mod terminal;
 mod verify;
 mod versions;
