@@ -209,9 +209,10 @@ pub enum Command {
     /// On the host, PostgreSQL is stopped, its standby configuration removed (it would
     /// start as a standalone server, never as a standby again) and its autostart turned
     /// off; its data stays, or is moved aside with --wipe. On the primary and every other
-    /// member, its pg_hba rules go (reload only), its walsender is ended and its slot
-    /// dropped. Then it leaves the inventory file. The primary cannot be removed. Running
-    /// it again for a host already gone only checks that no slot is left for it.
+    /// member, its pg_hba rules and its place among the synchronous standbys go (reload
+    /// only), its walsender is ended and its slot dropped. Then it leaves the inventory
+    /// file. The primary cannot be removed. Running it again for a host already gone only
+    /// checks that no slot is left for it.
     /// Example: pgrepl remove-replica replica-2
     RemoveReplica {
         /// The replica to remove, as named in the inventory.

@@ -6,12 +6,14 @@
 //! template, slot list and verify sees only the members that stay) plus the host itself
 //! as one extra member, the last, for its own steps ([`Cluster::add_removal`]):
 //!
+//! - first the primary stops counting on it: its settings (`synchronous_standby_names`)
+//!   and pg_hba block are rendered again without it, and reloaded;
 //! - on the host: PostgreSQL stops through its service manager; `standby.signal`,
 //!   `primary_conninfo`, `primary_slot_name` and the replication passfile go, so it would
 //!   start as a standalone server, never as a standby; autostart is turned off where the
 //!   layout says how; its data stays (or, with `--wipe`, is moved aside, never deleted);
-//! - on the primary and every other member: the pg_hba block is rendered again without
-//!   its line, reloaded, then any walsender still serving it is ended and its slot dropped.
+//! - then any walsender still serving it is ended and its slot dropped, on the primary and
+//!   every other member, which also get the same settings and pg_hba block.
 //!
 //! These actions never delete data, and every one looks first, so a re-run changes
 //! nothing that is already done.
@@ -638,17 +640,22 @@ mod tests {
             .flat_map(|s| s.hosts.clone())
             .collect();
         assert_eq!(hba, vec![0, 1], "pg_hba on every member that stays");
-        let first_primary_change = plan
-            .steps
-            .iter()
-            .position(|s| {
-                s.hosts.contains(&0) && !matches!(s.work.actions()[..], [Action::Preflight])
-            })
-            .unwrap();
-        let removed_block = plan.steps.iter().position(|s| s.hosts == [2]).unwrap();
+        let at = |host: usize, what: fn(&Action) -> bool| {
+            plan.steps
+                .iter()
+                .position(|s| s.hosts.contains(&host) && s.work.actions().iter().any(|a| what(a)))
+                .unwrap()
+        };
+        let removed = at(2, |a| matches!(a, Action::Stop));
         assert!(
-            removed_block < first_primary_change,
-            "the host stops before its slot and rules go"
+            at(0, |a| matches!(a, Action::Config { .. })) < removed
+                && at(0, |a| matches!(a, Action::Hba { .. })) < removed
+                && at(0, |a| matches!(a, Action::Apply { .. })) < removed,
+            "the primary stops counting on the host (synchronous standbys, pg_hba) before it stops"
+        );
+        assert!(
+            removed < at(0, |a| matches!(a, Action::DropRemovedSlot)),
+            "the host stops before its slot goes"
         );
     }
 }

@@ -62,7 +62,7 @@ fn removing(path: &Path, name: &str) -> Result<Removing, Error> {
             "the inventory file was not changed and no host was contacted",
         )
     })?;
-    let reduced = inventory::parse(path, &reduced_text)?;
+    let reduced = inventory::parse(path, &reduced_text).map_err(|e| without_it(&full, name, &e))?;
     let mut members = reduced.clone();
     members.hosts.push(host.clone());
     Ok(Removing::Host(Box::new(Leaving {
@@ -72,6 +72,23 @@ fn removing(path: &Path, name: &str) -> Result<Removing, Error> {
         members,
         host,
     })))
+}
+
+/// The inventory without the host would be invalid: say so, and how to get there. The
+/// usual cause is synchronous replication that names it or counts on it.
+fn without_it(full: &Inventory, name: &str, e: &inventory::Error) -> Error {
+    let hint = match &full.replication.synchronous {
+        Some(sync) if sync.standbys.iter().any(|s| s == name) => format!(
+            "`{name}` is one of the synchronous standbys ({}): take it out of replication.synchronous (its `standbys` list or the host's `synchronous: true`) and lower `count` if it would exceed the standbys left, then run remove-replica again; if commits must not wait meanwhile, `pgrepl sync off` first",
+            sync.standby_names()
+        ),
+        _ => "fix the inventory so that it stands without this host, then run remove-replica again"
+            .to_string(),
+    };
+    Error::usage(
+        format!("without `{name}` the inventory would be invalid, so nothing was changed:\n{e}"),
+        hint,
+    )
 }
 
 /// Whether a host may leave the cluster: the one place that decides. The primary may not
