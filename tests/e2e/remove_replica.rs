@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{Lab, enabled};
+use crate::support::{Lab, Writer, enabled};
 
 const DATA: &str = "/var/lib/postgresql/15/main";
 const PG_CTL: &str = "/usr/lib/postgresql/15/bin/pg_ctl";
@@ -277,7 +277,12 @@ fn remove_replica_leaves_nothing_behind() {
     assert_eq!(slots_named(&lab, 0, "pg3"), "0");
 
     // An unreachable replica is refused, changing nothing; --force takes it out anyway.
-    lab.exec(1, "kill $(cat /run/sshd.pid)");
+    // SSH to pg1 is refused; its PostgreSQL still runs and streams.
+    let cut = lab.exec(
+        1,
+        "iptables -I INPUT -p tcp --dport 22 -j REJECT --reject-with tcp-reset",
+    );
+    assert!(cut.status.success(), "{cut:?}");
     let before = inventory(&lab);
     let unreachable = lab.pgrepl(&["remove-replica", "pg1", "--connect-timeout", "3"]);
     assert_eq!(unreachable.code, 2, "{unreachable:?}");
@@ -311,4 +316,74 @@ fn remove_replica_leaves_nothing_behind() {
         primary_start,
         "the primary was restarted"
     );
+}
+
+/// Synchronous replication (`FIRST 1`, every replica named): removing the standby commits
+/// wait for takes it out of `synchronous_standby_names` on every member before it stops,
+/// and a client writing all along never stalls.
+#[test]
+fn removing_the_synchronous_standby_keeps_commits_flowing() {
+    if !enabled() {
+        return;
+    }
+    let lab = Lab::up("removesync", 3, "bookworm", "debian");
+    let subnet = lab.nodes[0].address.rsplit_once('.').unwrap().0.to_string();
+    let text = inventory(&lab).replacen(
+        "\nreplication:\n",
+        "\nreplication:\n  synchronous: { mode: first, count: 1 }\n",
+        1,
+    ) + &format!(
+        "hba:\n  - {{ database: postgres, user: writer, address: {subnet}.0/24, method: scram-sha-256 }}\n"
+    );
+    std::fs::write(lab.inventory(), text).unwrap();
+    let run = lab.pgrepl(&["bootstrap"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let names = "SHOW synchronous_standby_names";
+    assert_eq!(lab.sql(0, names), r#"FIRST 1 ("pg1", "pg2")"#);
+    let sync_state = |name: &str| {
+        lab.sql(
+            0,
+            &format!(
+                "SELECT coalesce((SELECT sync_state FROM pg_stat_replication WHERE application_name = '{name}'), 'none')"
+            ),
+        )
+    };
+    assert_eq!(sync_state("pg1"), "sync");
+
+    let writer = Writer::start(&lab, 0, 2);
+    assert!(lab.wait_for(Duration::from_secs(20), || writer.count() > 50));
+    let run = lab.pgrepl(&["remove-replica", "pg1"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    for node in [0, 2] {
+        assert_eq!(
+            lab.sql(node, names),
+            r#"FIRST 1 ("pg2")"#,
+            "{}",
+            lab.nodes[node].name
+        );
+    }
+    assert_eq!(sync_state("pg2"), "sync");
+    let after = writer.count();
+    assert!(
+        lab.wait_for(Duration::from_secs(10), || writer.count() > after + 50),
+        "commits stalled after the removal"
+    );
+    let acked = writer.finish();
+    assert_eq!(
+        lab.sql(
+            0,
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
+        ),
+        "0",
+        "a commit still waits"
+    );
+    lab.has_all(2, &acked).unwrap();
+    // pg2 is now the only standby commits can wait for: the inventory says so, and
+    // removing it is refused until replication.synchronous lets it go.
+    let before = inventory(&lab);
+    let refused = lab.pgrepl(&["remove-replica", "pg2"]);
+    assert_eq!(refused.code, 64, "{refused:?}");
+    assert!(refused.stderr.contains("without `pg2`"), "{refused:?}");
+    assert_eq!(inventory(&lab), before);
+    assert_eq!(sync_state("pg2"), "sync");
 }
