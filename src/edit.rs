@@ -203,23 +203,24 @@ pub fn append_replica(
 /// The 1-based line on which host `name` is declared (`name: NAME`), if it can be found.
 fn host_line(text: &str, name: &str) -> Option<u64> {
     text.lines()
-        .position(|l| {
-            l.split("name:").skip(1).any(|rest| {
-                let value = rest.trim_start();
-                value
-                    .strip_prefix(name)
-                    .or_else(|| {
-                        value
-                            .strip_prefix(['"', '\''])
-                            .and_then(|v| v.strip_prefix(name))
-                            .and_then(|v| v.strip_prefix(['"', '\'']))
-                    })
-                    .is_some_and(|after| {
-                        after.is_empty() || after.starts_with([',', '}', ' ', '#'])
-                    })
-            })
-        })
+        .position(|l| names_host(l, name))
         .map(|i| i as u64 + 1)
+}
+
+/// Whether a line declares host `name` (`name: NAME`, bare or quoted, flow or block style).
+fn names_host(line: &str, name: &str) -> bool {
+    line.split("name:").skip(1).any(|rest| {
+        let value = rest.trim_start();
+        value
+            .strip_prefix(name)
+            .or_else(|| {
+                value
+                    .strip_prefix(['"', '\''])
+                    .and_then(|v| v.strip_prefix(name))
+                    .and_then(|v| v.strip_prefix(['"', '\'']))
+            })
+            .is_some_and(|after| after.is_empty() || after.starts_with([',', '}', ' ', '#']))
+    })
 }
 
 /// Replaces the file at `path` with `text` atomically, keeping its mode and owner. A
@@ -324,15 +325,10 @@ pub fn with_primary(path: &Path, text: &str, new_primary: &str) -> Result<String
                 .map_or(lines.len(), |(i, _)| i),
         );
     }
-    let names_host = |line: &str| {
-        line.split([',', '{', '}', '-'])
-            .filter_map(|part| part.trim().strip_prefix("name:"))
-            .any(|v| v.trim().trim_matches(|c| c == '"' || c == '\'') == new_primary)
-    };
     let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
     let mut found = false;
     for &(from, to) in &entries {
-        let is_new = (from..to).any(|i| names_host(lines[i]));
+        let is_new = (from..to).any(|i| names_host(lines[i], new_primary));
         found |= is_new;
         let (old, new) = if is_new {
             ("role: replica", "role: primary")
@@ -671,6 +667,16 @@ mod primary_tests {
             "already so: unchanged"
         );
         assert!(with_primary(p, text, "pg9").is_err());
+        let hyphens = "hosts:\n  - { name: db-a-0, address: a, role: primary }\n  - { name: db-b-0, address: b, role: replica }\n";
+        let swapped = with_primary(p, hyphens, "db-b-0").unwrap();
+        assert!(
+            swapped.contains("name: db-b-0, address: b, role: primary"),
+            "{swapped}"
+        );
+        assert!(
+            swapped.contains("name: db-a-0, address: a, role: replica"),
+            "{swapped}"
+        );
     }
 }
 

@@ -38,7 +38,7 @@ fn postmaster_crash_failover_fences_over_ssh_and_rejoin_follows() {
     // The postmaster and its children die; the host stays reachable.
     let crash = lab.exec(
         0,
-        "P=$(head -1 /var/lib/postgresql/15/main/postmaster.pid); kill -9 $P $(ps -o pid= --ppid $P)",
+        "P=$(head -1 /var/lib/postgresql/15/main/postmaster.pid); kill -9 $P $(ps -o pid= --ppid $P) 2>/dev/null; sleep 0.2; ! kill -0 $P 2>/dev/null",
     );
     assert!(crash.status.success(), "{crash:?}");
     let at_crash = writer.count();
@@ -201,7 +201,7 @@ fn failover_passes_over_a_replica_with_replay_paused() {
     ));
     let crash = lab.exec(
         0,
-        "P=$(head -1 /var/lib/postgresql/15/main/postmaster.pid); kill -9 $P $(ps -o pid= --ppid $P)",
+        "P=$(head -1 /var/lib/postgresql/15/main/postmaster.pid); kill -9 $P $(ps -o pid= --ppid $P) 2>/dev/null; sleep 0.2; ! kill -0 $P 2>/dev/null",
     );
     assert!(crash.status.success(), "{crash:?}");
     let to_paused = lab.pgrepl(&["failover", "--to", "pg1"]);
