@@ -24,6 +24,8 @@ use crate::templates::Templates;
 use crate::verify::{Health, VerifyReport};
 use crate::{edit, plan, playbook, promotion};
 
+mod remove;
+
 /// Runs the resolved command and says how it ended.
 pub async fn run(settings: Settings, reporter: Arc<Reporter>) -> Result<Finished, Error> {
     match &settings.job {
@@ -38,6 +40,9 @@ pub async fn run(settings: Settings, reporter: Arc<Reporter>) -> Result<Finished
             target,
             address,
         } => {
+            if *command == CommandKind::RemoveReplica {
+                return remove::plan(&settings, target.as_deref().unwrap_or_default(), &reporter);
+            }
             let inventory = load_inventory(
                 &settings.inventory,
                 *command,
@@ -203,6 +208,9 @@ async fn execute(
         CommandKind::Failover => return promotion::failover(settings, run, reporter).await,
         _ => {}
     }
+    if run.command == CommandKind::RemoveReplica {
+        return remove::run(settings, run, reporter).await;
+    }
     let inventory = load_inventory(
         &settings.inventory,
         run.command,
@@ -309,6 +317,17 @@ pub(crate) fn note_inventory_secrets(inventory: &Inventory, reporter: &Reporter)
     ) {
         reporter.note("warning: the replication password is written in the inventory; prefer password_env or password_file");
     }
+    for w in &inventory.warnings {
+        reporter.note(&format!(
+            "warning: {}:{}:{}: {}: {}\n  hint: {}",
+            inventory.path.display(),
+            w.line,
+            w.column,
+            w.field,
+            w.message,
+            w.hint
+        ));
+    }
 }
 
 /// The cluster the actions of one run see, not yet connected.
@@ -329,6 +348,7 @@ pub(crate) fn new_cluster(
             allow_restart: run.allow_restart,
             verify: run.verify.clone(),
             catch_up_timeout: run.catch_up_timeout,
+            force: run.force,
         },
         events,
     );
@@ -448,10 +468,12 @@ async fn status(settings: &Settings, reporter: &Arc<Reporter>) -> Result<Finishe
         check: true,
         diff: false,
         allow_restart: false,
+        wipe: false,
         verify: Default::default(),
         old_primary_fenced: false,
         allow_data_loss: false,
         catch_up_timeout: Default::default(),
+        force: false,
     };
     let mut cluster = new_cluster(settings, &run, inventory, templates, reporter);
     let all: Vec<usize> = (0..cluster.inventory.hosts.len()).collect();

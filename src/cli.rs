@@ -14,7 +14,7 @@ use crate::report::Format;
 #[command(
     name = "pgrepl",
     version,
-    after_help = "Examples:\n  pgrepl -i inventory.yaml bootstrap\n  pgrepl verify --format json\n  pgrepl add-replica replica-2 --address 10.0.1.22\n  pgrepl plan bootstrap"
+    after_help = "Examples:\n  pgrepl -i inventory.yaml bootstrap\n  pgrepl verify --format json\n  pgrepl add-replica replica-2 --address 10.0.1.22\n  pgrepl remove-replica replica-2\n  pgrepl plan bootstrap"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -192,6 +192,24 @@ pub enum Command {
         #[command(flatten)]
         verify: VerifyFlags,
     },
+    /// Turn synchronous replication off (the escape hatch when its standbys are down and
+    /// commits hang) or back on as the inventory says.
+    ///
+    /// `off` sets synchronous_standby_names = '' on the primary by reload: every waiting
+    /// commit returns, and commits wait for no standby until `sync on` (a later bootstrap
+    /// keeps it off). `on` refuses while fewer named standbys stream than
+    /// replication.synchronous.count needs, then restores the inventory's value by reload.
+    /// Example: pgrepl sync off
+    Sync {
+        /// `off`: commits stop waiting for standbys; `on`: the inventory's setting again.
+        state: SyncState,
+        /// With `on`: turn it on even when too few named standbys stream (commits then wait
+        /// until enough do).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        flags: ChangeFlags,
+    },
     /// Show what each host is now: role, timeline, positions, upstream, lag. Read-only.
     ///
     /// Needs no password and writes nothing. Exits 0 when every host is as the inventory
@@ -199,6 +217,32 @@ pub enum Command {
     /// one (split brain). --format json or prometheus for machines.
     /// Example: pgrepl status --format prometheus > /var/lib/node_exporter/pgrepl.prom
     Status,
+    /// Take a replica out of the cluster, leaving no slot, pg_hba rule or standby behind.
+    ///
+    /// On the host, PostgreSQL is stopped, its standby configuration removed (it would
+    /// start as a standalone server, never as a standby again) and its autostart turned
+    /// off; its data stays, or is moved aside with --wipe. On the primary and every other
+    /// member, its pg_hba rules and its place among the synchronous standbys go (reload
+    /// only), its walsender is ended and its slot dropped. Then it leaves the inventory
+    /// file. The primary cannot be removed. Running it again for a host already gone only
+    /// checks that no slot is left for it.
+    /// Example: pgrepl remove-replica replica-2
+    RemoveReplica {
+        /// The replica to remove, as named in the inventory.
+        name: String,
+        /// Move its data dir aside (DATA.pgrepl-removed-TIMESTAMP, never deleted) instead
+        /// of leaving it in place.
+        #[arg(long)]
+        wipe: bool,
+        /// Go on when the host cannot be reached: drop its slot and rules and take it out
+        /// of the inventory anyway (it is left as it was, still set up as a standby).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        flags: ChangeFlags,
+        #[command(flatten)]
+        verify: VerifyFlags,
+    },
     /// Check replication health; exits 0 healthy, 1 warnings, 2 failures.
     ///
     /// Writes one probe row on the primary and measures when each replica sees it.
@@ -210,7 +254,7 @@ pub enum Command {
     Plan {
         /// The command to plan.
         command: CommandKind,
-        /// For add-replica: the new replica's name.
+        /// For add-replica and remove-replica: the replica's name.
         name: Option<String>,
         /// For add-replica: plan as if the host were appended with this address (the
         /// inventory file is not changed).
@@ -235,6 +279,18 @@ pub enum CommandKind {
     /// Point every replica at the inventory's primary (the second phase of a switchover).
     Rewire,
     Endpoints,
+    /// Synchronous replication off on the primary, by reload.
+    SyncOff,
+    /// Synchronous replication on again, as the inventory says.
+    SyncOn,
+    RemoveReplica,
+}
+
+/// `pgrepl sync on|off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncState {
+    On,
+    Off,
 }
 
 impl CommandKind {
@@ -249,6 +305,9 @@ impl CommandKind {
             CommandKind::Rejoin => "rejoin",
             CommandKind::Rewire => "rewire",
             CommandKind::Endpoints => "endpoints",
+            CommandKind::SyncOff => "sync-off",
+            CommandKind::SyncOn => "sync-on",
+            CommandKind::RemoveReplica => "remove-replica",
         }
     }
 }

@@ -20,6 +20,12 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("failover", include_str!("../playbooks/failover.yaml")),
     ("rejoin", include_str!("../playbooks/rejoin.yaml")),
     ("endpoints", include_str!("../playbooks/endpoints.yaml")),
+    ("sync-off", include_str!("../playbooks/sync-off.yaml")),
+    ("sync-on", include_str!("../playbooks/sync-on.yaml")),
+    (
+        "remove-replica",
+        include_str!("../playbooks/remove-replica.yaml"),
+    ),
 ];
 
 /// A playbook file.
@@ -203,6 +209,25 @@ pub enum Action {
     /// On a proxy: haproxy installed, its config rendered, checked with `haproxy -c`, in
     /// place and reloaded (established connections kept); the write pool as pgrepl knows it.
     Haproxy,
+    /// Synchronous replication off by reload: pgrepl's override sets
+    /// `synchronous_standby_names = ''`, and every waiting commit returns.
+    SyncOff,
+    /// Synchronous replication on as the inventory says: on the primary (refused while too
+    /// few named standbys stream, unless --force), the managed settings brought up to date,
+    /// the override removed, reloaded; on a replica, an override left there removed.
+    SyncOn,
+    /// remove-replica, on the host: remove standby.signal, primary_conninfo,
+    /// primary_slot_name and the replication passfile (it would start standalone).
+    DropStandbyConfig,
+    /// remove-replica, on the host: PostgreSQL no longer starts at boot (Debian start.conf
+    /// `disabled`, systemd unit disabled).
+    AutostartOff,
+    /// remove-replica, on the host: keep its data dir, or with --wipe move it aside
+    /// (`DATA.pgrepl-removed-TIMESTAMP`, never deleted).
+    RetireDataDir,
+    /// remove-replica, on the primary and the other members: end the removed replica's
+    /// walsenders and drop its slot.
+    DropRemovedSlot,
 }
 
 /// Who runs a `shell` step.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use crate::cli::CommandKind;
-use crate::cli::{ChangeFlags, Cli, Command, Global, VerifyFlags};
+use crate::cli::{ChangeFlags, Cli, Command, Global, SyncState, VerifyFlags};
 use crate::error::Error;
 use crate::report::Format;
 use crate::ssh::ConnectOptions;
@@ -71,6 +71,11 @@ pub struct RunSettings {
     pub allow_data_loss: bool,
     /// switchover: how long the candidate may take to receive the old primary's last WAL.
     pub catch_up_timeout: Duration,
+    /// sync on: even when too few named standbys stream; remove-replica: go on when the
+    /// host cannot be reached.
+    pub force: bool,
+    /// remove-replica: move the host's data dir aside instead of leaving it in place.
+    pub wipe: bool,
 }
 
 impl RunSettings {
@@ -92,8 +97,10 @@ impl Settings {
                 name,
                 address,
             } => {
-                if matches!(command, CommandKind::AddReplica | CommandKind::Switchover)
-                    && name.is_none()
+                if matches!(
+                    command,
+                    CommandKind::AddReplica | CommandKind::Switchover | CommandKind::RemoveReplica
+                ) && name.is_none()
                 {
                     return Err(Error::usage(
                         format!("plan {} needs a host name", command.as_str()),
@@ -152,6 +159,43 @@ impl Settings {
                 flags,
                 verify,
             } => Job::Run(run(CommandKind::Rejoin, Some(name), &flags, &verify)?),
+            Command::Sync {
+                state,
+                force,
+                flags,
+            } => {
+                if force && state == SyncState::Off {
+                    return Err(Error::usage(
+                        "--force is for `pgrepl sync on`",
+                        "pgrepl sync off needs no force: it only stops commits waiting",
+                    ));
+                }
+                let command = match state {
+                    SyncState::On => CommandKind::SyncOn,
+                    SyncState::Off => CommandKind::SyncOff,
+                };
+                let verify = VerifyFlags {
+                    max_lag_bytes: None,
+                    max_lag_seconds: None,
+                    max_slot_retained: None,
+                    probe_timeout: None,
+                };
+                Job::Run(RunSettings {
+                    force,
+                    ..run(command, None, &flags, &verify)?
+                })
+            }
+            Command::RemoveReplica {
+                name,
+                wipe,
+                force,
+                flags,
+                verify,
+            } => Job::Run(RunSettings {
+                wipe,
+                force,
+                ..run(CommandKind::RemoveReplica, Some(name), &flags, &verify)?
+            }),
             Command::Verify(verify) => {
                 let flags = ChangeFlags {
                     check: false,
@@ -227,6 +271,8 @@ fn run(
         old_primary_fenced: false,
         allow_data_loss: false,
         catch_up_timeout: Duration::from_secs(30),
+        force: false,
+        wipe: false,
     })
 }
 
@@ -309,5 +355,37 @@ mod tests {
         assert!(run(&["bootstrap"]));
         assert!(!run(&["bootstrap", "--check"]));
         assert!(!run(&["verify"]));
+        assert!(run(&["remove-replica", "db2"]));
+        assert!(!run(&["remove-replica", "db2", "--check"]));
+        assert!(run(&["sync", "off"]));
+        assert!(!run(&["sync", "on", "--check"]));
+    }
+
+    #[test]
+    fn sync_on_and_off_run_their_playbooks_and_force_is_only_for_on() {
+        let Job::Run(on) = settings(&["sync", "on", "--force"]).unwrap().job else {
+            panic!("sync on runs")
+        };
+        assert_eq!((on.command, on.force), (CommandKind::SyncOn, true));
+        assert_eq!(on.command.as_str(), "sync-on");
+        let Job::Run(off) = settings(&["sync", "off"]).unwrap().job else {
+            panic!("sync off runs")
+        };
+        assert_eq!(off.command.as_str(), "sync-off");
+        let e = settings(&["sync", "off", "--force"]).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::INVALID);
+    }
+
+    #[test]
+    fn remove_replica_takes_its_name_wipe_and_force() {
+        let Job::Run(r) = settings(&["remove-replica", "db2", "--wipe"]).unwrap().job else {
+            panic!("remove-replica runs")
+        };
+        assert_eq!(
+            (r.command, r.target.as_deref(), r.wipe, r.force),
+            (CommandKind::RemoveReplica, Some("db2"), true, false)
+        );
+        let e = settings(&["plan", "remove-replica"]).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::INVALID);
     }
 }

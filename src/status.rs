@@ -201,6 +201,9 @@ struct Row {
     receiver: Option<ReceiverRow>,
     replication: Vec<ReplicationRow>,
     slots: Vec<SlotRow>,
+    /// Commits waiting for a synchronous standby.
+    #[serde(default)]
+    sync_waiting: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,6 +233,7 @@ const STATUS_SQL: &str = "SELECT json_build_object(
   'timeline', CASE WHEN pg_is_in_recovery()
       THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))
       ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
+  'sync_waiting', (SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'),
   'current_lsn', CASE WHEN NOT pg_is_in_recovery() THEN pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint END,
   'receive_lsn', pg_wal_lsn_diff(pg_last_wal_receive_lsn(), '0/0')::bigint,
   'replay_lsn', pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::bigint,
@@ -354,7 +358,19 @@ pub async fn gather(target: &Target<'_>) -> StatusReport {
             h.lag_bytes = Some(p.saturating_sub(r));
         }
     }
-    judge(hosts)
+    let mut report = judge(hosts);
+    for (host, row) in inv.hosts.iter().zip(&rows) {
+        if let Ok(Some(r)) = row
+            && r.sync_waiting > 0
+        {
+            report.status = report.status.max(Overall::Degraded);
+            report.problems.push(format!(
+                "{} commit(s) on `{}` wait for synchronous standbys (`pgrepl verify` names them; `pgrepl sync off` releases the commits)",
+                r.sync_waiting, host.name
+            ));
+        }
+    }
+    report
 }
 
 fn judge(hosts: Vec<HostStatus>) -> StatusReport {

@@ -131,6 +131,12 @@ struct PrimaryView {
     in_recovery: bool,
     replication: Vec<StatRow>,
     slots: Vec<SlotRow>,
+    /// `synchronous_standby_names` now, where it is set, and the commits waiting for it.
+    #[serde(default)]
+    sync_names: String,
+    sync_source: Option<String>,
+    #[serde(default)]
+    sync_waiting: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -157,6 +163,9 @@ struct SlotRow {
 #[derive(Debug, Deserialize)]
 struct ReplicaView {
     in_recovery: bool,
+    /// The `synchronous_standby_names` it would run with once promoted.
+    #[serde(default)]
+    sync_names: String,
     receiver: Option<crate::pg::facts::Receiver>,
     lag_bytes: Option<f64>,
     paused: bool,
@@ -164,6 +173,9 @@ struct ReplicaView {
 
 const PRIMARY_SQL: &str = "SELECT json_build_object(
   'in_recovery', pg_is_in_recovery(),
+  'sync_names', current_setting('synchronous_standby_names'),
+  'sync_source', (SELECT sourcefile || ':' || sourceline FROM pg_settings WHERE name = 'synchronous_standby_names'),
+  'sync_waiting', (SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'),
   'replication', CASE WHEN pg_is_in_recovery() THEN '[]'::json ELSE (SELECT coalesce(json_agg(json_build_object(
      'application_name', application_name, 'client_addr', host(client_addr), 'state', state, 'sync_state', sync_state,
      'write_lag_bytes', pg_wal_lsn_diff(pg_current_wal_lsn(), write_lsn),
@@ -176,6 +188,7 @@ const PRIMARY_SQL: &str = "SELECT json_build_object(
 
 const REPLICA_SQL: &str = "SELECT json_build_object(
   'in_recovery', pg_is_in_recovery(),
+  'sync_names', current_setting('synchronous_standby_names'),
   'receiver', (SELECT row_to_json(r) FROM (SELECT status, slot_name, sender_host, sender_port FROM pg_stat_wal_receiver) r),
   'lag_bytes', CASE WHEN pg_is_in_recovery() THEN pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) END,
   'paused', CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END)";
@@ -202,12 +215,18 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
             None => Err(unreachable(target, primary_index).await),
         }
     };
+    let sync_names = inv
+        .replication
+        .synchronous
+        .as_ref()
+        .map(|s| s.standby_names());
     let replica_futures = replicas.iter().map(|&(i, host)| {
         let s = session(i);
+        let sync_names = sync_names.as_deref();
         async move {
             let mut checks = HostChecks::new(host);
             match s {
-                Some(s) => check_replica(&s, host, primary, opts, &mut checks).await,
+                Some(s) => check_replica(&s, host, primary, opts, sync_names, &mut checks).await,
                 None => checks.add("reachable", Health::Fail, unreachable(target, i).await),
             }
             checks
@@ -248,7 +267,12 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
                 opts,
                 &mut primary_checks,
                 &mut replica_checks,
-            )
+            );
+            if let Some(sync) = &inv.replication.synchronous
+                && !v.in_recovery
+            {
+                check_sync(v, sync, primary, &mut primary_checks);
+            }
         }
     }
     let probe = match &view {
@@ -361,14 +385,25 @@ fn check_primary(
                     r.flush_lag_s.unwrap_or(0.0),
                     lag_s
                 );
-                let status = if state != "streaming" {
+                // `catchup` is a connected standby still closing the gap (a fresh copy on a
+                // busy host): a warning, not a failure; any other state is one.
+                let status = if state != "streaming" && state != "catchup" {
                     Health::Fail
-                } else if lag_b > opts.max_lag_bytes || lag_s > opts.max_lag_seconds {
+                } else if state == "catchup"
+                    || lag_b > opts.max_lag_bytes
+                    || lag_s > opts.max_lag_seconds
+                {
                     Health::Warn
                 } else {
                     Health::Ok
                 };
-                let detail = if status == Health::Warn { format!("{detail}: above --max-lag-bytes {} / --max-lag-seconds {}", opts.max_lag_bytes, opts.max_lag_seconds) } else { detail };
+                let detail = if status == Health::Warn && state == "catchup" {
+                    format!("{detail}: still catching up; `pgrepl verify` again shortly")
+                } else if status == Health::Warn {
+                    format!("{detail}: above --max-lag-bytes {} / --max-lag-seconds {}", opts.max_lag_bytes, opts.max_lag_seconds)
+                } else {
+                    detail
+                };
                 rc.add("pg_stat_replication", status, detail);
             }
         }
@@ -431,11 +466,45 @@ fn check_primary(
     }
 }
 
+/// The primary's synchronous replication against the inventory: fails when fewer named
+/// standbys stream than commits need (they wait, or will), warns with no margin or when off.
+fn check_sync(
+    v: &PrimaryView,
+    sync: &crate::inventory::Synchronous,
+    primary: &Host,
+    pc: &mut HostChecks,
+) {
+    use crate::pg::sync::{Judgement, Observed, judge};
+    let seen = Observed {
+        value: v.sync_names.clone(),
+        source: v.sync_source.clone(),
+        waiting: v.sync_waiting,
+        streaming: v
+            .replication
+            .iter()
+            .filter(|r| r.state.as_deref() == Some("streaming"))
+            .filter_map(|r| {
+                Some((
+                    r.application_name.clone()?,
+                    r.sync_state.clone().unwrap_or_default(),
+                ))
+            })
+            .collect(),
+    };
+    let (status, detail) = match judge(sync, &primary.name, &seen) {
+        Judgement::Ok(d) => (Health::Ok, d),
+        Judgement::Warn(d) => (Health::Warn, d),
+        Judgement::Fail(d) => (Health::Fail, d),
+    };
+    pc.add("synchronous", status, detail);
+}
+
 async fn check_replica(
     session: &Session,
     host: &Host,
     primary: &Host,
     opts: &VerifyOptions,
+    sync_names: Option<&str>,
     rc: &mut HostChecks,
 ) {
     let pg = Pg::new(session, host);
@@ -481,6 +550,23 @@ async fn check_replica(
         );
     }
     rc.add("in recovery", Health::Ok, "standby");
+    if let Some(want) = sync_names
+        && view.sync_names != want
+    {
+        rc.add(
+            "synchronous",
+            Health::Warn,
+            format!(
+                "synchronous_standby_names here is '{}', the inventory says '{want}': promoted, it would run so; re-run `pgrepl bootstrap`{}",
+                view.sync_names,
+                if view.sync_names.is_empty() {
+                    " (an override of `pgrepl sync off` left here? `pgrepl sync on` removes it)"
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
     match &view.receiver {
         None => rc.add(
             "wal receiver",

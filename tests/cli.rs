@@ -104,3 +104,32 @@ fn completions_and_version() {
     assert_eq!(code, 0);
     assert!(out.starts_with("pgrepl "));
 }
+
+#[test]
+fn remove_replica_refuses_the_primary_and_plans_without_contacting_any_host() {
+    let (code, _, err) = pgrepl(&["remove-replica", "pg0"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("`pg0` is the primary"), "{err}");
+    let (code, out, err) = pgrepl(&["plan", "remove-replica", "pg2"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("take the replica out on pg2") && out.contains("[drop_removed_slot] on pg0"),
+        "{out}"
+    );
+    // A host already gone: only its leftovers on the primary are looked for.
+    let (code, out, _) = pgrepl(&["plan", "remove-replica", "pg9"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("no longer in the inventory"), "{out}");
+    let (code, _, err) = pgrepl(&["--limit", "pg1", "remove-replica", "pg2"]);
+    assert_eq!(code, 64, "{err}");
+    // A synchronous standby the inventory names: it must leave replication.synchronous first.
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inv.yaml");
+    std::fs::write(&inv, "replication: { password_env: PGREPL_REPLICATION_PASSWORD, synchronous: { count: 1, standbys: [b] } }\nhosts:\n  - { name: a, address: 10.0.0.1, role: primary }\n  - { name: b, address: 10.0.0.2, role: replica }\n  - { name: c, address: 10.0.0.3, role: replica }\n").unwrap();
+    let (code, _, err) = pgrepl(&["-i", inv.to_str().unwrap(), "remove-replica", "b"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("without `b`") && err.contains("one of the synchronous standbys"),
+        "{err}"
+    );
+}

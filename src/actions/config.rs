@@ -281,7 +281,7 @@ struct HbaError {
 }
 
 /// Asks the running server whether it accepts the config files as they are on disk now.
-async fn validate(ctx: &HostCtx<'_>) -> Result<(), String> {
+pub(super) async fn validate(ctx: &HostCtx<'_>) -> Result<(), String> {
     let sql = "SELECT json_build_object(
       'settings', (SELECT json_agg(json_build_object('file', f.sourcefile, 'line', f.sourceline, 'name', f.name,
                     'error', f.error, 'postmaster', s.context = 'postmaster'))

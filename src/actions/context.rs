@@ -25,6 +25,8 @@ pub struct HostMemo {
     pub rejoined: Option<&'static str>,
     /// Its WAL forked off the primary's timeline: it cannot follow without a copy.
     pub diverged: bool,
+    /// What `pgrepl sync off|on` left synchronous replication as here, for the recap.
+    pub sync_left: Option<String>,
 }
 
 impl HostMemo {
@@ -107,7 +109,8 @@ impl<'e> HostCtx<'e> {
         // switchover or failover no setting a restart would need has to change.
         let standby_minimums = crate::actions::standby_minimums(facts.as_ref(), &settings);
         Context {
-            host: views[self.index].clone(),
+            // Not `views[self.index]`: remove-replica's host is a member outside the inventory.
+            host: HostView::of(self.host),
             primary: views[primary].clone(),
             replicas: members[1..].to_vec(),
             members,

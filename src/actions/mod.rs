@@ -8,9 +8,11 @@ mod failover;
 pub mod lock;
 mod preflight;
 mod primary;
+pub mod remove;
 mod replica;
 mod site;
 pub mod switchover;
+mod sync;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use secrecy::SecretString;
 pub use context::{Facts, HostCtx, HostMemo};
 
 use crate::engine::{Events, Member, Runner};
-use crate::inventory::Inventory;
+use crate::inventory::{Host, Inventory};
 use crate::playbook::{Action, Condition};
 use crate::ssh::{self, ConnectOptions, Session};
 use crate::step::{Outcome, StepError};
@@ -40,6 +42,8 @@ pub struct ActionOptions {
     pub verify: VerifyOptions,
     /// switchover: how long the candidate may take to receive the old primary's last WAL.
     pub catch_up_timeout: std::time::Duration,
+    /// `sync on`: turn synchronous replication on even when too few standbys stream.
+    pub force: bool,
 }
 
 /// The cluster as the actions see it: the inventory, one SSH session per reachable host,
@@ -68,6 +72,9 @@ pub struct Cluster {
     pub out_of_service: Vec<usize>,
     /// What a switchover learns on the way (shutdown checkpoint, timings, slots made).
     pub switch: std::sync::Mutex<switchover::SwitchState>,
+    /// remove-replica: the replica being taken out. It is not in `inventory`; when it is
+    /// a member of the run, it is the last one ([`Cluster::add_removal`]).
+    pub removal: Option<remove::Removal>,
 }
 
 impl Cluster {
@@ -95,6 +102,18 @@ impl Cluster {
             backup_pids: (0..n).map(|_| std::sync::Mutex::new(None)).collect(),
             switch: Default::default(),
             out_of_service: Vec::new(),
+            removal: None,
+        }
+    }
+
+    /// Host `i`: an inventory host, or (just past them) the host remove-replica takes out.
+    pub fn host_at(&self, i: usize) -> Option<&Host> {
+        match self.inventory.hosts.get(i) {
+            Some(h) => Some(h),
+            None if self.removal_index() == Some(i) => {
+                self.removal.as_ref().and_then(|r| r.host.as_ref())
+            }
+            None => None,
         }
     }
 
@@ -111,9 +130,10 @@ impl Cluster {
         let mut nodes: Vec<usize> = hosts.to_vec();
         nodes.extend(self.inventory.proxy_nodes().filter(|i| !hosts.contains(i)));
         for i in nodes {
-            let (name, target) = match self.inventory.proxy_of(i) {
-                Some(p) => (&p.name, &p.ssh),
-                None => (&self.inventory.hosts[i].name, &self.inventory.hosts[i].ssh),
+            let (name, target) = match (self.inventory.proxy_of(i), self.host_at(i)) {
+                (Some(p), _) => (&p.name, &p.ssh),
+                (None, Some(h)) => (&h.name, &h.ssh),
+                (None, None) => continue,
             };
             let ep = ssh::endpoint(name, target, config.as_ref().as_ref());
             let opts = opts.clone();
@@ -135,42 +155,53 @@ impl Cluster {
         Ok(())
     }
 
-    /// The hosts as the engine names them: the members, then the proxies.
+    /// The hosts as the engine names them: the members, the proxies, then the host
+    /// remove-replica takes out.
     pub fn members(&self) -> Vec<Member> {
-        let members = self.inventory.hosts.iter().map(|h| Member {
-            name: h.name.clone(),
-            role: match h.role {
+        let removed = self.removal.as_ref().and_then(|r| r.host.as_ref());
+        let role = |h: &crate::inventory::Host| {
+            match h.role {
                 crate::inventory::Role::Primary => "primary",
                 crate::inventory::Role::Replica => "replica",
                 crate::inventory::Role::Proxy => "proxy",
             }
-            .to_string(),
+            .to_string()
+        };
+        let members = self.inventory.hosts.iter().map(|h| Member {
+            name: h.name.clone(),
+            role: role(h),
         });
         let proxies = self.inventory.proxies.iter().map(|p| Member {
             name: p.name.clone(),
             role: "proxy".to_string(),
         });
-        members.chain(proxies).collect()
+        // remove-replica's host comes last, after the proxies.
+        let removed = removed.into_iter().map(|h| Member {
+            name: h.name.clone(),
+            role: role(h),
+        });
+        members.chain(proxies).chain(removed).collect()
     }
 
     /// An action's view of host `i`, if it is a PostgreSQL member with a session.
     pub fn host(&self, i: usize) -> Option<HostCtx<'_>> {
-        let host = self.inventory.hosts.get(i)?;
         let session = self.sessions.get(i)?.as_deref()?;
         Some(HostCtx {
             cluster: self,
             index: i,
-            host,
+            host: self.host_at(i)?,
             session,
         })
     }
 
     fn not_contacted(&self, i: usize) -> StepError {
-        StepError::msg(
-            self.unreachable[i].clone().unwrap_or_else(|| {
-                format!("host `{}` was not contacted", self.inventory.node_name(i))
-            }),
-        )
+        StepError::msg(self.unreachable[i].clone().unwrap_or_else(|| {
+            let name = match self.inventory.proxy_of(i) {
+                Some(p) => p.name.as_str(),
+                None => self.host_at(i).map_or("?", |h| h.name.as_str()),
+            };
+            format!("host `{name}` was not contacted")
+        }))
     }
 
     fn host_or_err(&self, i: usize) -> Result<HostCtx<'_>, StepError> {
@@ -207,6 +238,9 @@ impl Runner for Cluster {
         if let Some(proxy) = self.proxy_ctx(host) {
             return endpoints::run_on_proxy(&proxy?, action).await;
         }
+        if let Some(skipped) = remove::passed_over(self, host) {
+            return Ok(skipped);
+        }
         run(&self.host_or_err(host)?, action).await
     }
 
@@ -233,11 +267,20 @@ impl Runner for Cluster {
     }
 
     fn unreachable(&self, host: usize) -> Option<String> {
+        if remove::passed_over(self, host).is_some() {
+            return None;
+        }
         self.unreachable[host].clone()
     }
 
     fn left_as(&self, host: usize, failed: bool, interrupted: bool) -> Option<String> {
+        if let Some(line) = remove::left_as(self, host, failed || interrupted) {
+            return Some(line);
+        }
         let memo = self.memos[host].try_lock().ok()?;
+        if let Some(sync) = &memo.sync_left {
+            return Some(sync.clone());
+        }
         let aside = memo.moved_aside.as_ref()?;
         if !failed && !interrupted {
             return Some(format!(
@@ -245,7 +288,7 @@ impl Runner for Cluster {
             ));
         }
         // A rescue that could not run leaves it set: tell the user how to undo by hand.
-        let data_dir = &self.inventory.hosts[host].pg.data_dir;
+        let data_dir = &self.host_at(host)?.pg.data_dir;
         Some(format!(
             "the previous data dir is still at {aside} (not restored); to put it back: stop PostgreSQL, then `rm -rf {data_dir} && mv {aside} {data_dir}`"
         ))
@@ -285,6 +328,12 @@ pub async fn run(ctx: &HostCtx<'_>, action: &Action) -> Result<Outcome, StepErro
         Action::Fence => failover::fence(ctx).await,
         Action::AllowAutostart => failover::allow_autostart(ctx).await,
         Action::RejoinCheck => failover::rejoin_check(ctx).await,
+        Action::SyncOff => sync::off(ctx).await,
+        Action::SyncOn => sync::on(ctx).await,
+        Action::DropStandbyConfig => remove::drop_standby_config(ctx).await,
+        Action::AutostartOff => remove::autostart_off(ctx).await,
+        Action::RetireDataDir => remove::retire_data_dir(ctx).await,
+        Action::DropRemovedSlot => remove::drop_removed_slot(ctx).await,
         Action::RolesAndDatabases => endpoints::roles_and_databases(ctx).await,
         Action::Haproxy => Err(StepError::new(
             format!(
@@ -401,6 +450,14 @@ pub fn cluster_settings(cluster: &Cluster, primary: Option<&Facts>) -> BTreeMap<
             .to_string(),
     );
     out.insert("wal_keep_size".into(), "'1GB'".into());
+    // The same value on every member: a promoted standby already has it, and its own
+    // name in the list matches no standby, so it never waits for itself.
+    if let Some(sync) = &cluster.inventory.replication.synchronous {
+        out.insert(
+            "synchronous_standby_names".into(),
+            crate::pg::conf_literal(&sync.standby_names()),
+        );
+    }
     for (k, v) in &cluster.inventory.replication.settings {
         out.insert(k.clone(), v.clone());
     }

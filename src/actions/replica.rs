@@ -170,6 +170,8 @@ pub async fn start(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     if ctx.check_mode() {
         return Ok(Outcome::changed("would start PostgreSQL"));
     }
+    // A host remove-replica took out had its autostart turned off: a replica starts at boot.
+    let autostart = super::remove::autostart_back_on(ctx).await?;
     if let Err(e) = pg.start().await {
         return Err(StepError::new(
             format!("PostgreSQL did not start: {e}"),
@@ -181,7 +183,10 @@ pub async fn start(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         ));
     }
     ctx.state().await.config_changed = false;
-    Ok(Outcome::changed("started PostgreSQL"))
+    Ok(Outcome::changed(match autostart {
+        Some(again) => format!("started PostgreSQL; {again}"),
+        None => "started PostgreSQL".to_string(),
+    }))
 }
 
 pub async fn move_aside(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {

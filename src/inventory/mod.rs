@@ -7,6 +7,7 @@
 mod endpoints;
 mod model;
 mod resolve;
+mod sync;
 mod validate;
 
 use std::fmt;
@@ -18,6 +19,7 @@ pub use resolve::{
     AppRole, Database, Endpoint, HbaRule, Host, Inventory, PasswordSource, PgLayout, Proxy,
     Replication, SshTarget, Stats, default_slot_name,
 };
+pub use sync::{SyncMode, Synchronous};
 
 /// One problem found in an inventory, with where it is and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,8 +108,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, Error> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let mut problems = validate::check(&file);
-    let inventory = resolve::resolve(path, base, &file, &mut problems);
+    let (sync_problems, warnings) = sync::check(&file);
+    problems.extend(sync_problems);
+    let mut inventory = resolve::resolve(path, base, &file, &mut problems);
     if problems.is_empty() {
+        inventory.replication.synchronous = sync::resolve(&file);
+        inventory.warnings = warnings;
         Ok(inventory)
     } else {
         problems.sort_by_key(|p| (p.line, p.column));

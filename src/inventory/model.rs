@@ -91,6 +91,8 @@ pub struct ReplicationSpec {
     /// Extra `postgresql.conf` settings for the primary (and replicas, for failover).
     #[serde(default)]
     pub settings: BTreeMap<String, Spanned<SettingValue>>,
+    /// Synchronous replication: `{ mode: any|first, count: N, standbys: [names] }`.
+    pub synchronous: Option<Spanned<super::sync::SynchronousSpec>>,
 }
 
 /// A postgresql.conf value as written in YAML: a string, a number or a boolean.
@@ -156,6 +158,8 @@ pub struct HostSpec {
     pub postgres: PostgresSpec,
     #[serde(default)]
     pub ssh: SshSpec,
+    /// Listed among the synchronous standbys (`true`), or left out of the default list.
+    pub synchronous: Option<Spanned<bool>>,
 }
 
 /// One read/write endpoint: HAProxy on a proxy host.

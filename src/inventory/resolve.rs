@@ -37,6 +37,8 @@ pub struct Inventory {
     pub roles: Vec<AppRole>,
     /// Application databases.
     pub databases: Vec<Database>,
+    /// What is allowed but probably not meant (shown before a run, never fatal).
+    pub warnings: Vec<super::Problem>,
 }
 
 impl Inventory {
@@ -140,6 +142,8 @@ pub struct Replication {
     pub backup_max_rate: Option<String>,
     /// Extra postgresql.conf settings, already rendered as PostgreSQL literals.
     pub settings: BTreeMap<String, String>,
+    /// Synchronous replication, when the inventory asks for it.
+    pub synchronous: Option<super::Synchronous>,
 }
 
 /// Where the replication password comes from (shown in messages, never the password).
@@ -271,6 +275,7 @@ pub(super) fn resolve(
         endpoints,
         roles,
         databases,
+        warnings: Vec::new(),
     }
 }
 
@@ -441,6 +446,7 @@ fn resolve_replication(
             .iter()
             .map(|(k, v)| (k.clone(), setting_literal(&v.value)))
             .collect(),
+        synchronous: None,
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod conninfo;
 pub mod facts;
 pub mod scram;
+pub mod sync;
 pub mod versions;
 pub mod wire;
 
@@ -62,11 +63,16 @@ impl<'a> Pg<'a> {
     }
 
     /// psql as the postgres user, reading SQL from stdin.
+    ///
+    /// Its session runs with `synchronous_commit = local`: pgrepl's own writes (the
+    /// replication role, the probe row, a promoted primary's first write) never wait for
+    /// synchronous standbys, which may be the very ones being set up, repaired or followed.
     pub fn psql(&self) -> Command {
         let pg = &self.host.pg;
         let mut cmd = Command::new(self.bin("psql"))
             .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
-            .args(["-p", &pg.port.to_string(), "-d", "postgres"]);
+            .args(["-p", &pg.port.to_string()])
+            .args(["-d", "dbname=postgres options=-csynchronous_commit=local"]);
         if let Some(dir) = &pg.socket_dir {
             cmd = cmd.args(["-h", dir.as_str()]);
         }

@@ -38,7 +38,7 @@ fn postmaster_crash_failover_fences_over_ssh_and_rejoin_follows() {
     // The postmaster and its children die; the host stays reachable.
     let crash = lab.exec(
         0,
-        "P=$(head -1 /var/lib/postgresql/15/main/postmaster.pid); kill -9 $P $(ps -o pid= --ppid $P)",
+        "P=$(head -1 /var/lib/postgresql/15/main/postmaster.pid); kill -9 $P $(ps -o pid= --ppid $P) 2>/dev/null; sleep 0.2; ! kill -0 $P 2>/dev/null",
     );
     assert!(crash.status.success(), "{crash:?}");
     let at_crash = writer.count();
@@ -83,7 +83,13 @@ fn postmaster_crash_failover_fences_over_ssh_and_rejoin_follows() {
 
     let rejoin = lab.pgrepl(&["rejoin", "pg0"]);
     assert_eq!(rejoin.code, 0, "{rejoin:?}");
-    assert!(rejoin.stderr.contains("without a copy"), "{rejoin:?}");
+    // A crash can leave WAL the replicas never got (asynchronous replication): then it is
+    // reported as lost and pg0 is copied; otherwise it follows with no copy.
+    assert!(
+        rejoin.stderr.contains("without a copy")
+            || rejoin.stderr.contains("is LOST: timeline 1 from"),
+        "{rejoin:?}"
+    );
     let acked = writer.finish();
     let verify = lab.pgrepl(&["verify"]);
     assert_eq!(verify.code, 0, "{verify:?}");
@@ -195,7 +201,7 @@ fn failover_passes_over_a_replica_with_replay_paused() {
     ));
     let crash = lab.exec(
         0,
-        "P=$(head -1 /var/lib/postgresql/15/main/postmaster.pid); kill -9 $P $(ps -o pid= --ppid $P)",
+        "P=$(head -1 /var/lib/postgresql/15/main/postmaster.pid); kill -9 $P $(ps -o pid= --ppid $P) 2>/dev/null; sleep 0.2; ! kill -0 $P 2>/dev/null",
     );
     assert!(crash.status.success(), "{crash:?}");
     let to_paused = lab.pgrepl(&["failover", "--to", "pg1"]);
@@ -214,8 +220,11 @@ fn failover_passes_over_a_replica_with_replay_paused() {
     assert_eq!(json["new_primary"], "pg2", "{}", run.stdout);
     assert_eq!(json["ranking"][0]["name"], "pg2");
     assert_eq!(lab.sql(2, "SELECT count(*) FROM t"), "10000");
-    // The paused replica was rewired too: once replay resumes it follows pg2.
+    // The paused replica was rewired too: once replay resumes it follows pg2; with the
+    // old primary rejoined, the whole cluster verifies.
     lab.sql(1, "SELECT pg_wal_replay_resume()");
+    let rejoin = lab.pgrepl(&["rejoin", "pg0"]);
+    assert_eq!(rejoin.code, 0, "{rejoin:?}");
     assert!(
         lab.wait_for(Duration::from_secs(60), || lab.pgrepl(&["verify"]).code
             == 0),

@@ -133,7 +133,17 @@ fn add_replica_on_bookworm_systemd_to_a_node_from_lab_add() {
         "the inventory did not gain pg2"
     );
     assert_eq!(lab.sql(2, "SELECT pg_is_in_recovery()"), "t");
-    assert_eq!(unit_state(&lab, &pg2, "postgresql@15-main"), "active");
+    // pgrepl returns once PostgreSQL accepts connections; systemd marks the unit active
+    // when Debian's wrapper, still running under it, finishes (about 2 s later).
+    assert!(
+        lab.wait_for(Duration::from_secs(15), || unit_state(
+            &lab,
+            &pg2,
+            "postgresql@15-main"
+        ) == "active"),
+        "unit: {}",
+        unit_state(&lab, &pg2, "postgresql@15-main")
+    );
     lab.sql(0, "CREATE TABLE after_add AS SELECT 42 AS v");
     assert!(
         lab.wait_for(Duration::from_secs(10), || {

@@ -63,17 +63,21 @@ fn switch_under_load(lab: &Lab, from: usize, to: usize, writer: &Writer, timelin
             format!("{} streaming", lab.nodes[to].address)
         );
     }
-    // A systemd host keeps every cluster under its unit.
+    // A systemd host keeps every cluster under its unit (active once Debian's wrapper,
+    // which pgrepl does not wait for, finishes).
     for i in 0..3 {
-        let unit = lab.exec(
-            i,
-            "if [ -d /run/systemd/system ]; then systemctl is-active postgresql@$(ls /etc/postgresql)-main; else echo active; fi",
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&unit.stdout).trim(),
-            "active",
-            "{}",
-            lab.nodes[i].name
+        let state = || {
+            let unit = lab.exec(
+                i,
+                "if [ -d /run/systemd/system ]; then systemctl is-active postgresql@$(ls /etc/postgresql)-main; else echo active; fi",
+            );
+            String::from_utf8_lossy(&unit.stdout).trim().to_string()
+        };
+        assert!(
+            lab.wait_for(Duration::from_secs(15), || state() == "active"),
+            "{}: {}",
+            lab.nodes[i].name,
+            state()
         );
     }
     // The old primary was not copied: no new moved-aside data dir beside its own.
