@@ -188,6 +188,23 @@ pub(crate) fn prepare(
     Ok((templates, plan))
 }
 
+/// A plan that writes the replication password (the role on the primary, the replicas'
+/// passfiles) needs it, before any host is contacted; read-only plans never ask for it.
+pub(crate) fn require_password(plan: &plan::Plan, inventory: &Inventory) -> Result<(), Error> {
+    let writes_it = plan.steps.iter().chain(&plan.rollback).any(|s| {
+        s.work.actions().iter().any(|a| {
+            matches!(
+                a,
+                playbook::Action::ReplicationRole | playbook::Action::Passfile
+            )
+        })
+    });
+    if writes_it {
+        inventory.require_password()?;
+    }
+    Ok(())
+}
+
 /// What a run prints as JSON: the recap, and verify's report when there is one.
 #[derive(serde::Serialize)]
 struct RunOutput<'a> {
@@ -217,6 +234,7 @@ async fn execute(
         run.slot.as_deref(),
     )?;
     let (templates, plan) = prepare(settings, run.command, run.target.as_deref(), &inventory)?;
+    require_password(&plan, &inventory)?;
     note_inventory_secrets(&inventory, &reporter);
     if let (Some(name), Some(address), false) = (&run.target, &run.address, run.check) {
         edit::append_replica(

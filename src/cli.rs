@@ -232,7 +232,8 @@ pub enum Command {
     },
     /// Check replication health; exits 0 healthy, 1 warnings, 2 failures.
     ///
-    /// Writes one probe row on the primary and measures when each replica sees it.
+    /// Writes one probe row on the primary and measures when each replica sees it. Needs no
+    /// replication password.
     /// Example: pgrepl verify --max-lag-seconds 5 --format json
     Verify(VerifyFlags),
     /// Print the steps a command would run on each host, without contacting any host.

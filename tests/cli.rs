@@ -133,3 +133,56 @@ fn remove_replica_refuses_the_primary_and_plans_without_contacting_any_host() {
         "{err}"
     );
 }
+
+/// Runs pgrepl with the replication password's variable unset.
+fn pgrepl_without_password(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pgrepl"))
+        .args(args)
+        .env_remove("PGREPL_TEST_UNSET_PASSWORD")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run pgrepl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn verify_status_and_plan_run_without_the_replication_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inv.yaml");
+    // Nothing listens on port 1 of loopback: every host is unreachable, at once.
+    std::fs::write(
+        &inv,
+        format!(
+            "replication: {{ password_env: PGREPL_TEST_UNSET_PASSWORD }}\nssh: {{ port: 1, known_hosts: {} }}\nhosts:\n  - {{ name: a, address: 127.0.0.1, role: primary }}\n  - {{ name: b, address: 127.0.0.2, role: replica }}\n",
+            dir.path().join("known_hosts").display()
+        ),
+    )
+    .unwrap();
+    let inv = inv.to_str().unwrap();
+    for cmd in ["verify", "status"] {
+        let (code, out, err) = pgrepl_without_password(&["-i", inv, "--connect-timeout", "2", cmd]);
+        // Exit by health (2: nothing reachable), not 64 for a missing password.
+        assert_eq!(code, 2, "{cmd}:\n{out}\n{err}");
+        assert!(
+            !err.contains("PGREPL_TEST_UNSET_PASSWORD") && !out.contains("password"),
+            "{cmd} asked for the password:\n{out}\n{err}"
+        );
+    }
+    let (code, _, err) = pgrepl_without_password(&["-i", inv, "plan", "bootstrap"]);
+    assert_eq!(code, 0, "{err}");
+    // A command that writes the password still refuses at once, naming the variable.
+    for args in [&["bootstrap"][..], &["add-replica", "b"], &["rejoin", "b"]] {
+        let mut all = vec!["-i", inv, "--connect-timeout", "2"];
+        all.extend_from_slice(args);
+        let (code, _, err) = pgrepl_without_password(&all);
+        assert_eq!(code, 64, "{args:?}: {err}");
+        assert!(
+            err.contains("PGREPL_TEST_UNSET_PASSWORD") && err.contains("inv.yaml:1:"),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -2,8 +2,10 @@
 //!
 //! Layout defaults (Debian, RHEL) are filled in here, relative paths are resolved against
 //! the inventory's folder, and the replication password is read from its source. Problems
-//! that only show once values are combined (a custom layout with no data_dir, a password
-//! file that cannot be read) are added to the caller's list.
+//! that only show once values are combined (a custom layout with no data_dir) are added to
+//! the caller's list. A password that cannot be read is not: it is kept as the problem to
+//! show when a command needs it ([`Inventory::require_password`]), so read-only commands
+//! (verify, status, plan) run on a machine that holds no secret.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +39,9 @@ pub struct Replication {
     pub password_source: PasswordSource,
     /// The password itself, read once at load time.
     pub password: Option<SecretString>,
+    /// Why there is no password (unset variable, unreadable file, no source), shown only
+    /// to a command that needs it.
+    pub password_problem: Option<Problem>,
     /// pg_basebackup `--max-rate`, when set.
     pub backup_max_rate: Option<String>,
     /// Extra postgresql.conf settings, already rendered as PostgreSQL literals.
@@ -89,6 +94,30 @@ pub struct Host {
     pub ssh: SshTarget,
 }
 
+impl Inventory {
+    /// The replication password, for a command that writes it (the role on the primary, the
+    /// replicas' passfiles). Without one, the same invalid-input error a bad field gives,
+    /// naming the source and what to do.
+    pub fn require_password(&self) -> Result<&SecretString, super::Error> {
+        match (
+            &self.replication.password,
+            &self.replication.password_problem,
+        ) {
+            (Some(password), _) => Ok(password),
+            (None, problem) => Err(super::Error::Invalid {
+                path: self.path.clone(),
+                problems: vec![problem.clone().unwrap_or_else(|| Problem {
+                    line: 1,
+                    column: 1,
+                    field: "replication".into(),
+                    message: "no replication password".into(),
+                    hint: "set replication.password_env or password_file".into(),
+                })],
+            }),
+        }
+    }
+}
+
 impl Host {
     pub fn is_primary(&self) -> bool {
         self.role == Role::Primary
@@ -138,7 +167,7 @@ pub(super) fn resolve(
         .iter()
         .map(|h| resolve_host(base, file, h, problems))
         .collect();
-    let replication = resolve_replication(base, file, problems);
+    let replication = resolve_replication(base, file);
     let hba = file
         .hba
         .iter()
@@ -305,13 +334,9 @@ pub fn expand_path(base: &Path, path: &str) -> PathBuf {
     if p.is_absolute() { p } else { base.join(p) }
 }
 
-fn resolve_replication(
-    base: &Path,
-    file: &InventoryFile,
-    problems: &mut Vec<Problem>,
-) -> Replication {
+fn resolve_replication(base: &Path, file: &InventoryFile) -> Replication {
     let r = &file.replication;
-    let (password_source, password) = read_password(base, r, problems);
+    let (password_source, password, password_problem) = read_password(base, r);
     Replication {
         user: r
             .user
@@ -320,6 +345,7 @@ fn resolve_replication(
             .unwrap_or_else(|| "replicator".into()),
         password_source,
         password,
+        password_problem,
         backup_max_rate: r.backup_max_rate.as_ref().map(|v| v.value.clone()),
         settings: r
             .settings
@@ -341,26 +367,27 @@ pub fn setting_literal(value: &SettingValue) -> String {
     }
 }
 
+/// Reads the replication password from its source; without one, the problem to show a
+/// command that needs it.
 fn read_password(
     base: &Path,
     r: &super::model::ReplicationSpec,
-    problems: &mut Vec<Problem>,
-) -> (PasswordSource, Option<SecretString>) {
-    let mut problem = |at: &Spanned<String>, field: &str, message: String, hint: &str| {
-        problems.push(Problem {
-            line: at.referenced.line(),
-            column: at.referenced.column(),
-            field: field.into(),
-            message,
-            hint: hint.into(),
-        })
+) -> (PasswordSource, Option<SecretString>, Option<Problem>) {
+    let problem = |at: &Spanned<String>, field: &str, message: String, hint: &str| Problem {
+        line: at.referenced.line(),
+        column: at.referenced.column(),
+        field: field.into(),
+        message,
+        hint: hint.into(),
     };
-    let value = if let Some(var) = &r.password_env {
+    let (source, value, missing) = if let Some(var) = &r.password_env {
         let source = PasswordSource::Env(var.value.clone());
         match std::env::var(&var.value) {
-            Ok(v) if !v.is_empty() => (source, Some(v)),
-            _ => {
-                problem(
+            Ok(v) if !v.is_empty() => (source, Some(v), None),
+            _ => (
+                source,
+                None,
+                Some(problem(
                     var,
                     "replication.password_env",
                     format!("environment variable {} is not set or empty", var.value),
@@ -368,40 +395,53 @@ fn read_password(
                         "export {}=... before running pgrepl, or use password_file",
                         var.value
                     ),
-                );
-                (source, None)
-            }
+                )),
+            ),
         }
     } else if let Some(file) = &r.password_file {
         let path = expand_path(base, &file.value);
         let source = PasswordSource::File(path.clone());
         match std::fs::read_to_string(&path) {
-            Ok(v) if !v.trim_end_matches(['\n', '\r']).is_empty() => {
-                (source, Some(v.trim_end_matches(['\n', '\r']).to_string()))
-            }
-            Ok(_) => {
-                problem(
+            Ok(v) if !v.trim_end_matches(['\n', '\r']).is_empty() => (
+                source,
+                Some(v.trim_end_matches(['\n', '\r']).to_string()),
+                None,
+            ),
+            Ok(_) => (
+                source,
+                None,
+                Some(problem(
                     file,
                     "replication.password_file",
                     format!("{} is empty", path.display()),
                     "write the replication password into that file (mode 0600)",
-                );
-                (source, None)
-            }
-            Err(e) => {
-                problem(
+                )),
+            ),
+            Err(e) => (
+                source,
+                None,
+                Some(problem(
                     file,
                     "replication.password_file",
                     format!("cannot read {}: {e}", path.display()),
                     "create the file with the replication password (mode 0600), or use password_env",
-                );
-                (source, None)
-            }
+                )),
+            ),
         }
     } else if let Some(inline) = &r.password {
-        (PasswordSource::Inline, Some(inline.value.clone()))
+        (PasswordSource::Inline, Some(inline.value.clone()), None)
     } else {
-        (PasswordSource::Missing, None)
+        (
+            PasswordSource::Missing,
+            None,
+            Some(Problem {
+                line: 1,
+                column: 1,
+                field: "replication.password_env".into(),
+                message: "no replication password source is set".into(),
+                hint: "add `replication: { password_env: PGREPL_REPLICATION_PASSWORD }` (or password_file: PATH)".into(),
+            }),
+        )
     };
-    (value.0, value.1.map(SecretString::from))
+    (source, value.map(SecretString::from), missing)
 }
