@@ -207,11 +207,20 @@ fn work_of(step: &Step) -> Result<Work, String> {
 pub fn render(plan: &Plan, inventory: &Inventory) -> String {
     let mut out = format!("plan for `pgrepl {}` from {}\n", plan.command, plan.source);
     for (n, step) in plan.steps.iter().enumerate() {
-        let cond = match (step.unless, step.only_if) {
-            (Some(c), _) => format!(", unless {c:?}").to_lowercase(),
-            (None, Some(c)) => format!(", only if {c:?}").to_lowercase(),
-            (None, None) => String::new(),
+        // Conditions as the playbook spells them (`standby_of_primary`).
+        let word = |c: Condition| {
+            serde_json::to_value(c)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
         };
+        let cond: String = [
+            step.unless.map(|c| format!(", unless {}", word(c))),
+            step.only_if.map(|c| format!(", only if {}", word(c))),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         let serial = if step.serial { ", one at a time" } else { "" };
         let hosts: Vec<&str> = step
             .hosts

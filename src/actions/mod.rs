@@ -10,6 +10,7 @@ mod primary;
 pub mod remove;
 mod replica;
 mod site;
+mod standby;
 pub mod switchover;
 mod sync;
 
@@ -231,6 +232,9 @@ impl Runner for Cluster {
         if let Some(sync) = &memo.sync_left {
             return Some(sync.clone());
         }
+        if let (None, Some(how), false) = (&memo.moved_aside, &memo.started_standby, failed) {
+            return Some(format!("its standby data kept: {how}"));
+        }
         let aside = memo.moved_aside.as_ref()?;
         if !failed && !interrupted {
             return Some(format!(
@@ -284,6 +288,8 @@ pub async fn run(ctx: &HostCtx<'_>, action: &Action) -> Result<Outcome, StepErro
         Action::AutostartOff => remove::autostart_off(ctx).await,
         Action::RetireDataDir => remove::retire_data_dir(ctx).await,
         Action::DropRemovedSlot => remove::drop_removed_slot(ctx).await,
+        Action::StandbyCheck => standby::check(ctx).await,
+        Action::StartStandby => standby::start(ctx).await,
     }
 }
 
@@ -315,6 +321,9 @@ impl Cluster {
 /// Whether a condition holds on the host.
 pub async fn condition_holds(ctx: &HostCtx<'_>, cond: Condition) -> Result<bool, StepError> {
     match cond {
+        // Check mode: a standby the start step would start is not copied after it either.
+        Condition::Streaming if ctx.check_mode() && ctx.state().await.will_stream => Ok(true),
+        Condition::StandbyOfPrimary => Ok(standby::can_stream(ctx).await?.is_ok()),
         Condition::Streaming => {
             // Preflight read the wal receiver moments ago; ask again only when it said no.
             let seen = ctx
@@ -336,6 +345,7 @@ pub async fn condition_holds(ctx: &HostCtx<'_>, cond: Condition) -> Result<bool,
 pub fn condition_label(cond: Condition) -> &'static str {
     match cond {
         Condition::Streaming => "streaming from the primary through its slot",
+        Condition::StandbyOfPrimary => "a standby of this primary that can stream",
     }
 }
 

@@ -419,8 +419,15 @@ pub async fn base_backup(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         };
         return Err(StepError::new(message, hint));
     }
+    let why = ctx
+        .state()
+        .await
+        .copy_reason
+        .take()
+        .map(|w| format!(" ({w})"))
+        .unwrap_or_default();
     Ok(Outcome::changed(format!(
-        "copied the primary through slot {slot} in {:.1}s",
+        "copied the primary through slot {slot} in {:.1}s{why}",
         started.elapsed().as_secs_f64()
     )))
 }

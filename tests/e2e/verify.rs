@@ -215,8 +215,8 @@ fn verify_reports_health_and_names_each_failure() {
         Some("fail"),
         "{run:?}"
     );
-    // A bootstrap re-run heals it: it recreates the slot, and as pg2 is not streaming it
-    // clones pg2 again (data dir moved aside, fresh base backup) and restarts it.
+    // A bootstrap re-run heals it: it recreates the slot, and pg2, a standby of this
+    // primary that does not stream, is reloaded and streams through it again (no copy).
     let heal = lab.pgrepl(&["bootstrap"]);
     assert_eq!(heal.code, 0, "{heal:?}");
     assert!(heal.stderr.contains("created slot(s) pg2"), "{heal:?}");
