@@ -258,6 +258,7 @@ async fn execute(
     if run.command == CommandKind::AddReplica {
         refuse_healthy_target(engine.runner(), run.target.as_deref()).await?;
     }
+    note_primary_restart(engine.runner(), &plan, run.check, &reporter).await;
     let report = locked_run(settings, run, &engine, &plan, &reporter).await?;
     let cluster = engine.runner();
     let mut verify_report = cluster.verify_report.lock().await.clone();
@@ -498,6 +499,32 @@ async fn status(settings: &Settings, reporter: &Arc<Reporter>) -> Result<Finishe
         crate::status::Overall::Degraded => Finished::Warn,
         crate::status::Overall::Failed => Finished::Failed,
     })
+}
+
+/// Says first, before any step, when the run restarts the primary (or would, in check
+/// mode), and for which settings: that is an outage for every writer.
+async fn note_primary_restart(
+    cluster: &Cluster,
+    plan: &plan::Plan,
+    check: bool,
+    reporter: &Reporter,
+) {
+    let settings = cluster.primary_restart_forecast(&plan.steps).await;
+    if settings.is_empty() {
+        return;
+    }
+    let primary = cluster
+        .inventory
+        .hosts
+        .iter()
+        .find(|h| h.is_primary())
+        .map(|h| h.name.as_str())
+        .unwrap_or_default();
+    reporter.note(&format!(
+        "pgrepl: this run {} the primary `{primary}` (writes stop for a few seconds) to apply {}",
+        if check { "would restart" } else { "restarts" },
+        settings.join(", ")
+    ));
 }
 
 /// add-replica refuses a host that already streams from the primary, changing nothing.

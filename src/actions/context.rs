@@ -35,6 +35,8 @@ pub struct HostMemo {
     pub will_stream: bool,
     /// A standby this run started (or reloaded) instead of copying, and how.
     pub started_standby: Option<String>,
+    /// Check mode: changed settings that only a restart would apply.
+    pub restart_for: Vec<String>,
 }
 
 impl HostMemo {

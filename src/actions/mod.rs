@@ -306,6 +306,46 @@ async fn verify(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
 }
 
 impl Cluster {
+    /// The settings whose change would restart the primary in these steps (postmaster
+    /// settings its config steps change, or a restart already pending), read before any
+    /// step runs, so a run can say so first. Empty when the steps would not restart it.
+    pub async fn primary_restart_forecast(
+        &self,
+        steps: &[crate::engine::Step<Action, Condition>],
+    ) -> Vec<String> {
+        let Some(i) = self.inventory.hosts.iter().position(|h| h.is_primary()) else {
+            return Vec::new();
+        };
+        let actions: Vec<&Action> = steps
+            .iter()
+            .filter(|s| s.hosts.contains(&i))
+            .flat_map(|s| s.work.actions())
+            .collect();
+        let restarts = actions.iter().any(|a| {
+            matches!(a, Action::Apply { restart }
+                if *restart == crate::playbook::RestartPolicy::Allow || self.options.allow_restart)
+        });
+        let Some(ctx) = self.host(i).filter(|_| restarts) else {
+            return Vec::new();
+        };
+        let templates: Vec<&str> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Config { template, .. } => Some(template.as_str()),
+                _ => None,
+            })
+            .collect();
+        if preflight::facts(self, i, ctx.session, ctx.host)
+            .await
+            .is_err()
+        {
+            return Vec::new(); // preflight reports it
+        }
+        config::restart_forecast(&ctx, &templates)
+            .await
+            .unwrap_or_default()
+    }
+
     /// What verify needs of the cluster.
     pub fn verify_target(&self) -> crate::verify::Target<'_> {
         crate::verify::Target {

@@ -363,3 +363,65 @@ fn a_stopped_replica_is_started_not_copied() {
     );
     assert_eq!(lab.sql(2, "SELECT pg_is_in_recovery()"), "t");
 }
+
+/// `--check` says whether changed settings take a reload or a restart, from PostgreSQL's
+/// own `pg_settings.context`; a run that would restart the primary says so before any step.
+#[test]
+fn check_says_reload_or_restart_and_a_primary_restart_comes_first() {
+    if !enabled() {
+        return;
+    }
+    let lab = Lab::up("bootcheck", 2, "bookworm", "debian");
+    let first = lab.pgrepl(&["bootstrap"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    let inv = std::fs::read_to_string(lab.inventory()).unwrap();
+    let with = |settings: &str| {
+        let text = inv.replace(
+            "  password_file: replication-password\n",
+            &format!("  password_file: replication-password\n  settings: {{ {settings} }}\n"),
+        );
+        std::fs::write(lab.inventory(), text).unwrap();
+    };
+
+    // wal_keep_size is a sighup setting: a reload.
+    with("wal_keep_size: 2GB");
+    let run = lab.pgrepl(&["bootstrap", "--check"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.contains(
+            "[pg0] primary reload or restart: changed (would reload (no changed setting needs a restart))"
+        ) && !run.stderr.contains("restart the primary"),
+        "{run:?}"
+    );
+
+    // max_wal_senders is a postmaster setting: a restart, announced first.
+    with("max_wal_senders: 12");
+    let run = lab.pgrepl(&["bootstrap", "--check"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.contains(
+            "[pg0] primary reload or restart: changed (would restart to apply max_wal_senders)"
+        ),
+        "{run:?}"
+    );
+    let note = run
+        .stderr
+        .find("pgrepl: this run would restart the primary `pg0` (writes stop for a few seconds) to apply max_wal_senders")
+        .unwrap_or_else(|| panic!("no restart note: {run:?}"));
+    let first_step = run.stderr.find("[pg0] preflight").expect("preflight line");
+    assert!(
+        note < first_step,
+        "the restart note comes after the steps: {run:?}"
+    );
+
+    let before = lab.sql(0, "SELECT pg_postmaster_start_time()");
+    let run = lab.pgrepl(&["bootstrap"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("pgrepl: this run restarts the primary `pg0` (writes stop for a few seconds) to apply max_wal_senders"),
+        "{run:?}"
+    );
+    assert_ne!(lab.sql(0, "SELECT pg_postmaster_start_time()"), before);
+    assert_eq!(lab.sql(0, "SHOW max_wal_senders"), "12");
+}
