@@ -240,13 +240,24 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
             None => Vec::new(),
         }
     };
+    // Data dirs moved aside by earlier copies, on every host: their share of the disk.
+    let asides = futures::future::join_all(inv.hosts.iter().enumerate().map(|(i, h)| {
+        let s = session(i);
+        async move {
+            match s {
+                Some(s) => crate::cleanup::list(&s, h).await.ok(),
+                None => None,
+            }
+        }
+    }));
     // The primary's view, each replica's checks and the probe are independent round trips.
     // Who accepts writes, on every host (a split brain is named with each timeline).
-    let (view, mut replica_checks, probe, seen) = tokio::join!(
+    let (view, mut replica_checks, probe, seen, asides) = tokio::join!(
         view,
         futures::future::join_all(replica_futures),
         probe,
-        crate::status::gather(target)
+        crate::status::gather(target),
+        asides
     );
 
     match &view {
@@ -290,6 +301,14 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
     }
     let mut hosts = vec![primary_checks];
     hosts.extend(replica_checks);
+    for (h, aside) in inv.hosts.iter().zip(&asides) {
+        if let (Some(checks), Some((status, detail))) = (
+            hosts.iter_mut().find(|c| c.name == h.name),
+            aside.as_ref().and_then(|a| a.check(h.is_primary())),
+        ) {
+            checks.add("old data dirs", status, detail);
+        }
+    }
     if let Some(split) = seen.split_brain() {
         for h in hosts
             .iter_mut()

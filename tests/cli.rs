@@ -18,7 +18,14 @@ fn pgrepl(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn every_command_explains_itself_with_an_example() {
-    for cmd in ["bootstrap", "add-replica", "verify", "plan", "completions"] {
+    for cmd in [
+        "bootstrap",
+        "add-replica",
+        "verify",
+        "plan",
+        "completions",
+        "cleanup",
+    ] {
         let (code, out, _) = pgrepl(&[cmd, "--help"]);
         assert_eq!(code, 0, "{cmd}");
         assert!(

@@ -238,7 +238,7 @@ impl Runner for Cluster {
         let aside = memo.moved_aside.as_ref()?;
         if !failed && !interrupted {
             return Some(format!(
-                "streaming; the previous data dir is kept at {aside}: remove it once you trust this replica"
+                "streaming; the previous data dir is kept at {aside}: `pgrepl cleanup` removes it once this replica verifies healthy"
             ));
         }
         // A rescue that could not run leaves it set: tell the user how to undo by hand.

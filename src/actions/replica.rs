@@ -236,7 +236,7 @@ if [ -n "$(ls -A "$d")" ]; then echo "not empty"; fi"#;
         )));
     }
     Ok(Outcome::changed(format!(
-        "moved {data} to {aside} (kept; remove it once the replica is verified)"
+        "moved {data} to {aside} (kept; `pgrepl cleanup` removes it once the replica verifies healthy)"
     )))
 }
 
