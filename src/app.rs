@@ -453,9 +453,13 @@ pub(crate) async fn locked_run(
         }
         _ => None,
     };
-    let report = engine
+    let mut report = engine
         .run_guarded(plan.command.as_str(), &plan.steps, &plan.rollback)
         .await;
+    // The total includes connecting (a host that timed out took that long).
+    if let Some(since) = cluster.connecting_since {
+        report.elapsed_ms = report.elapsed_ms.max(since.elapsed().as_millis());
+    }
     if let Some(primary) = locked {
         lock::release(primary, &holder).await;
     }

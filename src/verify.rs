@@ -67,6 +67,34 @@ pub struct Probe {
     pub host: String,
     pub delay_ms: Option<f64>,
     pub status: Health,
+    /// How long the replica's wait for the row lasted, in milliseconds.
+    pub waited_ms: f64,
+    /// Why no delay was measured (`null` when one was).
+    pub error: Option<String>,
+}
+
+/// Why a replica's wait for the probe row ended without the row, from what the wait
+/// printed on stderr: a real timeout says the time waited, anything else what happened.
+fn probe_error(stderr: &str, waited: Duration, timeout: Duration) -> String {
+    let waited = waited.as_secs_f64();
+    if stderr.contains("probe row not replayed within") {
+        return format!(
+            "probe row not replayed within {} s (--probe-timeout; waited {waited:.1} s)",
+            timeout.as_secs_f64()
+        );
+    }
+    if stderr.contains("could not connect")
+        || stderr.contains("No such file or directory")
+        || stderr.contains("the database system is")
+    {
+        return format!("no probe: the replica was down (its wait ended after {waited:.1} s)");
+    }
+    let why = stderr
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("no answer");
+    format!("no probe: the wait ended after {waited:.1} s: {why}")
 }
 
 /// The whole verification.
@@ -291,9 +319,18 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
     {
         for p in &probe {
             if let Some(c) = replica_checks.iter_mut().find(|c| c.name == p.host) {
-                let detail = match p.delay_ms {
-                    Some(ms) => format!("probe row replayed in {ms:.1} ms"),
-                    None => format!("probe row not seen within {:?}", opts.probe_timeout),
+                // A replica already found down: say so, not that the row was late.
+                let down = c.checks.iter().any(|k| {
+                    k.status == Health::Fail && (k.name == "running" || k.name == "reachable")
+                });
+                let detail = match (p.delay_ms, &p.error) {
+                    (Some(ms), _) => format!("probe row replayed in {ms:.1} ms"),
+                    (None, _) if down => format!(
+                        "no probe: the replica was down (its wait ended after {:.1} s)",
+                        p.waited_ms / 1000.0
+                    ),
+                    (None, Some(e)) => e.clone(),
+                    (None, None) => "probe row not seen".into(),
                 };
                 c.add("probe", p.status, detail);
             }
@@ -702,8 +739,10 @@ SELECT current_setting('pgrepl.probe_ms');",
         let host = host.clone();
         let sql = wait_sql.clone();
         let tx = ready_tx.clone();
+        let started = std::time::Instant::now();
         waiters.push((
             host.name.clone(),
+            started,
             tokio::spawn(async move {
                 let pg = Pg::new(&session, &host);
                 let cmd = pg.psql().stdin(sql).timeout(Some(Duration::from_secs(60)));
@@ -718,7 +757,7 @@ SELECT current_setting('pgrepl.probe_ms');",
                 if result.is_err() {
                     let _ = tx.send(());
                 }
-                result
+                (result, started.elapsed())
             }),
         ));
     }
@@ -740,16 +779,38 @@ INSERT INTO pgrepl.probe VALUES (1, {}, clock_timestamp()) ON CONFLICT (id) DO U
     );
     let written = Pg::new(primary_session, primary).sql(&write).await;
     let mut out = Vec::new();
-    for (name, task) in waiters {
-        let result = task.await;
-        let delay = match (&written, result) {
-            (Ok(_), Ok(Ok(o))) => o
-                .stdout
-                .trim()
-                .lines()
-                .last()
-                .and_then(|l| l.parse::<f64>().ok()),
-            _ => None,
+    for (name, started, task) in waiters {
+        let (result, waited) = match task.await {
+            Ok((result, waited)) => (Ok(result), waited),
+            Err(e) => (Err(e.to_string()), started.elapsed()),
+        };
+        let (delay, error) = match (&written, result) {
+            (Err(e), _) => (
+                None,
+                Some(format!(
+                    "the probe row could not be written on the primary: {e}"
+                )),
+            ),
+            (Ok(_), Ok(Ok(o))) => {
+                let delay = o
+                    .stdout
+                    .trim()
+                    .lines()
+                    .last()
+                    .and_then(|l| l.parse::<f64>().ok());
+                let error = delay
+                    .is_none()
+                    .then(|| format!("unexpected answer: {}", o.stdout.trim()));
+                (delay, error)
+            }
+            (Ok(_), Ok(Err(crate::ssh::Error::CommandFailed { stderr, .. }))) => {
+                (None, Some(probe_error(&stderr, waited, opts.probe_timeout)))
+            }
+            (Ok(_), Ok(Err(e))) => (
+                None,
+                Some(probe_error(&e.to_string(), waited, opts.probe_timeout)),
+            ),
+            (Ok(_), Err(e)) => (None, Some(e)),
         };
         out.push(Probe {
             host: name,
@@ -759,7 +820,45 @@ INSERT INTO pgrepl.probe VALUES (1, {}, clock_timestamp()) ON CONFLICT (id) DO U
             } else {
                 Health::Fail
             },
+            waited_ms: waited.as_secs_f64() * 1000.0,
+            error,
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_that_ended_early_says_why_not_that_it_timed_out() {
+        let down = probe_error(
+            "psql: error: connection to server on socket \"/var/run/postgresql/.s.PGSQL.5432\" failed: No such file or directory",
+            Duration::from_millis(400),
+            Duration::from_secs(10),
+        );
+        assert_eq!(
+            down,
+            "no probe: the replica was down (its wait ended after 0.4 s)"
+        );
+        let late = probe_error(
+            "ERROR:  probe row not replayed within 2 s",
+            Duration::from_millis(2050),
+            Duration::from_secs(2),
+        );
+        assert!(
+            late.contains("not replayed") && late.contains("waited 2.0 s"),
+            "{late}"
+        );
+        let other = probe_error(
+            "\nERROR:  permission denied\n",
+            Duration::from_secs(1),
+            Duration::from_secs(10),
+        );
+        assert_eq!(
+            other,
+            "no probe: the wait ended after 1.0 s: ERROR:  permission denied"
+        );
+    }
 }

@@ -193,3 +193,38 @@ fn verify_status_and_plan_run_without_the_replication_password() {
         );
     }
 }
+
+#[test]
+fn the_recap_total_counts_the_time_spent_connecting() {
+    // A listener that never speaks SSH: the connection waits the whole --connect-timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inv.yaml");
+    std::fs::write(
+        &inv,
+        format!(
+            "replication: {{ password_env: PGREPL_REPLICATION_PASSWORD }}\nssh: {{ port: {port}, known_hosts: {} }}\nhosts:\n  - {{ name: a, address: 127.0.0.1, role: primary }}\n",
+            dir.path().join("known_hosts").display()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = pgrepl(&[
+        "-i",
+        inv.to_str().unwrap(),
+        "--connect-timeout",
+        "2",
+        "bootstrap",
+    ]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    let total: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("FAILED in "))
+        .and_then(|t| t.trim_end_matches('s').parse().ok())
+        .unwrap_or_else(|| panic!("no total in the recap:\n{out}"));
+    assert!(
+        total >= 2.0,
+        "the total leaves out the 2 s connect timeout: {total}\n{out}"
+    );
+    drop(silent);
+}

@@ -75,6 +75,8 @@ pub struct Cluster {
     /// remove-replica: the replica being taken out. It is not in `inventory`; when it is
     /// a member of the run, it is the last one ([`Cluster::add_removal`]).
     pub removal: Option<remove::Removal>,
+    /// When this cluster began connecting: a run's total time counts from here.
+    pub connecting_since: Option<std::time::Instant>,
 }
 
 impl Cluster {
@@ -102,6 +104,7 @@ impl Cluster {
             switch: Default::default(),
             out_of_service: Vec::new(),
             removal: None,
+            connecting_since: None,
         }
     }
 
@@ -123,6 +126,8 @@ impl Cluster {
         hosts: &[usize],
         opts: &ConnectOptions,
     ) -> Result<(), ssh::Error> {
+        self.connecting_since
+            .get_or_insert_with(std::time::Instant::now);
         let config = Arc::new(ssh::load_ssh_config(opts)?);
         let mut tasks = Vec::new();
         for &i in hosts {

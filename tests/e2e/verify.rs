@@ -151,6 +151,16 @@ fn verify_reports_health_and_names_each_failure() {
     );
     assert_eq!(probe(&doc, "pg1")["status"], "fail", "{run:?}");
     assert!(probe(&doc, "pg1")["delay_ms"].is_null(), "{run:?}");
+    // A real timeout says so, with the time really waited.
+    let (_, detail) = check(&doc, "pg1", "probe").unwrap();
+    assert!(
+        detail.starts_with("probe row not replayed within 2 s (--probe-timeout; waited "),
+        "{run:?}"
+    );
+    assert!(
+        probe(&doc, "pg1")["waited_ms"].as_f64().unwrap() >= 2000.0,
+        "{run:?}"
+    );
     assert_eq!(host(&doc, "pg1")["status"], "fail", "{run:?}");
     assert_eq!(
         probe(&doc, "pg2")["status"],
@@ -188,6 +198,12 @@ fn verify_reports_health_and_names_each_failure() {
     assert!(detail.contains("pg2"), "{run:?}");
     assert_eq!(host(&doc, "pg1")["status"], "ok", "pg1 is fine: {run:?}");
     assert_eq!(probe(&doc, "pg2")["status"], "fail", "{run:?}");
+    // Not "not seen within 10s" after a fraction of a second: the replica was down.
+    let (_, detail) = check(&doc, "pg2", "probe").unwrap();
+    assert!(
+        detail.starts_with("no probe: the replica was down") && !detail.contains("within"),
+        "{run:?}"
+    );
     // With a probe timeout under the primary's fixed 5 s wait for every replica to be ready,
     // the stopped replica must still not fail the healthy one.
     let (run, doc) = verify_json(&lab, &["--probe-timeout", "2"]);
