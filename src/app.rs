@@ -55,7 +55,7 @@ pub async fn run(settings: Settings, reporter: Arc<Reporter>) -> Result<Finished
                 Format::Human | Format::Prometheus => {
                     reporter.output(&plan::render(&plan, &inventory))
                 }
-                Format::Json => reporter.output(&json(&plan)),
+                Format::Json => reporter.output(&json(&plan::to_json(&plan, &inventory))),
             }
             Ok(Finished::Ok)
         }

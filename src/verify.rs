@@ -52,13 +52,44 @@ pub struct Check {
     pub detail: String,
 }
 
-/// The checks of one host.
+/// The checks of one host, and the numbers behind them for programs (bytes and seconds;
+/// `null` where not measured).
 #[derive(Debug, Clone, Serialize)]
 pub struct HostChecks {
     pub name: String,
     pub role: Role,
     pub status: Health,
     pub checks: Vec<Check>,
+    /// A replica's lag as its primary sees it (`pg_stat_replication`).
+    pub lag: Option<Lag>,
+    /// A replica's WAL received but not replayed yet, in bytes.
+    pub replay_backlog_bytes: Option<u64>,
+    /// A replica's slot on the primary.
+    pub slot: Option<SlotState>,
+    /// The primary's slots, every one (the inventory's and any other).
+    pub slots: Vec<SlotState>,
+}
+
+/// A replica's lag behind the primary's current WAL position.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Lag {
+    /// The walsender's state (`streaming`, `catchup`, ...).
+    pub state: String,
+    pub write_bytes: u64,
+    pub flush_bytes: u64,
+    pub replay_bytes: u64,
+    pub write_seconds: f64,
+    pub flush_seconds: f64,
+    pub replay_seconds: f64,
+}
+
+/// A replication slot on the primary.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlotState {
+    pub name: String,
+    pub active: bool,
+    /// WAL the slot keeps on the primary, in bytes.
+    pub retained_bytes: u64,
 }
 
 /// How long a probe row took to show on a replica.
@@ -66,9 +97,11 @@ pub struct HostChecks {
 pub struct Probe {
     pub host: String,
     pub delay_ms: Option<f64>,
+    /// The same delay in seconds.
+    pub delay_seconds: Option<f64>,
     pub status: Health,
-    /// How long the replica's wait for the row lasted, in milliseconds.
-    pub waited_ms: f64,
+    /// How long the replica's wait for the row lasted, in seconds.
+    pub waited_seconds: f64,
     /// Why no delay was measured (`null` when one was).
     pub error: Option<String>,
 }
@@ -112,6 +145,10 @@ impl HostChecks {
             role: host.role,
             status: Health::Ok,
             checks: Vec::new(),
+            lag: None,
+            replay_backlog_bytes: None,
+            slot: None,
+            slots: Vec::new(),
         }
     }
     fn add(&mut self, name: &str, status: Health, detail: impl Into<String>) {
@@ -186,6 +223,31 @@ struct SlotRow {
     name: String,
     active: bool,
     retained_bytes: Option<f64>,
+}
+
+impl SlotRow {
+    fn state(&self) -> SlotState {
+        SlotState {
+            name: self.name.clone(),
+            active: self.active,
+            retained_bytes: self.retained_bytes.unwrap_or(0.0).max(0.0) as u64,
+        }
+    }
+}
+
+impl StatRow {
+    fn lag(&self) -> Lag {
+        let bytes = |b: Option<f64>| b.unwrap_or(0.0).max(0.0) as u64;
+        Lag {
+            state: self.state.clone().unwrap_or_default(),
+            write_bytes: bytes(self.write_lag_bytes),
+            flush_bytes: bytes(self.flush_lag_bytes),
+            replay_bytes: bytes(self.replay_lag_bytes),
+            write_seconds: self.write_lag_s.unwrap_or(0.0),
+            flush_seconds: self.flush_lag_s.unwrap_or(0.0),
+            replay_seconds: self.replay_lag_s.unwrap_or(0.0),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -327,7 +389,7 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
                     (Some(ms), _) => format!("probe row replayed in {ms:.1} ms"),
                     (None, _) if down => format!(
                         "no probe: the replica was down (its wait ended after {:.1} s)",
-                        p.waited_ms / 1000.0
+                        p.waited_seconds
                     ),
                     (None, Some(e)) => e.clone(),
                     (None, None) => "probe row not seen".into(),
@@ -396,6 +458,7 @@ fn check_primary(
         return;
     }
     pc.add("not in recovery", Health::Ok, "accepts writes");
+    pc.slots = v.slots.iter().map(SlotRow::state).collect();
     let mut matched = 0;
     for ((_, host), rc) in replicas.iter().zip(rcs.iter_mut()) {
         let rows: Vec<&StatRow> = v
@@ -425,6 +488,7 @@ fn check_primary(
             None => rc.add("pg_stat_replication", Health::Fail, format!("no pg_stat_replication row on {} for application_name {} from {}: the replica is not connected", primary.name, host.name, host.address)),
             Some(r) => {
                 matched += 1;
+                rc.lag = Some(r.lag());
                 let state = r.state.clone().unwrap_or_default();
                 let lag_b = r.replay_lag_bytes.unwrap_or(0.0).max(0.0) as u64;
                 let lag_s = r.replay_lag_s.unwrap_or(0.0);
@@ -461,6 +525,7 @@ fn check_primary(
             }
         }
         let slot = host.slot.as_deref().unwrap_or_default();
+        rc.slot = v.slots.iter().find(|s| s.name == slot).map(SlotRow::state);
         match v.slots.iter().find(|s| s.name == slot) {
             None => rc.add("slot", Health::Fail, format!("slot {slot} is missing on the primary: the primary may remove WAL this replica still needs (re-run bootstrap to create it)")),
             Some(s) => {
@@ -661,6 +726,7 @@ async fn check_replica(
         }
     }
     let lag = view.lag_bytes.unwrap_or(0.0).max(0.0) as u64;
+    rc.replay_backlog_bytes = view.lag_bytes.map(|b| b.max(0.0) as u64);
     if view.paused {
         rc.add(
             "replay",
@@ -815,12 +881,13 @@ INSERT INTO pgrepl.probe VALUES (1, {}, clock_timestamp()) ON CONFLICT (id) DO U
         out.push(Probe {
             host: name,
             delay_ms: delay.map(|d| d.max(0.0)),
+            delay_seconds: delay.map(|d| d.max(0.0) / 1000.0),
             status: if delay.is_some() {
                 Health::Ok
             } else {
                 Health::Fail
             },
-            waited_ms: waited.as_secs_f64() * 1000.0,
+            waited_seconds: waited.as_secs_f64(),
             error,
         });
     }

@@ -86,6 +86,28 @@ fn plans_print_without_contacting_hosts_as_text_or_json() {
     let plan: serde_json::Value = serde_json::from_str(&out).expect("JSON plan");
     assert_eq!(plan["command"], "bootstrap");
     assert!(plan["steps"].as_array().is_some_and(|s| s.len() > 5));
+    // Hosts by name, actions as playbooks write them.
+    let step = |name: &str| {
+        plan["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no step {name}: {out}"))
+            .clone()
+    };
+    assert_eq!(step("primary settings")["hosts"][0], "master-0", "{out}");
+    assert_eq!(step("primary settings")["action"], "config", "{out}");
+    assert_eq!(
+        step("primary settings")["params"]["template"],
+        "primary.conf.j2",
+        "{out}"
+    );
+    assert_eq!(
+        step("clone replica")["block"][3]["action"],
+        "base_backup",
+        "{out}"
+    );
     let (_, all, _) = pgrepl(&["-i", "examples/cloud.yaml", "plan", "bootstrap"]);
     let (code, limited, _) = pgrepl(&[
         "-i",

@@ -128,7 +128,29 @@ fn verify_reports_health_and_names_each_failure() {
             Some("ok"),
             "{run:?}"
         );
+        // The numbers behind the checks, as numbers (bytes, seconds).
+        assert!(p["delay_seconds"].is_f64(), "{run:?}");
+        let h = host(&doc, r);
+        assert_eq!(h["lag"]["state"], "streaming", "{run:?}");
+        for field in ["write_bytes", "flush_bytes", "replay_bytes"] {
+            assert!(h["lag"][field].is_u64(), "lag.{field} of {r}: {run:?}");
+        }
+        for field in ["write_seconds", "flush_seconds", "replay_seconds"] {
+            assert!(h["lag"][field].is_number(), "lag.{field} of {r}: {run:?}");
+        }
+        assert!(h["replay_backlog_bytes"].is_u64(), "{run:?}");
+        assert_eq!(h["slot"]["name"], r, "{run:?}");
+        assert_eq!(h["slot"]["active"], true, "{run:?}");
+        assert!(h["slot"]["retained_bytes"].is_u64(), "{run:?}");
     }
+    let slots = host(&doc, "pg0")["slots"]
+        .as_array()
+        .expect("the primary's slots");
+    assert_eq!(slots.len(), 2, "{run:?}");
+    assert!(
+        slots.iter().all(|s| s["retained_bytes"].is_u64()),
+        "{run:?}"
+    );
 
     // 2. Replay paused on pg1: it warns about the paused replay and the probe times out.
     lab.sql(1, "SELECT pg_wal_replay_pause()");
@@ -158,7 +180,7 @@ fn verify_reports_health_and_names_each_failure() {
         "{run:?}"
     );
     assert!(
-        probe(&doc, "pg1")["waited_ms"].as_f64().unwrap() >= 2000.0,
+        probe(&doc, "pg1")["waited_seconds"].as_f64().unwrap() >= 2.0,
         "{run:?}"
     );
     assert_eq!(host(&doc, "pg1")["status"], "fail", "{run:?}");
