@@ -55,12 +55,13 @@ pub async fn run(settings: Settings, reporter: Arc<Reporter>) -> Result<Finished
                 Format::Human | Format::Prometheus => {
                     reporter.output(&plan::render(&plan, &inventory))
                 }
-                Format::Json => reporter.output(&json(&plan)),
+                Format::Json => reporter.output(&json(&plan::to_json(&plan, &inventory))),
             }
             Ok(Finished::Ok)
         }
         Job::Run(run) => execute(&settings, run, reporter).await,
         Job::Status => status(&settings, &reporter).await,
+        Job::Cleanup { check } => cleanup(&settings, &reporter, *check).await,
     }
 }
 
@@ -190,6 +191,36 @@ pub(crate) fn prepare(
     Ok((templates, plan))
 }
 
+/// A plan that writes the replication password (the role on the primary, the replicas'
+/// passfiles) needs it, before any host is contacted; read-only plans never ask for it.
+pub(crate) fn require_password(plan: &plan::Plan, inventory: &Inventory) -> Result<(), Error> {
+    let writes_it = plan.steps.iter().chain(&plan.rollback).any(|s| {
+        s.work.actions().iter().any(|a| {
+            matches!(
+                a,
+                playbook::Action::ReplicationRole | playbook::Action::Passfile
+            )
+        })
+    });
+    if writes_it {
+        inventory.require_password()?;
+    }
+    // The endpoints' steps: the check role's password derives from the replication
+    // password; the application roles' and the stats pages' are written too.
+    let runs = |wanted: fn(&playbook::Action) -> bool| {
+        plan.steps
+            .iter()
+            .any(|s| !s.hosts.is_empty() && s.work.actions().iter().any(|a| wanted(a)))
+    };
+    let roles = runs(|a| matches!(a, playbook::Action::RolesAndDatabases));
+    let haproxy = runs(|a| matches!(a, playbook::Action::Haproxy));
+    if !inventory.endpoints.is_empty() && (roles || haproxy) {
+        inventory.require_password()?;
+    }
+    inventory.require_endpoint_secrets(roles, haproxy)?;
+    Ok(())
+}
+
 /// What a run prints as JSON: the recap, and verify's report when there is one.
 #[derive(serde::Serialize)]
 struct RunOutput<'a> {
@@ -219,6 +250,7 @@ async fn execute(
         run.slot.as_deref(),
     )?;
     let (templates, plan) = prepare(settings, run.command, run.target.as_deref(), &inventory)?;
+    require_password(&plan, &inventory)?;
     note_inventory_secrets(&inventory, &reporter);
     if let (Some(name), Some(address), false) = (&run.target, &run.address, run.check) {
         edit::append_replica(
@@ -242,6 +274,7 @@ async fn execute(
     if run.command == CommandKind::AddReplica {
         refuse_healthy_target(engine.runner(), run.target.as_deref()).await?;
     }
+    note_primary_restart(engine.runner(), &plan, run.check, &reporter).await;
     let report = locked_run(settings, run, &engine, &plan, &reporter).await?;
     let cluster = engine.runner();
     let mut verify_report = cluster.verify_report.lock().await.clone();
@@ -446,21 +479,23 @@ pub(crate) async fn locked_run(
         }
         _ => None,
     };
-    let report = engine
+    let mut report = engine
         .run_guarded(plan.command.as_str(), &plan.steps, &plan.rollback)
         .await;
+    // The total includes connecting (a host that timed out took that long).
+    if let Some(since) = cluster.connecting_since {
+        report.elapsed_ms = report.elapsed_ms.max(since.elapsed().as_millis());
+    }
     if let Some(primary) = locked {
         lock::release(primary, &holder).await;
     }
     Ok(report)
 }
 
-/// `pgrepl status`: every host read at once, nothing changed, no password used.
-async fn status(settings: &Settings, reporter: &Arc<Reporter>) -> Result<Finished, Error> {
-    let inventory = inventory::load(&settings.inventory)?;
-    check_limit(settings.limit.as_deref(), &inventory, &settings.inventory)?;
-    let templates = Templates::load(settings.templates.as_deref())?;
-    let run = RunSettings {
+/// The settings of a command that runs no playbook and changes nothing through the actions
+/// (status, cleanup).
+fn read_only_run() -> RunSettings {
+    RunSettings {
         command: CommandKind::Verify,
         target: None,
         address: None,
@@ -474,7 +509,172 @@ async fn status(settings: &Settings, reporter: &Arc<Reporter>) -> Result<Finishe
         allow_data_loss: false,
         catch_up_timeout: Default::default(),
         force: false,
-    };
+    }
+}
+
+/// What `cleanup --format json` prints.
+#[derive(serde::Serialize)]
+struct CleanupOutput<'a> {
+    command: &'static str,
+    check: bool,
+    /// `ok`, or `failed` when a host could not be listed or a removal failed.
+    status: &'static str,
+    dirs: &'a [crate::cleanup::Entry],
+    /// Bytes removed (or that would be, with --check).
+    freed_bytes: u64,
+    verify: &'a VerifyReport,
+}
+
+/// `pgrepl cleanup [--check]`: verify, list every host's moved-aside data dirs, and remove
+/// those of replicas that verify healthy (holding the run lock, so no run is using one).
+async fn cleanup(
+    settings: &Settings,
+    reporter: &Arc<Reporter>,
+    check: bool,
+) -> Result<Finished, Error> {
+    use crate::cleanup::{Entry, Fate};
+    let inventory = inventory::load(&settings.inventory)?;
+    check_limit(settings.limit.as_deref(), &inventory, &settings.inventory)?;
+    let templates = Templates::load(settings.templates.as_deref())?;
+    let mut cluster = new_cluster(settings, &read_only_run(), inventory, templates, reporter);
+    let all: Vec<usize> = (0..cluster.inventory.hosts.len()).collect();
+    cluster
+        .connect(&all, &connect_options(settings, reporter))
+        .await
+        .map_err(Error::SshConfig)?;
+    let verified = crate::verify::run(&cluster.verify_target()).await;
+    let inv = &cluster.inventory;
+    let hosts: Vec<usize> = all
+        .into_iter()
+        .filter(|&i| {
+            settings
+                .limit
+                .as_ref()
+                .is_none_or(|l| l.contains(&inv.hosts[i].name))
+        })
+        .collect();
+    let listed = futures::future::join_all(hosts.iter().map(|&i| {
+        let session = cluster.sessions[i].clone();
+        let why = cluster.unreachable[i].clone().unwrap_or_default();
+        async move {
+            match session {
+                Some(s) => crate::cleanup::list(&s, &inv.hosts[i])
+                    .await
+                    .map_err(|e| e.to_string()),
+                None => Err(why),
+            }
+        }
+    }))
+    .await;
+    let mut trouble = false;
+    let mut plan: Vec<(usize, Entry)> = Vec::new();
+    for (&i, listing) in hosts.iter().zip(listed) {
+        let host = &inv.hosts[i];
+        let aside = match listing {
+            Ok(aside) => aside,
+            Err(e) => {
+                reporter.note(&format!(
+                    "pgrepl: cannot list the moved-aside data dirs on `{}`: {e}",
+                    host.name
+                ));
+                trouble = true;
+                continue;
+            }
+        };
+        let checks = verified.hosts.iter().find(|h| h.name == host.name);
+        let failing: Vec<String> = checks
+            .map(|h| {
+                h.checks
+                    .iter()
+                    .filter(|c| c.status == Health::Fail)
+                    .map(|c| c.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let reason = crate::cleanup::keep_reason(host, checks.map(|h| h.status), &failing);
+        for (path, bytes) in aside.dirs {
+            let action = match (&reason, check) {
+                (Some(_), _) => Fate::Kept,
+                (None, true) => Fate::WouldRemove,
+                (None, false) => Fate::Removed,
+            };
+            plan.push((
+                i,
+                Entry {
+                    host: host.name.clone(),
+                    path,
+                    bytes,
+                    action,
+                    reason: reason.clone(),
+                },
+            ));
+        }
+    }
+    if plan.iter().any(|(_, e)| e.action == Fate::Removed) {
+        let holder = lock::Holder::this_run("cleanup");
+        let primary = inv
+            .hosts
+            .iter()
+            .position(|h| h.is_primary())
+            .and_then(|i| cluster.sessions[i].clone())
+            .ok_or_else(|| {
+                Error::Refused(StepError::new(
+                    "the primary is unreachable: cannot take the run lock",
+                    "run cleanup once the primary answers",
+                ))
+            })?;
+        match lock::acquire(&primary, &holder, settings.break_lock).await {
+            Ok(Some(notice)) => reporter.note(&format!("pgrepl: {notice}")),
+            Ok(None) => {}
+            Err(e) => return Err(Error::Refused(e)),
+        }
+        for (i, entry) in plan.iter_mut().filter(|(_, e)| e.action == Fate::Removed) {
+            let Some(session) = cluster.sessions[*i].clone() else {
+                continue;
+            };
+            match crate::cleanup::remove(&session, &inv.hosts[*i], &entry.path).await {
+                Ok(()) => reporter.note(&format!("[{}] removed {}", entry.host, entry.path)),
+                Err(e) => {
+                    entry.action = Fate::Failed;
+                    entry.reason = Some(e);
+                    trouble = true;
+                }
+            }
+        }
+        lock::release(&primary, &holder).await;
+    }
+    let entries: Vec<Entry> = plan.into_iter().map(|(_, e)| e).collect();
+    reporter.finish();
+    match settings.format {
+        Format::Human | Format::Prometheus => {
+            reporter.output(&crate::cleanup::render(&entries, check))
+        }
+        Format::Json => reporter.output(&json(&CleanupOutput {
+            command: "cleanup",
+            check,
+            status: if trouble { "failed" } else { "ok" },
+            dirs: &entries,
+            freed_bytes: entries
+                .iter()
+                .filter(|e| matches!(e.action, Fate::Removed | Fate::WouldRemove))
+                .map(|e| e.bytes)
+                .sum(),
+            verify: &verified,
+        })),
+    }
+    Ok(if trouble {
+        Finished::Failed
+    } else {
+        Finished::Ok
+    })
+}
+
+/// `pgrepl status`: every host read at once, nothing changed, no password used.
+async fn status(settings: &Settings, reporter: &Arc<Reporter>) -> Result<Finished, Error> {
+    let inventory = inventory::load(&settings.inventory)?;
+    check_limit(settings.limit.as_deref(), &inventory, &settings.inventory)?;
+    let templates = Templates::load(settings.templates.as_deref())?;
+    let run = read_only_run();
     let mut cluster = new_cluster(settings, &run, inventory, templates, reporter);
     let all: Vec<usize> = (0..cluster.inventory.hosts.len()).collect();
     cluster
@@ -498,6 +698,32 @@ async fn status(settings: &Settings, reporter: &Arc<Reporter>) -> Result<Finishe
         crate::status::Overall::Degraded => Finished::Warn,
         crate::status::Overall::Failed => Finished::Failed,
     })
+}
+
+/// Says first, before any step, when the run restarts the primary (or would, in check
+/// mode), and for which settings: that is an outage for every writer.
+async fn note_primary_restart(
+    cluster: &Cluster,
+    plan: &plan::Plan,
+    check: bool,
+    reporter: &Reporter,
+) {
+    let settings = cluster.primary_restart_forecast(&plan.steps).await;
+    if settings.is_empty() {
+        return;
+    }
+    let primary = cluster
+        .inventory
+        .hosts
+        .iter()
+        .find(|h| h.is_primary())
+        .map(|h| h.name.as_str())
+        .unwrap_or_default();
+    reporter.note(&format!(
+        "pgrepl: this run {} the primary `{primary}` (writes stop for a few seconds) to apply {}",
+        if check { "would restart" } else { "restarts" },
+        settings.join(", ")
+    ));
 }
 
 /// add-replica refuses a host that already streams from the primary, changing nothing.

@@ -245,9 +245,22 @@ pub enum Command {
     },
     /// Check replication health; exits 0 healthy, 1 warnings, 2 failures.
     ///
-    /// Writes one probe row on the primary and measures when each replica sees it.
+    /// Writes one probe row on the primary and measures when each replica sees it. Needs no
+    /// replication password.
     /// Example: pgrepl verify --max-lag-seconds 5 --format json
     Verify(VerifyFlags),
+    /// List the data dirs pgrepl moved aside before a copy; remove those no longer needed.
+    ///
+    /// Shows every moved-aside data dir (`DATA.pgrepl-TIMESTAMP`) with its size. Those of
+    /// replicas that verify healthy are removed; those on the primary, and those of a
+    /// replica that does not verify healthy, are kept, saying why. Runs verify first (its
+    /// one probe row); needs no replication password.
+    /// Example: pgrepl cleanup --check
+    Cleanup {
+        /// Only list, and say what would be removed; remove nothing.
+        #[arg(long)]
+        check: bool,
+    },
     /// Print the steps a command would run on each host, without contacting any host.
     ///
     /// Example: pgrepl plan bootstrap

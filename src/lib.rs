@@ -7,6 +7,7 @@
 
 pub mod actions;
 pub mod app;
+pub mod cleanup;
 pub mod cli;
 pub mod edit;
 pub mod engine;

@@ -211,11 +211,20 @@ fn work_of(step: &Step) -> Result<Work, String> {
 pub fn render(plan: &Plan, inventory: &Inventory) -> String {
     let mut out = format!("plan for `pgrepl {}` from {}\n", plan.command, plan.source);
     for (n, step) in plan.steps.iter().enumerate() {
-        let cond = match (step.unless, step.only_if) {
-            (Some(c), _) => format!(", unless {c:?}").to_lowercase(),
-            (None, Some(c)) => format!(", only if {c:?}").to_lowercase(),
-            (None, None) => String::new(),
+        // Conditions as the playbook spells them (`standby_of_primary`).
+        let word = |c: Condition| {
+            serde_json::to_value(c)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
         };
+        let cond: String = [
+            step.unless.map(|c| format!(", unless {}", word(c))),
+            step.only_if.map(|c| format!(", only if {}", word(c))),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         let serial = if step.serial { ", one at a time" } else { "" };
         let hosts: Vec<&str> = step.hosts.iter().map(|&i| inventory.node_name(i)).collect();
         let hosts = if hosts.is_empty() {
@@ -256,6 +265,109 @@ pub fn render(plan: &Plan, inventory: &Inventory) -> String {
     out
 }
 
+/// The plan as `pgrepl plan --format json` prints it: hosts by name, each action as its
+/// playbook name and parameters (no internal shapes).
+#[derive(Debug, Serialize)]
+pub struct PlanJson {
+    pub command: String,
+    pub source: String,
+    pub steps: Vec<StepJson>,
+    pub rollback: Vec<StepJson>,
+}
+
+/// One step of [`PlanJson`]: either `action` (with `params`) or `block` (with `rescue`).
+#[derive(Debug, Serialize)]
+pub struct StepJson {
+    pub name: String,
+    pub hosts: Vec<String>,
+    pub action: Option<String>,
+    pub params: Option<serde_json::Value>,
+    pub block: Option<Vec<BlockStepJson>>,
+    pub rescue: Option<ActionJson>,
+    pub unless: Option<Condition>,
+    pub only_if: Option<Condition>,
+    pub serial: bool,
+    pub on_failure: OnFailure,
+    pub point_of_no_return: bool,
+}
+
+/// One action of a block.
+#[derive(Debug, Serialize)]
+pub struct BlockStepJson {
+    pub name: String,
+    #[serde(flatten)]
+    pub action: ActionJson,
+}
+
+/// An action as a playbook writes it: its name and its parameters (`{}` for none).
+#[derive(Debug, Serialize)]
+pub struct ActionJson {
+    pub action: String,
+    pub params: serde_json::Value,
+}
+
+impl ActionJson {
+    fn of(a: &Action) -> Self {
+        let params = match serde_json::to_value(a) {
+            Ok(serde_json::Value::Object(map)) => map.into_iter().next().map(|(_, v)| v),
+            _ => None,
+        };
+        ActionJson {
+            action: a.name(),
+            params: params.unwrap_or_else(|| serde_json::json!({})),
+        }
+    }
+}
+
+/// The plan for JSON output.
+pub fn to_json(plan: &Plan, inventory: &Inventory) -> PlanJson {
+    let step = |s: &PlannedStep| {
+        let (action, params, block, rescue) = match &s.work {
+            Work::Action(a) => {
+                let a = ActionJson::of(a);
+                (Some(a.action), Some(a.params), None, None)
+            }
+            Work::Block { steps, rescue } => (
+                None,
+                None,
+                Some(
+                    steps
+                        .iter()
+                        .map(|(name, a)| BlockStepJson {
+                            name: name.clone(),
+                            action: ActionJson::of(a),
+                        })
+                        .collect(),
+                ),
+                rescue.as_ref().map(ActionJson::of),
+            ),
+        };
+        StepJson {
+            name: s.name.clone(),
+            hosts: s
+                .hosts
+                .iter()
+                .map(|&i| inventory.node_name(i).to_string())
+                .collect(),
+            action,
+            params,
+            block,
+            rescue,
+            unless: s.unless,
+            only_if: s.only_if,
+            serial: s.serial,
+            on_failure: s.on_failure,
+            point_of_no_return: s.point_of_no_return,
+        }
+    };
+    PlanJson {
+        command: plan.command.clone(),
+        source: plan.source.clone(),
+        steps: plan.steps.iter().map(step).collect(),
+        rollback: plan.rollback.iter().map(step).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -291,6 +403,39 @@ mod tests {
             .unwrap();
         assert_eq!(clone.hosts, vec![2]);
         insta::assert_snapshot!(render(&plan, &inv));
+    }
+
+    #[test]
+    fn plan_json_names_hosts_and_actions_as_playbooks_do() {
+        let inv = inventory();
+        let (book, source) = playbook::load("bootstrap", None).unwrap();
+        let plan = build("bootstrap", &source, &book, &inv, None, None).unwrap();
+        let doc = serde_json::to_value(to_json(&plan, &inv)).unwrap();
+        let step = |name: &str| {
+            doc["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["name"] == name)
+                .unwrap()
+                .clone()
+        };
+        let settings = step("primary settings");
+        assert_eq!(settings["hosts"], serde_json::json!(["db0"]));
+        assert_eq!(settings["action"], "config");
+        assert_eq!(settings["params"]["template"], "primary.conf.j2");
+        assert_eq!(settings["on_failure"], "stop");
+        assert_eq!(step("preflight")["params"], serde_json::json!({}));
+        let clone = step("clone replica");
+        assert_eq!(clone["hosts"], serde_json::json!(["db1", "db2"]));
+        assert_eq!(clone["unless"], "streaming");
+        assert!(clone["action"].is_null());
+        assert_eq!(clone["block"][0]["name"], "replication login");
+        assert_eq!(clone["block"][0]["action"], "replication_login");
+        assert_eq!(clone["rescue"]["action"], "restore_datadir");
+        assert_eq!(step("start standby")["only_if"], "standby_of_primary");
+        // No internal shapes: no `work`, no host indices.
+        assert!(!doc.to_string().contains("\"work\"") && !doc.to_string().contains("Block"));
     }
 
     #[test]

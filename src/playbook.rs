@@ -100,6 +100,9 @@ pub use crate::engine::OnFailure;
 pub enum Condition {
     /// The replica already streams from the inventory's primary through its slot.
     Streaming,
+    /// The replica's data is a standby of this primary that can stream from it (same system
+    /// identifier, a timeline it can follow, its WAL still on the primary).
+    StandbyOfPrimary,
 }
 
 /// Whether a settings change may restart the server.
@@ -228,6 +231,12 @@ pub enum Action {
     /// remove-replica, on the primary and the other members: end the removed replica's
     /// walsenders and drop its slot.
     DropRemovedSlot,
+    /// Whether a replica that does not stream holds a standby of this primary it can start
+    /// (system identifier, timeline, WAL still on the primary), or why it must be copied.
+    StandbyCheck,
+    /// Start (or reload) a standby of this primary and wait until it streams; one that does
+    /// not is left for the copy after it.
+    StartStandby,
 }
 
 /// Who runs a `shell` step.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crate::actions::switchover::{SwitchState, format_lsn};
 use crate::app::{
     connect_options, finished, json, load_inventory, locked_run, new_cluster, new_engine,
-    note_inventory_secrets, prepare,
+    note_inventory_secrets, prepare, require_password,
 };
 use crate::edit;
 use crate::engine::{Events, RunReport};
@@ -227,8 +227,11 @@ pub(crate) async fn switchover(
         .map(|h| h.name.clone())
         .unwrap_or_default();
     let text = inventory_text(path)?;
-    // Phase two's inventory must be valid before anything changes.
-    inventory::parse(path, &edit::with_primary(path, &text, &name)?)?;
+    // Phase two's inventory must be valid before anything changes, and the password its
+    // rewiring writes must be there.
+    let swapped = inventory::parse(path, &edit::with_primary(path, &text, &name)?)?;
+    let (_, rewire_plan) = prepare(settings, CommandKind::Rewire, None, &swapped)?;
+    require_password(&rewire_plan, &swapped)?;
     note_inventory_secrets(&inventory, &reporter);
     let mut out = Output {
         command: "switchover",
@@ -321,6 +324,10 @@ pub(crate) async fn failover(
             "name a replica with --to, or leave --to out to promote the most advanced one",
         ));
     }
+    // The rewiring after the promotion writes passfiles: ask for the password now, before
+    // any host is touched, not once the old primary is fenced.
+    let (_, rewire_plan) = prepare(settings, CommandKind::Rewire, None, &inventory)?;
+    require_password(&rewire_plan, &inventory)?;
     note_inventory_secrets(&inventory, &reporter);
     let text = inventory_text(path)?;
     let templates = Templates::load(settings.templates.as_deref())?;

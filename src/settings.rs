@@ -46,6 +46,8 @@ pub enum Job {
     Completions(clap_complete::Shell),
     /// Show what each host is now.
     Status,
+    /// List moved-aside data dirs and remove those of healthy replicas.
+    Cleanup { check: bool },
 }
 
 /// A command that runs a playbook.
@@ -92,6 +94,7 @@ impl Settings {
         let job = match command {
             Command::Completions { shell } => Job::Completions(shell),
             Command::Status => Job::Status,
+            Command::Cleanup { check } => Job::Cleanup { check },
             Command::Plan {
                 command,
                 name,

@@ -52,13 +52,44 @@ pub struct Check {
     pub detail: String,
 }
 
-/// The checks of one host.
+/// The checks of one host, and the numbers behind them for programs (bytes and seconds;
+/// `null` where not measured).
 #[derive(Debug, Clone, Serialize)]
 pub struct HostChecks {
     pub name: String,
     pub role: Role,
     pub status: Health,
     pub checks: Vec<Check>,
+    /// A replica's lag as its primary sees it (`pg_stat_replication`).
+    pub lag: Option<Lag>,
+    /// A replica's WAL received but not replayed yet, in bytes.
+    pub replay_backlog_bytes: Option<u64>,
+    /// A replica's slot on the primary.
+    pub slot: Option<SlotState>,
+    /// The primary's slots, every one (the inventory's and any other).
+    pub slots: Vec<SlotState>,
+}
+
+/// A replica's lag behind the primary's current WAL position.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Lag {
+    /// The walsender's state (`streaming`, `catchup`, ...).
+    pub state: String,
+    pub write_bytes: u64,
+    pub flush_bytes: u64,
+    pub replay_bytes: u64,
+    pub write_seconds: f64,
+    pub flush_seconds: f64,
+    pub replay_seconds: f64,
+}
+
+/// A replication slot on the primary.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlotState {
+    pub name: String,
+    pub active: bool,
+    /// WAL the slot keeps on the primary, in bytes.
+    pub retained_bytes: u64,
 }
 
 /// How long a probe row took to show on a replica.
@@ -66,7 +97,37 @@ pub struct HostChecks {
 pub struct Probe {
     pub host: String,
     pub delay_ms: Option<f64>,
+    /// The same delay in seconds.
+    pub delay_seconds: Option<f64>,
     pub status: Health,
+    /// How long the replica's wait for the row lasted, in seconds.
+    pub waited_seconds: f64,
+    /// Why no delay was measured (`null` when one was).
+    pub error: Option<String>,
+}
+
+/// Why a replica's wait for the probe row ended without the row, from what the wait
+/// printed on stderr: a real timeout says the time waited, anything else what happened.
+fn probe_error(stderr: &str, waited: Duration, timeout: Duration) -> String {
+    let waited = waited.as_secs_f64();
+    if stderr.contains("probe row not replayed within") {
+        return format!(
+            "probe row not replayed within {} s (--probe-timeout; waited {waited:.1} s)",
+            timeout.as_secs_f64()
+        );
+    }
+    if stderr.contains("could not connect")
+        || stderr.contains("No such file or directory")
+        || stderr.contains("the database system is")
+    {
+        return format!("no probe: the replica was down (its wait ended after {waited:.1} s)");
+    }
+    let why = stderr
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("no answer");
+    format!("no probe: the wait ended after {waited:.1} s: {why}")
 }
 
 /// The whole verification.
@@ -84,6 +145,10 @@ impl HostChecks {
             role: host.role,
             status: Health::Ok,
             checks: Vec::new(),
+            lag: None,
+            replay_backlog_bytes: None,
+            slot: None,
+            slots: Vec::new(),
         }
     }
     fn add(&mut self, name: &str, status: Health, detail: impl Into<String>) {
@@ -158,6 +223,31 @@ struct SlotRow {
     name: String,
     active: bool,
     retained_bytes: Option<f64>,
+}
+
+impl SlotRow {
+    fn state(&self) -> SlotState {
+        SlotState {
+            name: self.name.clone(),
+            active: self.active,
+            retained_bytes: self.retained_bytes.unwrap_or(0.0).max(0.0) as u64,
+        }
+    }
+}
+
+impl StatRow {
+    fn lag(&self) -> Lag {
+        let bytes = |b: Option<f64>| b.unwrap_or(0.0).max(0.0) as u64;
+        Lag {
+            state: self.state.clone().unwrap_or_default(),
+            write_bytes: bytes(self.write_lag_bytes),
+            flush_bytes: bytes(self.flush_lag_bytes),
+            replay_bytes: bytes(self.replay_lag_bytes),
+            write_seconds: self.write_lag_s.unwrap_or(0.0),
+            flush_seconds: self.flush_lag_s.unwrap_or(0.0),
+            replay_seconds: self.replay_lag_s.unwrap_or(0.0),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -240,14 +330,25 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
             None => Vec::new(),
         }
     };
+    // Data dirs moved aside by earlier copies, on every host: their share of the disk.
+    let asides = futures::future::join_all(inv.hosts.iter().enumerate().map(|(i, h)| {
+        let s = session(i);
+        async move {
+            match s {
+                Some(s) => crate::cleanup::list(&s, h).await.ok(),
+                None => None,
+            }
+        }
+    }));
     // The primary's view, each replica's checks and the probe are independent round trips.
     // Who accepts writes, on every host (a split brain is named with each timeline).
     // The endpoints (HAProxy's pools, their ports) are read alongside too.
-    let (view, mut replica_checks, probe, seen, endpoints) = tokio::join!(
+    let (view, mut replica_checks, probe, seen, asides, endpoints) = tokio::join!(
         view,
         futures::future::join_all(replica_futures),
         probe,
         crate::status::gather(target),
+        asides,
         crate::actions::endpoints::verify(target, target.password)
     );
 
@@ -282,9 +383,18 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
     {
         for p in &probe {
             if let Some(c) = replica_checks.iter_mut().find(|c| c.name == p.host) {
-                let detail = match p.delay_ms {
-                    Some(ms) => format!("probe row replayed in {ms:.1} ms"),
-                    None => format!("probe row not seen within {:?}", opts.probe_timeout),
+                // A replica already found down: say so, not that the row was late.
+                let down = c.checks.iter().any(|k| {
+                    k.status == Health::Fail && (k.name == "running" || k.name == "reachable")
+                });
+                let detail = match (p.delay_ms, &p.error) {
+                    (Some(ms), _) => format!("probe row replayed in {ms:.1} ms"),
+                    (None, _) if down => format!(
+                        "no probe: the replica was down (its wait ended after {:.1} s)",
+                        p.waited_seconds
+                    ),
+                    (None, Some(e)) => e.clone(),
+                    (None, None) => "probe row not seen".into(),
                 };
                 c.add("probe", p.status, detail);
             }
@@ -292,6 +402,14 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
     }
     let mut hosts = vec![primary_checks];
     hosts.extend(replica_checks);
+    for (h, aside) in inv.hosts.iter().zip(&asides) {
+        if let (Some(checks), Some((status, detail))) = (
+            hosts.iter_mut().find(|c| c.name == h.name),
+            aside.as_ref().and_then(|a| a.check(h.is_primary())),
+        ) {
+            checks.add("old data dirs", status, detail);
+        }
+    }
     hosts.extend(endpoints);
     if let Some(split) = seen.split_brain() {
         for h in hosts
@@ -343,6 +461,7 @@ fn check_primary(
         return;
     }
     pc.add("not in recovery", Health::Ok, "accepts writes");
+    pc.slots = v.slots.iter().map(SlotRow::state).collect();
     let mut matched = 0;
     for ((_, host), rc) in replicas.iter().zip(rcs.iter_mut()) {
         let rows: Vec<&StatRow> = v
@@ -372,6 +491,7 @@ fn check_primary(
             None => rc.add("pg_stat_replication", Health::Fail, format!("no pg_stat_replication row on {} for application_name {} from {}: the replica is not connected", primary.name, host.name, host.address)),
             Some(r) => {
                 matched += 1;
+                rc.lag = Some(r.lag());
                 let state = r.state.clone().unwrap_or_default();
                 let lag_b = r.replay_lag_bytes.unwrap_or(0.0).max(0.0) as u64;
                 let lag_s = r.replay_lag_s.unwrap_or(0.0);
@@ -408,6 +528,7 @@ fn check_primary(
             }
         }
         let slot = host.slot.as_deref().unwrap_or_default();
+        rc.slot = v.slots.iter().find(|s| s.name == slot).map(SlotRow::state);
         match v.slots.iter().find(|s| s.name == slot) {
             None => rc.add("slot", Health::Fail, format!("slot {slot} is missing on the primary: the primary may remove WAL this replica still needs (re-run bootstrap to create it)")),
             Some(s) => {
@@ -608,6 +729,7 @@ async fn check_replica(
         }
     }
     let lag = view.lag_bytes.unwrap_or(0.0).max(0.0) as u64;
+    rc.replay_backlog_bytes = view.lag_bytes.map(|b| b.max(0.0) as u64);
     if view.paused {
         rc.add(
             "replay",
@@ -686,8 +808,10 @@ SELECT current_setting('pgrepl.probe_ms');",
         let host = host.clone();
         let sql = wait_sql.clone();
         let tx = ready_tx.clone();
+        let started = std::time::Instant::now();
         waiters.push((
             host.name.clone(),
+            started,
             tokio::spawn(async move {
                 let pg = Pg::new(&session, &host);
                 let cmd = pg.psql().stdin(sql).timeout(Some(Duration::from_secs(60)));
@@ -702,7 +826,7 @@ SELECT current_setting('pgrepl.probe_ms');",
                 if result.is_err() {
                     let _ = tx.send(());
                 }
-                result
+                (result, started.elapsed())
             }),
         ));
     }
@@ -724,26 +848,87 @@ INSERT INTO pgrepl.probe VALUES (1, {}, clock_timestamp()) ON CONFLICT (id) DO U
     );
     let written = Pg::new(primary_session, primary).sql(&write).await;
     let mut out = Vec::new();
-    for (name, task) in waiters {
-        let result = task.await;
-        let delay = match (&written, result) {
-            (Ok(_), Ok(Ok(o))) => o
-                .stdout
-                .trim()
-                .lines()
-                .last()
-                .and_then(|l| l.parse::<f64>().ok()),
-            _ => None,
+    for (name, started, task) in waiters {
+        let (result, waited) = match task.await {
+            Ok((result, waited)) => (Ok(result), waited),
+            Err(e) => (Err(e.to_string()), started.elapsed()),
+        };
+        let (delay, error) = match (&written, result) {
+            (Err(e), _) => (
+                None,
+                Some(format!(
+                    "the probe row could not be written on the primary: {e}"
+                )),
+            ),
+            (Ok(_), Ok(Ok(o))) => {
+                let delay = o
+                    .stdout
+                    .trim()
+                    .lines()
+                    .last()
+                    .and_then(|l| l.parse::<f64>().ok());
+                let error = delay
+                    .is_none()
+                    .then(|| format!("unexpected answer: {}", o.stdout.trim()));
+                (delay, error)
+            }
+            (Ok(_), Ok(Err(crate::ssh::Error::CommandFailed { stderr, .. }))) => {
+                (None, Some(probe_error(&stderr, waited, opts.probe_timeout)))
+            }
+            (Ok(_), Ok(Err(e))) => (
+                None,
+                Some(probe_error(&e.to_string(), waited, opts.probe_timeout)),
+            ),
+            (Ok(_), Err(e)) => (None, Some(e)),
         };
         out.push(Probe {
             host: name,
             delay_ms: delay.map(|d| d.max(0.0)),
+            delay_seconds: delay.map(|d| d.max(0.0) / 1000.0),
             status: if delay.is_some() {
                 Health::Ok
             } else {
                 Health::Fail
             },
+            waited_seconds: waited.as_secs_f64(),
+            error,
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_that_ended_early_says_why_not_that_it_timed_out() {
+        let down = probe_error(
+            "psql: error: connection to server on socket \"/var/run/postgresql/.s.PGSQL.5432\" failed: No such file or directory",
+            Duration::from_millis(400),
+            Duration::from_secs(10),
+        );
+        assert_eq!(
+            down,
+            "no probe: the replica was down (its wait ended after 0.4 s)"
+        );
+        let late = probe_error(
+            "ERROR:  probe row not replayed within 2 s",
+            Duration::from_millis(2050),
+            Duration::from_secs(2),
+        );
+        assert!(
+            late.contains("not replayed") && late.contains("waited 2.0 s"),
+            "{late}"
+        );
+        let other = probe_error(
+            "\nERROR:  permission denied\n",
+            Duration::from_secs(1),
+            Duration::from_secs(10),
+        );
+        assert_eq!(
+            other,
+            "no probe: the wait ended after 1.0 s: ERROR:  permission denied"
+        );
+    }
 }

@@ -18,7 +18,14 @@ fn pgrepl(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn every_command_explains_itself_with_an_example() {
-    for cmd in ["bootstrap", "add-replica", "verify", "plan", "completions"] {
+    for cmd in [
+        "bootstrap",
+        "add-replica",
+        "verify",
+        "plan",
+        "completions",
+        "cleanup",
+    ] {
         let (code, out, _) = pgrepl(&[cmd, "--help"]);
         assert_eq!(code, 0, "{cmd}");
         assert!(
@@ -79,6 +86,28 @@ fn plans_print_without_contacting_hosts_as_text_or_json() {
     let plan: serde_json::Value = serde_json::from_str(&out).expect("JSON plan");
     assert_eq!(plan["command"], "bootstrap");
     assert!(plan["steps"].as_array().is_some_and(|s| s.len() > 5));
+    // Hosts by name, actions as playbooks write them.
+    let step = |name: &str| {
+        plan["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no step {name}: {out}"))
+            .clone()
+    };
+    assert_eq!(step("primary settings")["hosts"][0], "master-0", "{out}");
+    assert_eq!(step("primary settings")["action"], "config", "{out}");
+    assert_eq!(
+        step("primary settings")["params"]["template"],
+        "primary.conf.j2",
+        "{out}"
+    );
+    assert_eq!(
+        step("clone replica")["block"][3]["action"],
+        "base_backup",
+        "{out}"
+    );
     let (_, all, _) = pgrepl(&["-i", "examples/cloud.yaml", "plan", "bootstrap"]);
     let (code, limited, _) = pgrepl(&[
         "-i",
@@ -132,4 +161,92 @@ fn remove_replica_refuses_the_primary_and_plans_without_contacting_any_host() {
         err.contains("without `b`") && err.contains("one of the synchronous standbys"),
         "{err}"
     );
+}
+
+/// Runs pgrepl with the replication password's variable unset.
+fn pgrepl_without_password(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pgrepl"))
+        .args(args)
+        .env_remove("PGREPL_TEST_UNSET_PASSWORD")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run pgrepl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn verify_status_and_plan_run_without_the_replication_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inv.yaml");
+    // Nothing listens on port 1 of loopback: every host is unreachable, at once.
+    std::fs::write(
+        &inv,
+        format!(
+            "replication: {{ password_env: PGREPL_TEST_UNSET_PASSWORD }}\nssh: {{ port: 1, known_hosts: {} }}\nhosts:\n  - {{ name: a, address: 127.0.0.1, role: primary }}\n  - {{ name: b, address: 127.0.0.2, role: replica }}\n",
+            dir.path().join("known_hosts").display()
+        ),
+    )
+    .unwrap();
+    let inv = inv.to_str().unwrap();
+    for cmd in ["verify", "status"] {
+        let (code, out, err) = pgrepl_without_password(&["-i", inv, "--connect-timeout", "2", cmd]);
+        // Exit by health (2: nothing reachable), not 64 for a missing password.
+        assert_eq!(code, 2, "{cmd}:\n{out}\n{err}");
+        assert!(
+            !err.contains("PGREPL_TEST_UNSET_PASSWORD") && !out.contains("password"),
+            "{cmd} asked for the password:\n{out}\n{err}"
+        );
+    }
+    let (code, _, err) = pgrepl_without_password(&["-i", inv, "plan", "bootstrap"]);
+    assert_eq!(code, 0, "{err}");
+    // A command that writes the password still refuses at once, naming the variable.
+    for args in [&["bootstrap"][..], &["add-replica", "b"], &["rejoin", "b"]] {
+        let mut all = vec!["-i", inv, "--connect-timeout", "2"];
+        all.extend_from_slice(args);
+        let (code, _, err) = pgrepl_without_password(&all);
+        assert_eq!(code, 64, "{args:?}: {err}");
+        assert!(
+            err.contains("PGREPL_TEST_UNSET_PASSWORD") && err.contains("inv.yaml:1:"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn the_recap_total_counts_the_time_spent_connecting() {
+    // A listener that never speaks SSH: the connection waits the whole --connect-timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inv.yaml");
+    std::fs::write(
+        &inv,
+        format!(
+            "replication: {{ password_env: PGREPL_REPLICATION_PASSWORD }}\nssh: {{ port: {port}, known_hosts: {} }}\nhosts:\n  - {{ name: a, address: 127.0.0.1, role: primary }}\n",
+            dir.path().join("known_hosts").display()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = pgrepl(&[
+        "-i",
+        inv.to_str().unwrap(),
+        "--connect-timeout",
+        "2",
+        "bootstrap",
+    ]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    let total: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("FAILED in "))
+        .and_then(|t| t.trim_end_matches('s').parse().ok())
+        .unwrap_or_else(|| panic!("no total in the recap:\n{out}"));
+    assert!(
+        total >= 2.0,
+        "the total leaves out the 2 s connect timeout: {total}\n{out}"
+    );
+    drop(silent);
 }

@@ -161,7 +161,15 @@ async fn ensure(
         refuse_restart(ctx, &current, &desired).await?;
     }
     if ctx.check_mode() {
-        ctx.state().await.config_changed = true;
+        // What applying it would take: a restart for any changed postmaster setting.
+        let restart = if restart.is_some() {
+            postmaster_settings(ctx, &changed_settings(&current, &desired)).await?
+        } else {
+            Vec::new()
+        };
+        let mut memo = ctx.state().await;
+        memo.config_changed = true;
+        memo.restart_for.extend(restart);
         return Ok(Outcome::changed(format!("would update {}", target.path)));
     }
     write_file(ctx, &target.path, &desired, target.owner, target.mode).await?;
@@ -181,17 +189,38 @@ async fn ensure(
     Ok(Outcome::changed(format!("updated {}", target.path)))
 }
 
-/// Fails when a changed line sets a parameter that only a restart applies.
-async fn refuse_restart(ctx: &HostCtx<'_>, current: &str, desired: &str) -> Result<(), StepError> {
+/// The settings a config file change sets, changes or removes (by name, sorted, once each).
+pub fn changed_settings(current: &str, desired: &str) -> Vec<String> {
+    let setting = |l: &str| {
+        let l = l.trim();
+        if l.starts_with('#') {
+            return None;
+        }
+        let (name, _) = l.split_once('=')?;
+        let name = name.trim();
+        (!name.is_empty()).then(|| name.to_string())
+    };
     let old: Vec<&str> = current.lines().collect();
-    let names: Vec<String> = desired
-        .lines()
+    let new: Vec<&str> = desired.lines().collect();
+    let mut names: Vec<String> = new
+        .iter()
         .filter(|l| !old.contains(l))
-        .filter_map(|l| l.split_once('=').map(|(n, _)| n.trim().to_string()))
-        .filter(|n| !n.starts_with('#') && !n.is_empty())
+        .chain(old.iter().filter(|l| !new.contains(l)))
+        .filter_map(|l| setting(l))
         .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Of these settings, those only a restart applies (`pg_settings.context = 'postmaster'`);
+/// none when the server is not running (it reads them when it starts).
+async fn postmaster_settings(
+    ctx: &HostCtx<'_>,
+    names: &[String],
+) -> Result<Vec<String>, StepError> {
     if names.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let list = names
         .iter()
@@ -199,9 +228,66 @@ async fn refuse_restart(ctx: &HostCtx<'_>, current: &str, desired: &str) -> Resu
         .collect::<Vec<_>>()
         .join(",");
     let sql = format!(
-        "SELECT coalesce(string_agg(name, ', '), '') FROM pg_settings WHERE context = 'postmaster' AND name IN ({list})"
+        "SELECT coalesce(json_agg(name ORDER BY name), '[]') FROM pg_settings WHERE context = 'postmaster' AND name IN ({list})"
     );
-    let needs = ctx.pg().sql(&sql).await?;
+    Ok(ctx.pg().query_if_running(&sql).await?.unwrap_or_default())
+}
+
+/// What applying changed config files takes, from the settings that need a restart (the
+/// changed postmaster ones, and any already pending one): the words `--check` shows.
+pub fn apply_forecast(restart_for: &[String]) -> String {
+    if restart_for.is_empty() {
+        "would reload (no changed setting needs a restart)".into()
+    } else {
+        format!("would restart to apply {}", restart_for.join(", "))
+    }
+}
+
+/// Settings this host's config templates would change that only a restart applies (plus
+/// any already pending), read without changing anything.
+pub async fn restart_forecast(
+    ctx: &HostCtx<'_>,
+    templates: &[&str],
+) -> Result<Vec<String>, StepError> {
+    let [path, _] = managed_paths(ctx.host);
+    let current = read_file(ctx, &path).await?;
+    let mut names = Vec::new();
+    for template in templates {
+        let rendered = ctx
+            .cluster
+            .templates
+            .render(template, &ctx.template_context().await)
+            .map_err(|e| StepError::msg(e.to_string()))?;
+        let desired = match &ctx.host.pg.include_dir {
+            Some(_) => rendered,
+            None => with_block(&current, &rendered, Placement::End),
+        };
+        names.extend(postmaster_settings(ctx, &changed_settings(&current, &desired)).await?);
+    }
+    let pending = ctx
+        .state()
+        .await
+        .facts
+        .as_ref()
+        .and_then(|f| f.server.as_ref())
+        .map(|s| s.pending_restart.clone())
+        .unwrap_or_default();
+    names.extend(
+        pending
+            .split(", ")
+            .filter(|n| !n.is_empty())
+            .map(str::to_string),
+    );
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// Fails when a changed line sets a parameter that only a restart applies.
+async fn refuse_restart(ctx: &HostCtx<'_>, current: &str, desired: &str) -> Result<(), StepError> {
+    let needs = postmaster_settings(ctx, &changed_settings(current, desired))
+        .await?
+        .join(", ");
     if needs.is_empty() {
         return Ok(());
     }
@@ -357,8 +443,17 @@ pub async fn apply(ctx: &HostCtx<'_>, restart: RestartPolicy) -> Result<Outcome,
         ));
     };
     if ctx.check_mode() {
-        return Ok(if changed {
-            Outcome::changed("would reload (or restart if a changed setting needs it)")
+        let mut restart_for = ctx.state().await.restart_for.clone();
+        restart_for.extend(
+            pending
+                .split(", ")
+                .filter(|n| !n.is_empty())
+                .map(str::to_string),
+        );
+        restart_for.sort();
+        restart_for.dedup();
+        return Ok(if changed || !restart_for.is_empty() {
+            Outcome::changed(apply_forecast(&restart_for))
         } else {
             Outcome::ok("nothing to apply")
         });
@@ -442,6 +537,31 @@ mod tests {
         let again = with_block(&once, "x = 2\n", Placement::End);
         assert_eq!(again, format!("a = 1\n{BEGIN}\nx = 2\n{END}\n"));
         assert_eq!(with_block(&again, "x = 2\n", Placement::End), again);
+    }
+
+    #[test]
+    fn check_mode_says_restart_only_for_postmaster_settings() {
+        let current = "listen_addresses = '*'\nmax_wal_senders = 10\nwal_keep_size = '1GB'\n";
+        let desired = "listen_addresses = '*'\nmax_wal_senders = 12\nwal_keep_size = '2GB'\n# a comment = x\n";
+        assert_eq!(
+            changed_settings(current, desired),
+            ["max_wal_senders", "wal_keep_size"]
+        );
+        // A setting dropped from the file changes too.
+        assert_eq!(
+            changed_settings(current, "listen_addresses = '*'\n"),
+            ["max_wal_senders", "wal_keep_size"]
+        );
+        assert!(changed_settings(current, current).is_empty());
+        // Of those, the server names max_wal_senders a postmaster setting: a restart.
+        assert_eq!(
+            apply_forecast(&["max_wal_senders".into()]),
+            "would restart to apply max_wal_senders"
+        );
+        assert_eq!(
+            apply_forecast(&[]),
+            "would reload (no changed setting needs a restart)"
+        );
     }
 
     #[test]

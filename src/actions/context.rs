@@ -27,6 +27,16 @@ pub struct HostMemo {
     pub diverged: bool,
     /// What `pgrepl sync off|on` left synchronous replication as here, for the recap.
     pub sync_left: Option<String>,
+    /// Whether its data can stream from this primary without a copy (what it is), or why not.
+    pub standby: Option<Result<String, String>>,
+    /// Why it is copied again, shown with the copy.
+    pub copy_reason: Option<String>,
+    /// Check mode: the start step would start it, so the copy after it would not run.
+    pub will_stream: bool,
+    /// A standby this run started (or reloaded) instead of copying, and how.
+    pub started_standby: Option<String>,
+    /// Check mode: changed settings that only a restart would apply.
+    pub restart_for: Vec<String>,
 }
 
 impl HostMemo {

@@ -631,6 +631,10 @@ pub async fn verify(target: &Target<'_>, password: Option<&SecretString>) -> Vec
                 role: Role::Proxy,
                 status: Health::Ok,
                 checks: Vec::new(),
+                lag: None,
+                replay_backlog_bytes: None,
+                slot: None,
+                slots: Vec::new(),
             };
             match session {
                 None => add(
@@ -748,8 +752,8 @@ async fn verify_endpoint(
         return add(
             checks,
             "ports",
-            Health::Warn,
-            "no replication password: the ports were not tried",
+            Health::Ok,
+            "not tried: the health checks' password derives from the replication password, which is not set here",
         );
     };
     let password = haproxy::check_password(password.expose_secret());

@@ -11,6 +11,7 @@ mod primary;
 pub mod remove;
 mod replica;
 mod site;
+mod standby;
 pub mod switchover;
 mod sync;
 
@@ -75,6 +76,8 @@ pub struct Cluster {
     /// remove-replica: the replica being taken out. It is not in `inventory`; when it is
     /// a member of the run, it is the last one ([`Cluster::add_removal`]).
     pub removal: Option<remove::Removal>,
+    /// When this cluster began connecting: a run's total time counts from here.
+    pub connecting_since: Option<std::time::Instant>,
 }
 
 impl Cluster {
@@ -103,6 +106,7 @@ impl Cluster {
             switch: Default::default(),
             out_of_service: Vec::new(),
             removal: None,
+            connecting_since: None,
         }
     }
 
@@ -125,6 +129,8 @@ impl Cluster {
         hosts: &[usize],
         opts: &ConnectOptions,
     ) -> Result<(), ssh::Error> {
+        self.connecting_since
+            .get_or_insert_with(std::time::Instant::now);
         let config = Arc::new(ssh::load_ssh_config(opts)?);
         let mut tasks = Vec::new();
         let mut nodes: Vec<usize> = hosts.to_vec();
@@ -281,10 +287,13 @@ impl Runner for Cluster {
         if let Some(sync) = &memo.sync_left {
             return Some(sync.clone());
         }
+        if let (None, Some(how), false) = (&memo.moved_aside, &memo.started_standby, failed) {
+            return Some(format!("its standby data kept: {how}"));
+        }
         let aside = memo.moved_aside.as_ref()?;
         if !failed && !interrupted {
             return Some(format!(
-                "streaming; the previous data dir is kept at {aside}: remove it once you trust this replica"
+                "streaming; the previous data dir is kept at {aside}: `pgrepl cleanup` removes it once this replica verifies healthy"
             ));
         }
         // A rescue that could not run leaves it set: tell the user how to undo by hand.
@@ -334,6 +343,8 @@ pub async fn run(ctx: &HostCtx<'_>, action: &Action) -> Result<Outcome, StepErro
         Action::AutostartOff => remove::autostart_off(ctx).await,
         Action::RetireDataDir => remove::retire_data_dir(ctx).await,
         Action::DropRemovedSlot => remove::drop_removed_slot(ctx).await,
+        Action::StandbyCheck => standby::check(ctx).await,
+        Action::StartStandby => standby::start(ctx).await,
         Action::RolesAndDatabases => endpoints::roles_and_databases(ctx).await,
         Action::Haproxy => Err(StepError::new(
             format!(
@@ -358,6 +369,46 @@ async fn verify(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
 }
 
 impl Cluster {
+    /// The settings whose change would restart the primary in these steps (postmaster
+    /// settings its config steps change, or a restart already pending), read before any
+    /// step runs, so a run can say so first. Empty when the steps would not restart it.
+    pub async fn primary_restart_forecast(
+        &self,
+        steps: &[crate::engine::Step<Action, Condition>],
+    ) -> Vec<String> {
+        let Some(i) = self.inventory.hosts.iter().position(|h| h.is_primary()) else {
+            return Vec::new();
+        };
+        let actions: Vec<&Action> = steps
+            .iter()
+            .filter(|s| s.hosts.contains(&i))
+            .flat_map(|s| s.work.actions())
+            .collect();
+        let restarts = actions.iter().any(|a| {
+            matches!(a, Action::Apply { restart }
+                if *restart == crate::playbook::RestartPolicy::Allow || self.options.allow_restart)
+        });
+        let Some(ctx) = self.host(i).filter(|_| restarts) else {
+            return Vec::new();
+        };
+        let templates: Vec<&str> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Config { template, .. } => Some(template.as_str()),
+                _ => None,
+            })
+            .collect();
+        if preflight::facts(self, i, ctx.session, ctx.host)
+            .await
+            .is_err()
+        {
+            return Vec::new(); // preflight reports it
+        }
+        config::restart_forecast(&ctx, &templates)
+            .await
+            .unwrap_or_default()
+    }
+
     /// What verify needs of the cluster.
     pub fn verify_target(&self) -> crate::verify::Target<'_> {
         crate::verify::Target {
@@ -374,6 +425,9 @@ impl Cluster {
 /// Whether a condition holds on the host.
 pub async fn condition_holds(ctx: &HostCtx<'_>, cond: Condition) -> Result<bool, StepError> {
     match cond {
+        // Check mode: a standby the start step would start is not copied after it either.
+        Condition::Streaming if ctx.check_mode() && ctx.state().await.will_stream => Ok(true),
+        Condition::StandbyOfPrimary => Ok(standby::can_stream(ctx).await?.is_ok()),
         Condition::Streaming => {
             // Preflight read the wal receiver moments ago; ask again only when it said no.
             let seen = ctx
@@ -395,6 +449,7 @@ pub async fn condition_holds(ctx: &HostCtx<'_>, cond: Condition) -> Result<bool,
 pub fn condition_label(cond: Condition) -> &'static str {
     match cond {
         Condition::Streaming => "streaming from the primary through its slot",
+        Condition::StandbyOfPrimary => "a standby of this primary that can stream",
     }
 }
 

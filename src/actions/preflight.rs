@@ -3,7 +3,8 @@
 //! Gathers facts (server version, whether it runs, free disk, the postgres user's home)
 //! and refuses the run, naming each problem, when a host cannot take part: sudo needs a
 //! password, versions differ, a replica cannot reach the primary's port or lacks the disk
-//! for a copy of the primary, or the replication password is missing.
+//! for a copy of the primary. (A missing replication password is refused earlier, before
+//! any host is contacted, by the commands that write it.)
 
 use super::context::ServerFacts;
 use super::context::{Facts, HostCtx};
@@ -146,7 +147,7 @@ pub async fn run(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         problems.push(format!("the inventory says PostgreSQL {} but {} has {} (hint: fix postgres.version, or install the same major version on every host: pg_basebackup requires it)", host.pg.version, host.pg.bin_dir, facts.binary_major));
     }
     if host.is_primary() {
-        check_primary(ctx, &facts, &mut problems);
+        check_primary(&facts, &mut problems);
     } else {
         if let Some(problem) = reached? {
             problems.push(problem);
@@ -167,18 +168,11 @@ pub async fn run(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     }
 }
 
-fn check_primary(ctx: &HostCtx<'_>, facts: &Facts, problems: &mut Vec<String>) {
+fn check_primary(facts: &Facts, problems: &mut Vec<String>) {
     match &facts.server {
         None => problems.push("PostgreSQL is not running on the primary (hint: start it; pgrepl configures a running primary)".into()),
         Some(s) if s.in_recovery => problems.push("the primary is in recovery (it is a standby); hint: promote it or pick the right primary in the inventory".into()),
         Some(_) => {}
-    }
-    if ctx.cluster.password.is_none() && ctx.cluster.inventory.hosts.iter().any(|h| !h.is_primary())
-    {
-        problems.push(format!(
-            "no replication password (source: {}); hint: set replication.password_env or password_file",
-            ctx.cluster.inventory.replication.password_source
-        ));
     }
 }
 

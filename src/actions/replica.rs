@@ -236,7 +236,7 @@ if [ -n "$(ls -A "$d")" ]; then echo "not empty"; fi"#;
         )));
     }
     Ok(Outcome::changed(format!(
-        "moved {data} to {aside} (kept; remove it once the replica is verified)"
+        "moved {data} to {aside} (kept; `pgrepl cleanup` removes it once the replica verifies healthy)"
     )))
 }
 
@@ -419,8 +419,15 @@ pub async fn base_backup(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         };
         return Err(StepError::new(message, hint));
     }
+    let why = ctx
+        .state()
+        .await
+        .copy_reason
+        .take()
+        .map(|w| format!(" ({w})"))
+        .unwrap_or_default();
     Ok(Outcome::changed(format!(
-        "copied the primary through slot {slot} in {:.1}s",
+        "copied the primary through slot {slot} in {:.1}s{why}",
         started.elapsed().as_secs_f64()
     )))
 }

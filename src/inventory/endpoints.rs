@@ -320,10 +320,7 @@ pub fn parse_size(size: &Size) -> Option<u64> {
     n.checked_mul(1u64 << shift)
 }
 
-pub(super) fn resolve_endpoints(
-    file: &InventoryFile,
-    problems: &mut Vec<Problem>,
-) -> Vec<Endpoint> {
+pub(super) fn resolve_endpoints(file: &InventoryFile) -> Vec<Endpoint> {
     file.endpoints
         .iter()
         .map(|e| {
@@ -331,7 +328,13 @@ pub(super) fn resolve_endpoints(
             let host = ep.host.value.clone();
             let stats = ep.stats_port.as_ref().map(|port| {
                 let env = ep.stats_password_env.as_ref();
-                let password = env.and_then(|var| stats_password(&host, var, problems));
+                let (password, password_problem) = match env {
+                    Some(var) => match stats_password(&host, var) {
+                        Ok(p) => (Some(p), None),
+                        Err(problem) => (None, Some(problem)),
+                    },
+                    None => (None, None),
+                };
                 Stats {
                     port: port.value,
                     user: ep
@@ -340,6 +343,7 @@ pub(super) fn resolve_endpoints(
                         .map_or_else(|| "pgrepl".to_string(), |u| u.value.clone()),
                     password_env: env.map(|v| v.value.clone()).unwrap_or_default(),
                     password,
+                    password_problem,
                 }
             });
             Endpoint {
@@ -362,66 +366,53 @@ pub(super) fn resolve_endpoints(
 }
 
 /// The stats page's password, from its environment variable. It goes into haproxy.cfg
-/// between single quotes, so it may not hold one.
-fn stats_password(
-    host: &str,
-    var: &Spanned<String>,
-    problems: &mut Vec<Problem>,
-) -> Option<SecretString> {
+/// between single quotes, so it may not hold one. A problem is shown only to a command
+/// that writes the file.
+fn stats_password(host: &str, var: &Spanned<String>) -> Result<SecretString, Problem> {
     let field = format!("endpoints[{host}].stats_password_env");
     match std::env::var(&var.value) {
-        Ok(v) if !v.is_empty() && !v.contains(['\'', '\n', '\r', '\0']) => Some(v.into()),
-        Ok(v) if !v.is_empty() => {
-            problems.push(problem(
-                var,
-                field,
-                format!(
-                    "the password in {} holds a quote or a line break",
-                    var.value
-                ),
-                "use a password without `'` or line breaks (it is written into haproxy.cfg)",
-            ));
-            None
-        }
-        _ => {
-            problems.push(problem(
-                var,
-                field,
-                format!("environment variable {} is not set or empty", var.value),
-                format!("export {}=... before running pgrepl", var.value),
-            ));
-            None
-        }
+        Ok(v) if !v.is_empty() && !v.contains(['\'', '\n', '\r', '\0']) => Ok(v.into()),
+        Ok(v) if !v.is_empty() => Err(problem(
+            var,
+            field,
+            format!(
+                "the password in {} holds a quote or a line break",
+                var.value
+            ),
+            "use a password without `'` or line breaks (it is written into haproxy.cfg)",
+        )),
+        _ => Err(problem(
+            var,
+            field,
+            format!("environment variable {} is not set or empty", var.value),
+            format!("export {}=... before running pgrepl", var.value),
+        )),
     }
 }
 
-pub(super) fn resolve_roles(
-    base: &Path,
-    file: &InventoryFile,
-    problems: &mut Vec<Problem>,
-) -> Vec<AppRole> {
+pub(super) fn resolve_roles(base: &Path, file: &InventoryFile) -> Vec<AppRole> {
     file.roles
         .iter()
         .map(|r| {
             let role = &r.value;
             let field = format!("roles[{}]", role.name.value);
             let what = format!("the password of role {}", role.name.value);
-            let (password_source, password) = read_secret(
+            let (password_source, password, password_problem) = read_secret(
                 base,
                 &SecretSources {
                     field: &field,
                     what: &what,
                     env: role.password_env.as_ref(),
                     file: role.password_file.as_ref(),
-                    inline: None,
                 },
-                problems,
             );
+            let login = role.login.unwrap_or(true);
             AppRole {
                 name: role.name.value.clone(),
-                login: role.login.unwrap_or(true),
+                login,
                 password_source,
                 password,
+                password_problem: password_problem.filter(|_| login),
             }
         })
         .collect()
@@ -556,15 +547,18 @@ databases:
         );
         let text = GOOD.replace("read_from: replicas", "stats_port: 8404");
         one(&text, "endpoints[proxy0].stats_password_env");
+        // An unset variable is only a problem for a command that writes the file.
         let text = GOOD.replace(
             "read_from: replicas",
             "stats_port: 8404, stats_password_env: PGREPL_SURELY_UNSET_VAR",
         );
-        assert!(
-            one(&text, "endpoints[proxy0].stats_password_env")
-                .message
-                .contains("not set")
-        );
+        let inv = parse(Path::new("inv.yaml"), &text).expect("valid for read-only commands");
+        assert!(inv.require_endpoint_secrets(false, false).is_ok());
+        let Err(Error::Invalid { problems, .. }) = inv.require_endpoint_secrets(false, true) else {
+            panic!("the stats password is required to write haproxy.cfg")
+        };
+        assert_eq!(problems[0].field, "endpoints[proxy0].stats_password_env");
+        assert!(problems[0].message.contains("not set"), "{problems:?}");
         let text = GOOD.replace("read_from: replicas", "read_from: everyone");
         assert!(parse(Path::new("inv.yaml"), &text).is_err());
     }
@@ -599,11 +593,15 @@ databases:
             "password_env: HOME",
             "password_env: PGREPL_SURELY_UNSET_VAR",
         );
-        assert!(
-            one(&text, "roles[app_user].password_env")
-                .message
-                .contains("not set")
-        );
+        let inv = parse(Path::new("inv.yaml"), &text).expect("valid for read-only commands");
+        let Err(Error::Invalid {
+            problems: missing, ..
+        }) = inv.require_endpoint_secrets(true, false)
+        else {
+            panic!("the role's password is required to set it")
+        };
+        assert_eq!(missing[0].field, "roles[app_user].password_env");
+        assert!(missing[0].message.contains("not set"), "{missing:?}");
         for reserved in ["replicator", "postgres", "pgrepl_check", "pg_monitor"] {
             let text = GOOD.replace("name: app_user", &format!("name: {reserved}"));
             let all = problems(&text);

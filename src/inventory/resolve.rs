@@ -2,8 +2,10 @@
 //!
 //! Layout defaults (Debian, RHEL) are filled in here, relative paths are resolved against
 //! the inventory's folder, and the replication password is read from its source. Problems
-//! that only show once values are combined (a custom layout with no data_dir, a password
-//! file that cannot be read) are added to the caller's list.
+//! that only show once values are combined (a custom layout with no data_dir) are added to
+//! the caller's list. A password that cannot be read is not: it is kept as the problem to
+//! show when a command needs it ([`Inventory::require_password`]), so read-only commands
+//! (verify, status, plan) run on a machine that holds no secret.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,8 @@ pub struct Inventory {
     pub replication: Replication,
     /// Extra pg_hba rules from the inventory.
     pub hba: Vec<HbaRule>,
+    /// What is allowed but probably not meant (shown before a run, never fatal).
+    pub warnings: Vec<super::Problem>,
     /// The hosts with `role: proxy`, in file order. A runner numbers them after the
     /// members: node `hosts.len() + p` is `proxies[p]`.
     pub proxies: Vec<Proxy>,
@@ -37,8 +41,6 @@ pub struct Inventory {
     pub roles: Vec<AppRole>,
     /// Application databases.
     pub databases: Vec<Database>,
-    /// What is allowed but probably not meant (shown before a run, never fatal).
-    pub warnings: Vec<super::Problem>,
 }
 
 impl Inventory {
@@ -80,6 +82,32 @@ impl Inventory {
     pub fn endpoint_of(&self, proxy: &str) -> Option<&Endpoint> {
         self.endpoints.iter().find(|e| e.host == proxy)
     }
+
+    /// The secrets the endpoints' steps write: the application roles' passwords
+    /// (`roles`), the stats pages' (`stats`). Without them, the invalid-input error a bad
+    /// field gives; read-only commands never ask.
+    pub fn require_endpoint_secrets(&self, roles: bool, stats: bool) -> Result<(), super::Error> {
+        let mut problems: Vec<Problem> = Vec::new();
+        if roles {
+            problems.extend(self.roles.iter().filter_map(|r| r.password_problem.clone()));
+        }
+        if stats {
+            problems.extend(
+                self.endpoints
+                    .iter()
+                    .filter_map(|e| e.stats.as_ref()?.password_problem.clone()),
+            );
+        }
+        problems.sort_by_key(|p| (p.line, p.column));
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(super::Error::Invalid {
+                path: self.path.clone(),
+                problems,
+            })
+        }
+    }
 }
 
 /// A host with `role: proxy`: reached over SSH like the others, runs no PostgreSQL.
@@ -112,6 +140,8 @@ pub struct Stats {
     /// Where the password comes from (shown in messages).
     pub password_env: String,
     pub password: Option<SecretString>,
+    /// Why there is no usable password, shown only to a command that writes it.
+    pub password_problem: Option<Problem>,
 }
 
 /// An application role.
@@ -122,6 +152,8 @@ pub struct AppRole {
     pub password_source: PasswordSource,
     /// Read once at load time; `None` for a role that cannot log in.
     pub password: Option<SecretString>,
+    /// Why a role that logs in has no password, shown only to a command that sets it.
+    pub password_problem: Option<Problem>,
 }
 
 /// An application database.
@@ -138,6 +170,9 @@ pub struct Replication {
     pub password_source: PasswordSource,
     /// The password itself, read once at load time.
     pub password: Option<SecretString>,
+    /// Why there is no password (unset variable, unreadable file, no source), shown only
+    /// to a command that needs it.
+    pub password_problem: Option<Problem>,
     /// pg_basebackup `--max-rate`, when set.
     pub backup_max_rate: Option<String>,
     /// Extra postgresql.conf settings, already rendered as PostgreSQL literals.
@@ -188,6 +223,30 @@ pub struct Host {
     pub labels: BTreeMap<String, String>,
     pub pg: PgLayout,
     pub ssh: SshTarget,
+}
+
+impl Inventory {
+    /// The replication password, for a command that writes it (the role on the primary, the
+    /// replicas' passfiles). Without one, the same invalid-input error a bad field gives,
+    /// naming the source and what to do.
+    pub fn require_password(&self) -> Result<&SecretString, super::Error> {
+        match (
+            &self.replication.password,
+            &self.replication.password_problem,
+        ) {
+            (Some(password), _) => Ok(password),
+            (None, problem) => Err(super::Error::Invalid {
+                path: self.path.clone(),
+                problems: vec![problem.clone().unwrap_or_else(|| Problem {
+                    line: 1,
+                    column: 1,
+                    field: "replication".into(),
+                    message: "no replication password".into(),
+                    hint: "set replication.password_env or password_file".into(),
+                })],
+            }),
+        }
+    }
 }
 
 impl Host {
@@ -251,10 +310,10 @@ pub(super) fn resolve(
             ssh: resolve_ssh(base, &file.ssh, &h.value.ssh, &h.value.address.value),
         })
         .collect();
-    let endpoints = super::endpoints::resolve_endpoints(file, problems);
-    let roles = super::endpoints::resolve_roles(base, file, problems);
+    let endpoints = super::endpoints::resolve_endpoints(file);
+    let roles = super::endpoints::resolve_roles(base, file);
     let databases = super::endpoints::resolve_databases(file);
-    let replication = resolve_replication(base, file, problems);
+    let replication = resolve_replication(base, file);
     let hba = file
         .hba
         .iter()
@@ -271,11 +330,11 @@ pub(super) fn resolve(
         hosts,
         replication,
         hba,
+        warnings: Vec::new(),
         proxies,
         endpoints,
         roles,
         databases,
-        warnings: Vec::new(),
     }
 }
 
@@ -425,13 +484,9 @@ pub fn expand_path(base: &Path, path: &str) -> PathBuf {
     if p.is_absolute() { p } else { base.join(p) }
 }
 
-fn resolve_replication(
-    base: &Path,
-    file: &InventoryFile,
-    problems: &mut Vec<Problem>,
-) -> Replication {
+fn resolve_replication(base: &Path, file: &InventoryFile) -> Replication {
     let r = &file.replication;
-    let (password_source, password) = read_password(base, r, problems);
+    let (password_source, password, password_problem) = read_password(base, r);
     Replication {
         user: r
             .user
@@ -440,6 +495,7 @@ fn resolve_replication(
             .unwrap_or_else(|| "replicator".into()),
         password_source,
         password,
+        password_problem,
         backup_max_rate: r.backup_max_rate.as_ref().map(|v| v.value.clone()),
         settings: r
             .settings
@@ -461,98 +517,160 @@ pub fn setting_literal(value: &SettingValue) -> String {
     }
 }
 
+/// Reads the replication password from its source; without one, the problem to show a
+/// command that needs it.
 fn read_password(
     base: &Path,
     r: &super::model::ReplicationSpec,
-    problems: &mut Vec<Problem>,
-) -> (PasswordSource, Option<SecretString>) {
-    let sources = SecretSources {
-        field: "replication",
-        what: "the replication password",
-        env: r.password_env.as_ref(),
-        file: r.password_file.as_ref(),
-        inline: r.password.as_ref(),
+) -> (PasswordSource, Option<SecretString>, Option<Problem>) {
+    let problem = |at: &Spanned<String>, field: &str, message: String, hint: &str| Problem {
+        line: at.referenced.line(),
+        column: at.referenced.column(),
+        field: field.into(),
+        message,
+        hint: hint.into(),
     };
-    read_secret(base, &sources, problems)
-}
-
-/// Where one secret may come from, and how its fields are named in messages.
-pub(super) struct SecretSources<'a> {
-    /// The section, e.g. `replication` or `roles[app_user]`.
-    pub field: &'a str,
-    /// What the secret is, for messages ("the replication password").
-    pub what: &'a str,
-    pub env: Option<&'a Spanned<String>>,
-    pub file: Option<&'a Spanned<String>>,
-    pub inline: Option<&'a Spanned<String>>,
-}
-
-/// Reads a secret from an environment variable, a file or the inventory itself, adding a
-/// problem when the source gives nothing.
-pub(super) fn read_secret(
-    base: &Path,
-    src: &SecretSources<'_>,
-    problems: &mut Vec<Problem>,
-) -> (PasswordSource, Option<SecretString>) {
-    let mut problem = |at: &Spanned<String>, field: &str, message: String, hint: &str| {
-        problems.push(Problem {
-            line: at.referenced.line(),
-            column: at.referenced.column(),
-            field: format!("{}.{field}", src.field),
-            message,
-            hint: hint.into(),
-        })
-    };
-    let value = if let Some(var) = src.env {
+    let (source, value, missing) = if let Some(var) = &r.password_env {
         let source = PasswordSource::Env(var.value.clone());
         match std::env::var(&var.value) {
-            Ok(v) if !v.is_empty() => (source, Some(v)),
-            _ => {
-                problem(
+            Ok(v) if !v.is_empty() => (source, Some(v), None),
+            _ => (
+                source,
+                None,
+                Some(problem(
                     var,
-                    "password_env",
+                    "replication.password_env",
                     format!("environment variable {} is not set or empty", var.value),
                     &format!(
                         "export {}=... before running pgrepl, or use password_file",
                         var.value
                     ),
-                );
-                (source, None)
-            }
+                )),
+            ),
         }
-    } else if let Some(file) = src.file {
+    } else if let Some(file) = &r.password_file {
         let path = expand_path(base, &file.value);
         let source = PasswordSource::File(path.clone());
         match std::fs::read_to_string(&path) {
-            Ok(v) if !v.trim_end_matches(['\n', '\r']).is_empty() => {
-                (source, Some(v.trim_end_matches(['\n', '\r']).to_string()))
-            }
-            Ok(_) => {
-                problem(
+            Ok(v) if !v.trim_end_matches(['\n', '\r']).is_empty() => (
+                source,
+                Some(v.trim_end_matches(['\n', '\r']).to_string()),
+                None,
+            ),
+            Ok(_) => (
+                source,
+                None,
+                Some(problem(
+                    file,
+                    "replication.password_file",
+                    format!("{} is empty", path.display()),
+                    "write the replication password into that file (mode 0600)",
+                )),
+            ),
+            Err(e) => (
+                source,
+                None,
+                Some(problem(
+                    file,
+                    "replication.password_file",
+                    format!("cannot read {}: {e}", path.display()),
+                    "create the file with the replication password (mode 0600), or use password_env",
+                )),
+            ),
+        }
+    } else if let Some(inline) = &r.password {
+        (PasswordSource::Inline, Some(inline.value.clone()), None)
+    } else {
+        (
+            PasswordSource::Missing,
+            None,
+            Some(Problem {
+                line: 1,
+                column: 1,
+                field: "replication.password_env".into(),
+                message: "no replication password source is set".into(),
+                hint: "add `replication: { password_env: PGREPL_REPLICATION_PASSWORD }` (or password_file: PATH)".into(),
+            }),
+        )
+    };
+    (source, value.map(SecretString::from), missing)
+}
+
+/// Where one secret may come from, and how its fields are named in messages.
+pub(super) struct SecretSources<'a> {
+    /// The section, e.g. `roles[app_user]`.
+    pub field: &'a str,
+    /// What the secret is, for messages ("the password of role app_user").
+    pub what: &'a str,
+    pub env: Option<&'a Spanned<String>>,
+    pub file: Option<&'a Spanned<String>>,
+}
+
+/// Reads a secret from an environment variable or a file; the problem when the source
+/// gives nothing is returned, to be shown only to a command that needs the secret.
+pub(super) fn read_secret(
+    base: &Path,
+    src: &SecretSources<'_>,
+) -> (PasswordSource, Option<SecretString>, Option<Problem>) {
+    let problem = |at: &Spanned<String>, field: &str, message: String, hint: String| Problem {
+        line: at.referenced.line(),
+        column: at.referenced.column(),
+        field: format!("{}.{field}", src.field),
+        message,
+        hint,
+    };
+    if let Some(var) = src.env {
+        let source = PasswordSource::Env(var.value.clone());
+        return match std::env::var(&var.value) {
+            Ok(v) if !v.is_empty() => (source, Some(v.into()), None),
+            _ => (
+                source,
+                None,
+                Some(problem(
+                    var,
+                    "password_env",
+                    format!("environment variable {} is not set or empty", var.value),
+                    format!(
+                        "export {}=... before running pgrepl, or use password_file",
+                        var.value
+                    ),
+                )),
+            ),
+        };
+    }
+    if let Some(file) = src.file {
+        let path = expand_path(base, &file.value);
+        let source = PasswordSource::File(path.clone());
+        return match std::fs::read_to_string(&path) {
+            Ok(v) if !v.trim_end_matches(['\n', '\r']).is_empty() => (
+                source,
+                Some(v.trim_end_matches(['\n', '\r']).to_string().into()),
+                None,
+            ),
+            Ok(_) => (
+                source,
+                None,
+                Some(problem(
                     file,
                     "password_file",
                     format!("{} is empty", path.display()),
-                    &format!("write {} into that file (mode 0600)", src.what),
-                );
-                (source, None)
-            }
-            Err(e) => {
-                problem(
+                    format!("write {} into that file (mode 0600)", src.what),
+                )),
+            ),
+            Err(e) => (
+                source,
+                None,
+                Some(problem(
                     file,
                     "password_file",
                     format!("cannot read {}: {e}", path.display()),
-                    &format!(
+                    format!(
                         "create the file with {} (mode 0600), or use password_env",
                         src.what
                     ),
-                );
-                (source, None)
-            }
-        }
-    } else if let Some(inline) = src.inline {
-        (PasswordSource::Inline, Some(inline.value.clone()))
-    } else {
-        (PasswordSource::Missing, None)
-    };
-    (value.0, value.1.map(SecretString::from))
+                )),
+            ),
+        };
+    }
+    (PasswordSource::Missing, None, None)
 }

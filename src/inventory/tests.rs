@@ -171,27 +171,36 @@ fn unknown_fields_are_rejected_with_line_and_column() {
     }
 }
 
+/// The problem a command that needs the password is shown; the inventory itself loads.
+fn password_problem(text: &str) -> Problem {
+    let inventory = parse(Path::new("inv.yaml"), text).expect("loads without a password");
+    match inventory.require_password() {
+        Err(Error::Invalid { problems, .. }) if problems.len() == 1 => problems[0].clone(),
+        Err(other) => panic!("expected one password problem, got {other}"),
+        Ok(_) => panic!("expected no password"),
+    }
+}
+
 #[test]
-fn password_sources_are_checked() {
+fn password_sources_are_checked_only_when_a_command_needs_the_password() {
     let text = GOOD.replace(
         "password: s3cret",
         "password_env: PGREPL_TEST_UNSET_VARIABLE_X",
     );
-    let p = one_problem(&text, "password_env");
-    assert!(p.message.contains("not set"));
+    let p = password_problem(&text);
+    assert!(p.field.contains("password_env") && p.message.contains("not set"));
     assert_eq!(p.line, 5);
     let text = GOOD.replace("password: s3cret", "password_file: /nonexistent/pw");
-    assert!(
-        one_problem(&text, "password_file")
-            .message
-            .contains("cannot read")
-    );
+    let p = password_problem(&text);
+    assert!(p.field.contains("password_file") && p.message.contains("cannot read"));
     let text = GOOD.replace("  password: s3cret\n", "");
     assert!(
-        one_problem(&text, "password")
+        password_problem(&text)
             .message
             .contains("no replication password")
     );
+    let good = parse(Path::new("inv.yaml"), GOOD).unwrap();
+    assert!(good.require_password().is_ok());
     let text = GOOD.replace("password: s3cret", "password: a\n  password_env: HOME");
     assert!(
         one_problem(&text, "replication")

@@ -233,15 +233,6 @@ fn check_replication(file: &InventoryFile, out: &mut Vec<Problem>) {
             "keep exactly one of password_env, password_file and password",
         ));
     }
-    if given.is_empty() {
-        out.push(Problem {
-            line: 1,
-            column: 1,
-            field: "replication.password_env".into(),
-            message: "no replication password source is set".into(),
-            hint: "add `replication: { password_env: PGREPL_REPLICATION_PASSWORD }` (or password_file: PATH)".into(),
-        });
-    }
     if let Some(rate) = &r.backup_max_rate {
         let digits = rate.value.trim_end_matches(['k', 'M']);
         let valid = !digits.is_empty()

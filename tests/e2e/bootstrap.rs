@@ -240,3 +240,188 @@ fn a_rerun_that_raises_settings_restarts_replicas_before_the_primary() {
         assert_eq!(lab.sql(i, "SELECT pg_is_wal_replay_paused()"), "f");
     }
 }
+
+/// A replica that is only stopped is started and checked, not copied again; one whose data
+/// cannot stream (here: promoted by hand) is copied, and the step says why. Monitoring
+/// (verify, status) needs no replication password.
+#[test]
+fn a_stopped_replica_is_started_not_copied() {
+    if !enabled() {
+        return;
+    }
+    let lab = Lab::up("bootstop", 3, "bookworm", "debian");
+    let first = lab.pgrepl(&["bootstrap"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    assert!(
+        first.stderr.contains(
+            "[pg2] standby check: ok (cannot stream: it holds another cluster (system identifier"
+        ),
+        "{first:?}"
+    );
+
+    // verify and status run without the password (issue 13, item 8).
+    let inv = std::fs::read_to_string(lab.inventory()).unwrap();
+    let no_pw = lab.dir.join("no-password.yaml");
+    std::fs::write(
+        &no_pw,
+        inv.replace(
+            "password_file: replication-password",
+            "password_env: PGREPL_TEST_NO_SUCH_VARIABLE",
+        ),
+    )
+    .unwrap();
+    for cmd in ["verify", "status"] {
+        let run = crate::support::pgrepl_with(&no_pw, &[cmd], &[]);
+        assert_eq!(run.code, 0, "{cmd} without the password: {run:?}");
+    }
+
+    let asides = || {
+        String::from_utf8_lossy(
+            &lab.exec(
+                2,
+                "ls -d /var/lib/postgresql/15/main.pgrepl-* 2>/dev/null | wc -l",
+            )
+            .stdout,
+        )
+        .trim()
+        .to_string()
+    };
+    let before = asides();
+    assert!(lab.exec(2, "pg_ctlcluster 15 main stop").status.success());
+
+    let check = lab.pgrepl(&["bootstrap", "--check"]);
+    assert_eq!(check.code, 0, "{check:?}");
+    assert!(
+        check
+            .stderr
+            .contains("[pg2] start and wait for streaming: changed (would start it")
+            && !check.stderr.contains("[pg2] move data dir aside"),
+        "--check would copy a stopped standby: {check:?}"
+    );
+
+    let run = lab.pgrepl(&["bootstrap", "--format", "json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("[pg2] standby check: ok (a standby of this primary (system identifier"),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr
+            .contains("[pg2] start and wait for streaming: changed (started; streaming from pg0"),
+        "{run:?}"
+    );
+    assert!(
+        !run.stderr.contains("[pg2] base backup"),
+        "pg2 was copied: {run:?}"
+    );
+    let doc = run.json();
+    let pg2 = doc["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "pg2")
+        .unwrap()
+        .clone();
+    assert!(
+        pg2["left_in"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("started"),
+        "the recap does not say pg2 was started: {run:?}"
+    );
+    assert_eq!(asides(), before, "a data dir was moved aside: {run:?}");
+    assert_eq!(lab.sql(2, "SELECT pg_is_in_recovery()"), "t");
+    assert_eq!(
+        lab.sql(0, "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pg2' AND state = 'streaming'"),
+        "1"
+    );
+
+    // Promoted by hand: its data is no standby any more, so it is copied, saying why.
+    assert!(
+        lab.exec(2, "pg_ctlcluster 15 main promote")
+            .status
+            .success()
+    );
+    assert!(lab.wait_for(Duration::from_secs(20), || {
+        lab.try_sql(2, "SELECT pg_is_in_recovery()")
+            .stdout
+            .starts_with(b"f")
+    }));
+    let run = lab.pgrepl(&["bootstrap"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("[pg2] standby check: ok (cannot stream: it is not a standby"),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr
+            .contains("[pg2] base backup: changed (copied the primary")
+            && run.stderr.contains("(it is not a standby"),
+        "{run:?}"
+    );
+    assert_eq!(lab.sql(2, "SELECT pg_is_in_recovery()"), "t");
+}
+
+/// `--check` says whether changed settings take a reload or a restart, from PostgreSQL's
+/// own `pg_settings.context`; a run that would restart the primary says so before any step.
+#[test]
+fn check_says_reload_or_restart_and_a_primary_restart_comes_first() {
+    if !enabled() {
+        return;
+    }
+    let lab = Lab::up("bootcheck", 2, "bookworm", "debian");
+    let first = lab.pgrepl(&["bootstrap"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    let inv = std::fs::read_to_string(lab.inventory()).unwrap();
+    let with = |settings: &str| {
+        let text = inv.replace(
+            "  password_file: replication-password\n",
+            &format!("  password_file: replication-password\n  settings: {{ {settings} }}\n"),
+        );
+        std::fs::write(lab.inventory(), text).unwrap();
+    };
+
+    // wal_keep_size is a sighup setting: a reload.
+    with("wal_keep_size: 2GB");
+    let run = lab.pgrepl(&["bootstrap", "--check"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.contains(
+            "[pg0] primary reload or restart: changed (would reload (no changed setting needs a restart))"
+        ) && !run.stderr.contains("restart the primary"),
+        "{run:?}"
+    );
+
+    // max_wal_senders is a postmaster setting: a restart, announced first.
+    with("max_wal_senders: 12");
+    let run = lab.pgrepl(&["bootstrap", "--check"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.contains(
+            "[pg0] primary reload or restart: changed (would restart to apply max_wal_senders)"
+        ),
+        "{run:?}"
+    );
+    let note = run
+        .stderr
+        .find("pgrepl: this run would restart the primary `pg0` (writes stop for a few seconds) to apply max_wal_senders")
+        .unwrap_or_else(|| panic!("no restart note: {run:?}"));
+    let first_step = run.stderr.find("[pg0] preflight").expect("preflight line");
+    assert!(
+        note < first_step,
+        "the restart note comes after the steps: {run:?}"
+    );
+
+    let before = lab.sql(0, "SELECT pg_postmaster_start_time()");
+    let run = lab.pgrepl(&["bootstrap"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("pgrepl: this run restarts the primary `pg0` (writes stop for a few seconds) to apply max_wal_senders"),
+        "{run:?}"
+    );
+    assert_ne!(lab.sql(0, "SELECT pg_postmaster_start_time()"), before);
+    assert_eq!(lab.sql(0, "SHOW max_wal_senders"), "12");
+}

@@ -128,7 +128,29 @@ fn verify_reports_health_and_names_each_failure() {
             Some("ok"),
             "{run:?}"
         );
+        // The numbers behind the checks, as numbers (bytes, seconds).
+        assert!(p["delay_seconds"].is_f64(), "{run:?}");
+        let h = host(&doc, r);
+        assert_eq!(h["lag"]["state"], "streaming", "{run:?}");
+        for field in ["write_bytes", "flush_bytes", "replay_bytes"] {
+            assert!(h["lag"][field].is_u64(), "lag.{field} of {r}: {run:?}");
+        }
+        for field in ["write_seconds", "flush_seconds", "replay_seconds"] {
+            assert!(h["lag"][field].is_number(), "lag.{field} of {r}: {run:?}");
+        }
+        assert!(h["replay_backlog_bytes"].is_u64(), "{run:?}");
+        assert_eq!(h["slot"]["name"], r, "{run:?}");
+        assert_eq!(h["slot"]["active"], true, "{run:?}");
+        assert!(h["slot"]["retained_bytes"].is_u64(), "{run:?}");
     }
+    let slots = host(&doc, "pg0")["slots"]
+        .as_array()
+        .expect("the primary's slots");
+    assert_eq!(slots.len(), 2, "{run:?}");
+    assert!(
+        slots.iter().all(|s| s["retained_bytes"].is_u64()),
+        "{run:?}"
+    );
 
     // 2. Replay paused on pg1: it warns about the paused replay and the probe times out.
     lab.sql(1, "SELECT pg_wal_replay_pause()");
@@ -151,6 +173,16 @@ fn verify_reports_health_and_names_each_failure() {
     );
     assert_eq!(probe(&doc, "pg1")["status"], "fail", "{run:?}");
     assert!(probe(&doc, "pg1")["delay_ms"].is_null(), "{run:?}");
+    // A real timeout says so, with the time really waited.
+    let (_, detail) = check(&doc, "pg1", "probe").unwrap();
+    assert!(
+        detail.starts_with("probe row not replayed within 2 s (--probe-timeout; waited "),
+        "{run:?}"
+    );
+    assert!(
+        probe(&doc, "pg1")["waited_seconds"].as_f64().unwrap() >= 2.0,
+        "{run:?}"
+    );
     assert_eq!(host(&doc, "pg1")["status"], "fail", "{run:?}");
     assert_eq!(
         probe(&doc, "pg2")["status"],
@@ -188,6 +220,12 @@ fn verify_reports_health_and_names_each_failure() {
     assert!(detail.contains("pg2"), "{run:?}");
     assert_eq!(host(&doc, "pg1")["status"], "ok", "pg1 is fine: {run:?}");
     assert_eq!(probe(&doc, "pg2")["status"], "fail", "{run:?}");
+    // Not "not seen within 10s" after a fraction of a second: the replica was down.
+    let (_, detail) = check(&doc, "pg2", "probe").unwrap();
+    assert!(
+        detail.starts_with("no probe: the replica was down") && !detail.contains("within"),
+        "{run:?}"
+    );
     // With a probe timeout under the primary's fixed 5 s wait for every replica to be ready,
     // the stopped replica must still not fail the healthy one.
     let (run, doc) = verify_json(&lab, &["--probe-timeout", "2"]);
@@ -215,8 +253,8 @@ fn verify_reports_health_and_names_each_failure() {
         Some("fail"),
         "{run:?}"
     );
-    // A bootstrap re-run heals it: it recreates the slot, and as pg2 is not streaming it
-    // clones pg2 again (data dir moved aside, fresh base backup) and restarts it.
+    // A bootstrap re-run heals it: it recreates the slot, and pg2, a standby of this
+    // primary that does not stream, is reloaded and streams through it again (no copy).
     let heal = lab.pgrepl(&["bootstrap"]);
     assert_eq!(heal.code, 0, "{heal:?}");
     assert!(heal.stderr.contains("created slot(s) pg2"), "{heal:?}");
