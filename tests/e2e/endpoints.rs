@@ -562,6 +562,17 @@ fn after_a_failover_no_write_through_the_endpoint_reaches_the_old_primary() {
     assert_eq!(state(&lab, "pgrepl_write", "pg0"), "MAINT");
     let verify = pgrepl(&lab, &["verify"]);
     assert_eq!(verify.code, 0, "{verify:?}");
+
+    // remove-replica takes pg2 out of the endpoint's pools too.
+    let removed = pgrepl(&lab, &["remove-replica", "pg2"]);
+    assert_eq!(removed.code, 0, "{removed:?}");
+    assert!(
+        pools(&lab).iter().all(|(_, server, _)| server != "pg2"),
+        "{:?}",
+        pools(&lab)
+    );
+    let addr = ok(&through(&lab, 0, 5436, "SELECT inet_server_addr()"));
+    assert_eq!(node_of(&lab, &addr), "pg0");
 }
 
 #[test]
