@@ -686,4 +686,50 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn an_endpoint_whose_write_pool_is_not_the_primary_degrades_the_status() {
+        let inv = crate::inventory::parse(
+            std::path::Path::new("inv.yaml"),
+            "replication: { password: pw }\nhosts:\n  - { name: pg0, address: 10.0.0.10, role: primary }\n  - { name: pg1, address: 10.0.0.11, role: replica }\n  - { name: px, address: 10.0.0.250, role: proxy }\nendpoints: [ { host: px } ]\n",
+        )
+        .unwrap();
+        let server = |backend: &str, server: &str, status: &str| ServerStat {
+            backend: backend.into(),
+            server: server.into(),
+            status: status.into(),
+            check: String::new(),
+            sessions: 0,
+        };
+        let endpoint = |writer: &str| EndpointStatus {
+            name: "px".into(),
+            reachable: true,
+            write_port: 5435,
+            read_port: 5436,
+            servers: vec![
+                server("pgrepl_write", writer, "UP"),
+                server("pgrepl_read", "pg1", "UP"),
+            ],
+            error: None,
+        };
+        let mut good = judge(vec![host("pg0", Role::Primary, Seen::Primary, None)]);
+        good.add_endpoints(&inv, vec![endpoint("pg0")]);
+        assert_eq!(good.status, Overall::Ok, "{:?}", good.problems);
+        let text = prometheus(&good);
+        assert!(
+            text.contains("pgrepl_endpoint_server_up{endpoint=\"px\",backend=\"pgrepl_write\",server=\"pg0\"} 1"),
+            "{text}"
+        );
+        assert!(render(&good).contains("ENDPOINT px (write port 5435, read port 5436)"));
+        let mut bad = judge(vec![host("pg0", Role::Primary, Seen::Primary, None)]);
+        bad.add_endpoints(&inv, vec![endpoint("pg1")]);
+        assert_eq!(bad.status, Overall::Degraded);
+        assert!(
+            bad.problems
+                .iter()
+                .any(|p| p.contains("writes go to pg1 (the primary is pg0)")),
+            "{:?}",
+            bad.problems
+        );
+    }
 }
