@@ -333,7 +333,10 @@ pub(crate) fn note_inventory_secrets(inventory: &Inventory, reporter: &Reporter)
     if let Some(password) = &inventory.replication.password {
         reporter.add_secret(password.expose_secret());
         if !inventory.endpoints.is_empty() {
-            reporter.add_secret(&crate::haproxy::check_password(password.expose_secret()));
+            // As it is, and as haproxy.cfg carries it (hex, in the checks' bytes).
+            let check = crate::haproxy::check_password(password.expose_secret());
+            reporter.add_secret(&crate::pg::wire::hex(check.as_bytes()));
+            reporter.add_secret(&check);
         }
     }
     let roles = inventory.roles.iter().filter_map(|r| r.password.as_ref());

@@ -43,7 +43,13 @@ pub async fn run_on_proxy(ctx: &ProxyCtx<'_>, action: &Action) -> Result<Outcome
             let cmd = Command::script(command, &[]);
             let cmd = match user {
                 ShellUser::Root => cmd.as_root(),
-                _ => cmd,
+                ShellUser::Login => cmd,
+                ShellUser::Postgres => {
+                    return Err(StepError::new(
+                        format!("`{}` is a proxy: it has no postgres user", ctx.proxy.name),
+                        "use `user: login` or `user: root` for a step on proxies",
+                    ));
+                }
             };
             ctx.session.run(&cmd).await?;
             Ok(Outcome::changed(format!("ran `{command}`")))
@@ -143,20 +149,22 @@ async fn haproxy(ctx: &ProxyCtx<'_>) -> Result<Outcome, StepError> {
                 .events
                 .diff(&ctx.proxy.name, haproxy::CONFIG, &facts.config, &rendered);
         }
-        let verb = match (facts.config != rendered, facts.running) {
-            (true, true) => "write haproxy.cfg and reload haproxy",
-            (true, false) => "write haproxy.cfg and start haproxy",
-            _ => "start haproxy",
+        let (would, did) = match (facts.config != rendered, facts.running) {
+            (true, true) => (
+                "write haproxy.cfg and reload haproxy",
+                "wrote haproxy.cfg and reloaded haproxy",
+            ),
+            (true, false) => (
+                "write haproxy.cfg and start haproxy",
+                "wrote haproxy.cfg and started haproxy",
+            ),
+            _ => ("start haproxy", "started haproxy"),
         };
         if check {
-            return Ok(Outcome::changed(format!("would {verb}")));
+            return Ok(Outcome::changed(format!("would {would}")));
         }
         apply(ctx, &rendered).await?;
-        done.push(
-            verb.replace("write", "wrote")
-                .replace("reload ", "reloaded ")
-                .replace("start ", "started "),
-        );
+        done.push(did.to_string());
     }
     // The file is what pgrepl wants; the running pools must say the same (a runtime
     // change, a switch that came before this file).

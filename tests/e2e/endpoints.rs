@@ -167,6 +167,16 @@ fn reload_keeps_a_session(lab: &Lab) {
         lab.nodes[1].container.clone(),
         lab.proxies[0].address.clone(),
     );
+    // --check --diff shows the change and no secret: not the stats password, not the
+    // checks' password (hex in the send-binary line beside the changed query).
+    let diff = pgrepl(lab, &["endpoints", "--check", "--diff"]);
+    assert_eq!(diff.code, 0, "{diff:?}");
+    let shown = format!("{}{}", diff.stdout, diff.stderr);
+    assert!(shown.contains("+    tcp-check send-binary"), "{diff:?}");
+    assert!(!shown.contains(STATS_PASSWORD), "{diff:?}");
+    for line in shown.lines().filter(|l| l.contains("comment \"password\"")) {
+        assert!(line.contains("<redacted>"), "{line}");
+    }
     let long = std::thread::spawn(move || {
         std::process::Command::new("docker")
             .args(["exec", "-e", &format!("PGPASSWORD={APP_PASSWORD}")])
