@@ -14,7 +14,7 @@ fn bootstrapped(name: &str) -> Lab {
 
 fn wait_ssh(lab: &Lab, node: usize) {
     assert!(
-        lab.wait_for(Duration::from_secs(60), || lab
+        lab.wait_for(Duration::from_secs(240), || lab
             .exec(node, "test -e /run/pgrepl-lab.ready")
             .status
             .success()),
@@ -95,7 +95,11 @@ fn crash_failover_and_rejoin(lab: Lab) {
     let after = writer.count();
 
     // A reboot of the old primary's host: it comes back read-only or not at all.
-    lab.fault("restart", "pg0");
+    let restart = std::process::Command::new("docker")
+        .args(["restart", "-t", "3", &lab.nodes[0].container])
+        .output()
+        .unwrap();
+    assert!(restart.status.success());
     wait_ssh(&lab, 0);
     for _ in 0..5 {
         let s = lab.pgrepl(&["status", "--format", "json"]);
