@@ -3,12 +3,16 @@
 use std::process::Command;
 
 fn pgrepl(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pgrepl"))
-        .args(args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgrepl"));
+    cmd.args(args)
         .env("PGREPL_REPLICATION_PASSWORD", "example")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run pgrepl");
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    outcome(cmd)
+}
+
+/// Runs the command: its exit code, stdout and stderr.
+fn outcome(mut cmd: Command) -> (i32, String, String) {
+    let out = cmd.output().expect("run pgrepl");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -165,17 +169,11 @@ fn remove_replica_refuses_the_primary_and_plans_without_contacting_any_host() {
 
 /// Runs pgrepl with the replication password's variable unset.
 fn pgrepl_without_password(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pgrepl"))
-        .args(args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgrepl"));
+    cmd.args(args)
         .env_remove("PGREPL_TEST_UNSET_PASSWORD")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run pgrepl");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        .env("NO_COLOR", "1");
+    outcome(cmd)
 }
 
 #[test]

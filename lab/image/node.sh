@@ -102,6 +102,11 @@ pg_ready() { "$BIN/pg_isready" -q; }
 
 ready() {
     local i u
+    # A cluster kept from starting at boot (fenced, removed) is not waited for.
+    if systemd_running && ! systemctl is-enabled --quiet "$(unit)" 2>/dev/null; then
+        PG_FAILED=1
+        say "PostgreSQL is not enabled at boot"
+    fi
     if [ "$ROLE" = postgres ] && [ "${PG_FAILED:-0}" = 0 ]; then
         for i in $(seq 600); do
             pg_ready && break
