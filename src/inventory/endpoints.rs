@@ -23,20 +23,7 @@ pub const DEFAULT_READ_PORT: u16 = 5436;
 /// Default read pool lag limit: 16 MB.
 pub const DEFAULT_MAX_LAG_BYTES: u64 = 16 << 20;
 
-fn problem<T>(
-    at: &Spanned<T>,
-    field: impl Into<String>,
-    message: impl Into<String>,
-    hint: impl Into<String>,
-) -> Problem {
-    Problem {
-        line: at.referenced.line(),
-        column: at.referenced.column(),
-        field: field.into(),
-        message: message.into(),
-        hint: hint.into(),
-    }
-}
+use super::validate::problem;
 
 /// Validation of proxies, endpoints, roles and databases.
 pub(super) fn check(file: &InventoryFile, out: &mut Vec<Problem>) {

@@ -53,7 +53,8 @@ pub(super) fn check(file: &InventoryFile) -> Vec<Problem> {
     out
 }
 
-fn problem<T>(
+/// A problem at a spanned value of the file.
+pub(super) fn problem<T>(
     at: &Spanned<T>,
     field: impl Into<String>,
     message: impl Into<String>,
