@@ -406,7 +406,8 @@ pub(crate) fn new_engine(
     reporter: &Arc<Reporter>,
 ) -> Arc<Engine<Cluster>> {
     let members = cluster.members();
-    let engine = Arc::new(Engine::new(
+    let epoch = cluster.connecting_since;
+    let mut engine = Engine::new(
         cluster,
         reporter.clone(),
         members,
@@ -414,7 +415,11 @@ pub(crate) fn new_engine(
             check: run.check,
             forks: settings.forks,
         },
-    ));
+    );
+    if let Some(epoch) = epoch {
+        engine = engine.with_epoch(epoch);
+    }
+    let engine = Arc::new(engine);
     watch_signals(&engine, reporter);
     engine
 }

@@ -33,7 +33,7 @@ use tokio::sync::Semaphore;
 
 pub use crate::step::{Outcome, Status, StepError};
 pub use events::{Events, NoEvents};
-pub use recap::{HostRecap, RunReport};
+pub use recap::{HostRecap, RunReport, Span};
 
 /// What a failed host means for the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -177,6 +177,10 @@ pub struct Engine<R: Runner> {
     interrupt: tokio::sync::watch::Sender<bool>,
     /// Past the point of no return: interrupts no longer cancel or stop anything.
     committed: AtomicBool,
+    /// Where the timeline's clock starts (the first connection, when the caller says so).
+    epoch: Instant,
+    /// When each action ran on each host, in the order they ended.
+    timeline: Mutex<Vec<Span>>,
 }
 
 impl<R: Runner> Engine<R> {
@@ -191,7 +195,35 @@ impl<R: Runner> Engine<R> {
             interrupted: AtomicBool::new(false),
             interrupt: tokio::sync::watch::channel(false).0,
             committed: AtomicBool::new(false),
+            epoch: Instant::now(),
+            timeline: Mutex::default(),
         }
+    }
+
+    /// Counts the timeline from `epoch` (e.g. when the run began connecting) instead of
+    /// from the engine's creation.
+    pub fn with_epoch(mut self, epoch: Instant) -> Self {
+        self.epoch = epoch;
+        self
+    }
+
+    fn ms_since_epoch(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Records that `step` ran on host `i` from `start_ms` until now.
+    fn span(&self, i: usize, step: &str, start_ms: u64, status: Status) {
+        let span = Span {
+            host: self.name(i).to_string(),
+            step: step.to_string(),
+            start_ms,
+            end_ms: self.ms_since_epoch(),
+            status: status.label().to_string(),
+        };
+        self.timeline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(span);
     }
 
     /// The runner, for what a command does before or after the steps.
@@ -406,6 +438,7 @@ impl<R: Runner> Engine<R> {
 
     async fn run_action(&self, i: usize, step: &str, action: &R::Action) -> bool {
         self.events.step_started(self.name(i), step);
+        let start = self.ms_since_epoch();
         let mut interrupt = self.interrupt.subscribe();
         let result = if self.committed() {
             self.runner.run(i, action).await
@@ -415,6 +448,12 @@ impl<R: Runner> Engine<R> {
                 _ = interrupt.wait_for(|i| *i) => Err(StepError::Interrupted),
             }
         };
+        self.span(
+            i,
+            step,
+            start,
+            result.as_ref().map_or(Status::Failed, |o| o.status),
+        );
         match result {
             Ok(outcome) => {
                 self.record(i, step, &outcome);
@@ -435,7 +474,15 @@ impl<R: Runner> Engine<R> {
             return;
         }
         self.events.step_started(self.name(i), &name);
-        let left_in = match self.runner.run(i, rescue).await {
+        let start = self.ms_since_epoch();
+        let result = self.runner.run(i, rescue).await;
+        self.span(
+            i,
+            &name,
+            start,
+            result.as_ref().map_or(Status::Failed, |o| o.status),
+        );
+        let left_in = match result {
             Ok(outcome) => {
                 self.events.step_done(self.name(i), &name, &outcome);
                 outcome.detail

@@ -35,6 +35,21 @@ pub struct RunReport {
     pub elapsed_ms: u128,
     /// Why the run stopped early, if it did.
     pub stopped: Option<String>,
+    /// When each action ran on each host, in ms from the start of the run (its first
+    /// connection), in the order they ended.
+    pub timeline: Vec<Span>,
+}
+
+/// One action on one host: when it started and ended, and how.
+#[derive(Debug, Clone, Serialize)]
+pub struct Span {
+    pub host: String,
+    /// The step's name (a block's action: its own name; a rescue: `rescue: ACTION`).
+    pub step: String,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    /// `ok`, `changed`, `skipped` or `failed`.
+    pub status: String,
 }
 
 impl RunReport {
@@ -104,5 +119,10 @@ pub(super) fn build<R: Runner>(
         hosts,
         elapsed_ms: elapsed.as_millis(),
         stopped,
+        timeline: engine
+            .timeline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
     }
 }

@@ -459,3 +459,37 @@ async fn past_the_point_of_no_return_an_interrupt_is_noted_and_every_step_finish
         "{lines:?}"
     );
 }
+
+#[tokio::test]
+async fn the_timeline_lists_each_action_with_its_host_step_and_status() {
+    let (engine, _) = engine(Scripted::default(), 3, 10, false);
+    let steps = [
+        step("preflight", &[0, 1, 2], Act::Work("preflight", 1)),
+        clone_block(&[1, 2], vec![1]),
+    ];
+    let report = engine.run("bootstrap", &steps).await;
+    let spans = |host: &str| -> Vec<(String, String)> {
+        report
+            .timeline
+            .iter()
+            .filter(|s| s.host == host)
+            .map(|s| (s.step.clone(), s.status.clone()))
+            .collect()
+    };
+    let owned = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        spans("pg1"),
+        owned(&[
+            ("preflight", "changed"),
+            ("move aside", "changed"),
+            ("base backup", "failed"),
+            ("rescue: rescue", "changed"),
+        ])
+    );
+    assert_eq!(spans("pg2").len(), 4, "preflight and the three block steps");
+    assert!(report.timeline.iter().all(|s| s.start_ms <= s.end_ms));
+}
