@@ -7,7 +7,8 @@
 #    add one pg_hba line for the lab's subnet, restart, create the role and pre-create
 #    every replica's slot.
 # 2. For each replica, in parallel, one ssh call: stop, empty the data dir, write a
-#    passfile, `pg_basebackup -R -X stream -S SLOT --checkpoint=fast`, start.
+#    passfile, `pg_basebackup -R -X stream -S SLOT --checkpoint=fast`, append the same
+#    settings, start.
 # 3. One ssh call to the primary that polls pg_stat_replication until every replica
 #    streams.
 set -euo pipefail
@@ -31,15 +32,19 @@ n=${#replicas[@]}
 slots=""
 for r in "${replicas[@]}"; do slots+="SELECT pg_create_physical_replication_slot('$r');"; done
 
-# 1. The primary, in one call.
-s "$primary" "set -e
-sudo tee -a $CONF/postgresql.conf >/dev/null <<'EOF'
+# The same settings on every member: a standby refuses to start with a lower
+# max_wal_senders (and the like) than its primary's.
+settings="sudo tee -a $CONF/postgresql.conf >/dev/null <<'EOF'
 listen_addresses = '*'
 wal_level = replica
 max_wal_senders = $((n * 3 + 4))
 max_replication_slots = $((n + 4))
 wal_keep_size = '1GB'
-EOF
+EOF"
+
+# 1. The primary, in one call.
+s "$primary" "set -e
+$settings
 echo 'host replication replicator $LAB_SUBNET scram-sha-256' | sudo tee -a $CONF/pg_hba.conf >/dev/null
 sudo pg_ctlcluster $V main restart
 sudo -u postgres psql -X -q -v ON_ERROR_STOP=1 >/dev/null <<'EOF'
@@ -56,6 +61,7 @@ sudo -u postgres find $DATA -mindepth 1 -delete
 echo '$primary_addr:5432:*:replicator:$PASS' | sudo -u postgres tee /var/lib/postgresql/.pgpass >/dev/null
 sudo -u postgres chmod 600 /var/lib/postgresql/.pgpass
 sudo -u postgres $BIN/pg_basebackup -h $primary_addr -U replicator -w -D $DATA -R -X stream -S $r --checkpoint=fast
+$settings
 sudo pg_ctlcluster $V main start" &
     pids+=($!)
 done
