@@ -127,7 +127,29 @@ fn resolve(
             unless: step.unless,
             only_if: step.only_if,
             point_of_no_return: step.point_of_no_return,
+            lane: step.lane.clone(),
         });
+        // Lanes of one group run side by side: no host may be in two of them.
+        let group = steps
+            .iter()
+            .rev()
+            .take_while(|s| s.lane.is_some())
+            .collect::<Vec<_>>();
+        if let Some((this, earlier)) = group.split_first()
+            && let Some(other) = earlier
+                .iter()
+                .find(|o| o.lane != this.lane && o.hosts.iter().any(|h| this.hosts.contains(h)))
+        {
+            return Err(fail(
+                format!(
+                    "lane `{}` shares hosts with lane `{}` of step `{}`, which runs beside it",
+                    this.lane.as_deref().unwrap_or_default(),
+                    other.lane.as_deref().unwrap_or_default(),
+                    other.name
+                ),
+                "give the lanes of one group disjoint hosts, or put a step without a lane between them",
+            ));
+        }
     }
     Ok(steps)
 }
@@ -182,6 +204,7 @@ fn work_of(step: &Step) -> Result<Work, String> {
                 let s = &inner.value;
                 if s.block.is_some()
                     || s.hosts.is_some()
+                    || s.lane.is_some()
                     || s.rescue.is_some()
                     || s.unless.is_some()
                     || s.only_if.is_some()
@@ -225,7 +248,12 @@ pub fn render(plan: &Plan, inventory: &Inventory) -> String {
         .into_iter()
         .flatten()
         .collect();
-        let serial = if step.serial { ", one at a time" } else { "" };
+        let serial = match &step.lane {
+            Some(lane) if step.serial => format!(", one at a time, lane {lane}"),
+            Some(lane) => format!(", lane {lane}"),
+            None if step.serial => ", one at a time".to_string(),
+            None => String::new(),
+        };
         let hosts: Vec<&str> = step.hosts.iter().map(|&i| inventory.node_name(i)).collect();
         let hosts = if hosts.is_empty() {
             "(no hosts)".to_string()
@@ -289,6 +317,9 @@ pub struct StepJson {
     pub serial: bool,
     pub on_failure: OnFailure,
     pub point_of_no_return: bool,
+    /// The lane it runs in beside the other lanes of its group, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lane: Option<String>,
 }
 
 /// One action of a block.
@@ -358,6 +389,7 @@ pub fn to_json(plan: &Plan, inventory: &Inventory) -> PlanJson {
             serial: s.serial,
             on_failure: s.on_failure,
             point_of_no_return: s.point_of_no_return,
+            lane: s.lane.clone(),
         }
     };
     PlanJson {
@@ -449,6 +481,23 @@ mod tests {
         let err = build("bootstrap", "p.yaml", &book, &inv, None, None).unwrap_err();
         assert_eq!((err.line, err.step.as_str()), (2, "x"));
         assert!(err.message.contains("db9"));
+    }
+
+    #[test]
+    fn lanes_beside_each_other_must_not_share_hosts() {
+        let inv = inventory();
+        let book = playbook::parse(
+            "p.yaml",
+            "steps:\n  - { name: a, hosts: primary, lane: one, action: stop }\n  - { name: b, hosts: all, lane: two, action: stop }\n",
+        )
+        .unwrap();
+        let err = build("bootstrap", "p.yaml", &book, &inv, None, None).unwrap_err();
+        assert_eq!((err.line, err.step.as_str()), (3, "b"));
+        assert!(err.message.contains("lane `one`"), "{}", err.message);
+        // The same lane, or a step without one between them, is fine.
+        let ok = "steps:\n  - { name: a, hosts: primary, lane: one, action: stop }\n  - { name: s, hosts: all, action: stop }\n  - { name: b, hosts: all, lane: two, action: stop }\n  - { name: c, hosts: all, lane: two, action: stop }\n";
+        let book = playbook::parse("p.yaml", ok).unwrap();
+        assert!(build("bootstrap", "p.yaml", &book, &inv, None, None).is_ok());
     }
 
     #[test]

@@ -73,6 +73,11 @@ pub struct Step {
     /// before it, and finishes every step after it even when interrupted.
     #[serde(default)]
     pub point_of_no_return: bool,
+    /// Consecutive steps that name a lane run lane beside lane (each lane's steps in
+    /// order), on hosts no other lane of the group has: e.g. the replicas' preparation
+    /// while the primary restarts.
+    #[serde(default)]
+    pub lane: Option<String>,
 }
 
 /// Host selectors: one word or a list.

@@ -173,19 +173,25 @@ async fn ensure(
         return Ok(Outcome::changed(format!("would update {}", target.path)));
     }
     write_file(ctx, &target.path, &desired, target.owner, target.mode).await?;
-    if ctx.pg().state().await? == crate::pg::ServerState::Running
-        && let Err(e) = validate(ctx).await
-    {
-        restore_file(ctx, &target.path).await?;
-        return Err(StepError::new(
-            format!(
-                "PostgreSQL rejects the new {}: {e}; the previous file is back and the server runs as before",
-                target.path
-            ),
-            "fix the value in the inventory (replication.settings or hba) or the template, then re-run",
-        ));
+    let mut needs_restart = Vec::new();
+    if ctx.pg().state().await? == crate::pg::ServerState::Running {
+        match validate_pending(ctx).await {
+            Ok(pending) => needs_restart = pending,
+            Err(e) => {
+                restore_file(ctx, &target.path).await?;
+                return Err(StepError::new(
+                    format!(
+                        "PostgreSQL rejects the new {}: {e}; the previous file is back and the server runs as before",
+                        target.path
+                    ),
+                    "fix the value in the inventory (replication.settings or hba) or the template, then re-run",
+                ));
+            }
+        }
     }
-    ctx.state().await.config_changed = true;
+    let mut memo = ctx.state().await;
+    memo.config_changed = true;
+    memo.needs_restart.extend(needs_restart);
     Ok(Outcome::changed(format!("updated {}", target.path)))
 }
 
@@ -331,6 +337,7 @@ tmp="$f.pgrepl.tmp"; (umask 077; cat > "$tmp"); chown "$2" "$tmp"; chmod "$3" "$
         .stdin(content.as_bytes().to_vec())
         .as_root();
     ctx.session.run(&cmd).await?;
+    ctx.state().await.wrote_file(path, content);
     Ok(())
 }
 
@@ -368,6 +375,12 @@ struct HbaError {
 
 /// Asks the running server whether it accepts the config files as they are on disk now.
 pub(super) async fn validate(ctx: &HostCtx<'_>) -> Result<(), String> {
+    validate_pending(ctx).await.map(|_| ())
+}
+
+/// [`validate`], returning the changed settings that only a restart applies (which the
+/// server accepts).
+async fn validate_pending(ctx: &HostCtx<'_>) -> Result<Vec<String>, String> {
     let sql = "SELECT json_build_object(
       'settings', (SELECT json_agg(json_build_object('file', f.sourcefile, 'line', f.sourceline, 'name', f.name,
                     'error', f.error, 'postmaster', s.context = 'postmaster'))
@@ -376,6 +389,7 @@ pub(super) async fn validate(ctx: &HostCtx<'_>) -> Result<(), String> {
               FROM pg_hba_file_rules WHERE error IS NOT NULL))";
     let errors: FileErrors = ctx.pg().query(sql).await.map_err(|e| e.to_string())?;
     let mut problems = Vec::new();
+    let mut pending = Vec::new();
     for e in errors.settings.unwrap_or_default() {
         let at = format!(
             "{}:{}",
@@ -385,11 +399,10 @@ pub(super) async fn validate(ctx: &HostCtx<'_>) -> Result<(), String> {
         match (e.postmaster, e.name) {
             // A changed restart-only setting reads as "could not be applied" until a restart;
             // let the postmaster's own parser judge its value.
-            (Some(true), Some(name)) => {
-                if let Err(message) = postmaster_accepts(ctx, &name).await {
-                    problems.push(format!("{at}: {message}"));
-                }
-            }
+            (Some(true), Some(name)) => match postmaster_accepts(ctx, &name).await {
+                Ok(()) => pending.push(name),
+                Err(message) => problems.push(format!("{at}: {message}")),
+            },
             (_, name) => problems.push(format!(
                 "{at}: {}{}",
                 name.map(|n| format!("{n}: ")).unwrap_or_default(),
@@ -405,7 +418,7 @@ pub(super) async fn validate(ctx: &HostCtx<'_>) -> Result<(), String> {
         ));
     }
     if problems.is_empty() {
-        Ok(())
+        Ok(pending)
     } else {
         Err(problems.join("; "))
     }
@@ -458,7 +471,16 @@ pub async fn apply(ctx: &HostCtx<'_>, restart: RestartPolicy) -> Result<Outcome,
             Outcome::ok("nothing to apply")
         });
     }
-    if changed {
+    let needs_restart = std::mem::take(&mut ctx.state().await.needs_restart);
+    if changed && !needs_restart.is_empty() {
+        // The files this run wrote change settings only a restart applies: a reload first
+        // would only be waited for; the restart reads every file anyway.
+        let mut names: Vec<&str> = pending.split(", ").filter(|n| !n.is_empty()).collect();
+        names.extend(needs_restart.iter().map(String::as_str));
+        names.sort_unstable();
+        names.dedup();
+        pending = names.join(", ");
+    } else if changed {
         pg.reload().await?;
         // The reload is asynchronous: give the postmaster a moment to re-read the files.
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;

@@ -37,6 +37,11 @@ pub struct HostMemo {
     pub started_standby: Option<String>,
     /// Check mode: changed settings that only a restart would apply.
     pub restart_for: Vec<String>,
+    /// Changed settings only a restart applies, written by this run and not yet applied.
+    pub needs_restart: Vec<String>,
+    /// An action of this run may have started, stopped, copied or reconfigured the server
+    /// since preflight looked: preflight's word on whether it can stream no longer holds.
+    pub server_touched: bool,
 }
 
 impl HostMemo {
@@ -47,10 +52,19 @@ impl HostMemo {
         }
     }
 
-    /// Drops every copy: the data dir (which may hold the config) is being replaced.
-    pub fn forget_files(&mut self) {
+    /// Drops the copies of files in the data dir (which may hold the config): it is
+    /// being replaced. Files elsewhere (Debian's /etc/postgresql) stay as they are.
+    pub fn forget_files(&mut self, data_dir: &str) {
+        let dir = format!("{}/", data_dir.trim_end_matches('/'));
         if let Some(f) = &mut self.facts {
-            f.files.clear();
+            f.files.retain(|path, _| !path.starts_with(&dir));
+        }
+    }
+
+    /// Remembers what this run just wrote to a file, so later steps need not read it back.
+    pub fn wrote_file(&mut self, path: &str, content: &str) {
+        if let Some(f) = &mut self.facts {
+            f.files.insert(path.to_string(), Some(content.to_string()));
         }
     }
 }

@@ -247,7 +247,11 @@ impl Runner for Cluster {
         if let Some(skipped) = remove::passed_over(self, host) {
             return Ok(skipped);
         }
-        run(&self.host_or_err(host)?, action).await
+        let ctx = self.host_or_err(host)?;
+        if !leaves_server_as_is(action) {
+            ctx.state().await.server_touched = true;
+        }
+        run(&ctx, action).await
     }
 
     async fn holds(&self, host: usize, cond: Condition) -> Result<bool, StepError> {
@@ -302,6 +306,24 @@ impl Runner for Cluster {
             "the previous data dir is still at {aside} (not restored); to put it back: stop PostgreSQL, then `rm -rf {data_dir} && mv {aside} {data_dir}`"
         ))
     }
+}
+
+/// Whether an action leaves the host's server as preflight saw it (running or not, standby
+/// or not): it only reads, or writes files the server reads at its next reload or start.
+fn leaves_server_as_is(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::Preflight
+            | Action::Config { .. }
+            | Action::Hba { .. }
+            | Action::ReplicationRole
+            | Action::Slots { .. }
+            | Action::Passfile
+            | Action::ReplicationLogin
+            | Action::StandbyCheck
+            | Action::RolesAndDatabases
+            | Action::Verify
+    )
 }
 
 /// Runs one action on one host.
@@ -429,15 +451,24 @@ pub async fn condition_holds(ctx: &HostCtx<'_>, cond: Condition) -> Result<bool,
         Condition::Streaming if ctx.check_mode() && ctx.state().await.will_stream => Ok(true),
         Condition::StandbyOfPrimary => Ok(standby::can_stream(ctx).await?.is_ok()),
         Condition::Streaming => {
-            // Preflight read the wal receiver moments ago; ask again only when it said no.
-            let seen = ctx
-                .state()
-                .await
-                .facts
-                .as_ref()
-                .and_then(|f| f.server.clone());
+            // Preflight read the wal receiver moments ago; ask again only when it said no
+            // and the server could have come to stream since: a standby (its receiver may
+            // be reconnecting), or a server this run has started or changed. A stopped
+            // server, or one that is no standby, that nothing in this run touched, still
+            // does not stream.
+            let (seen, settled) = {
+                let memo = ctx.state().await;
+                let facts = memo.facts.as_ref();
+                let settled = !memo.server_touched
+                    && facts.is_some_and(|f| {
+                        !f.running || f.server.as_ref().is_some_and(|s| !s.in_recovery)
+                    });
+                (facts.and_then(|f| f.server.clone()), settled)
+            };
             if replica::receiver_matches(ctx, seen.as_ref()) {
                 Ok(true)
+            } else if settled {
+                Ok(false)
             } else {
                 replica::streams_from_primary(ctx).await
             }

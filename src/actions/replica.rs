@@ -191,7 +191,7 @@ pub async fn start(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
 
 pub async fn move_aside(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     // The data dir (and, in some layouts, the config inside it) changes under us.
-    ctx.state().await.forget_files();
+    ctx.state().await.forget_files(&ctx.host.pg.data_dir);
     let data = &ctx.host.pg.data_dir;
     if ctx.check_mode() {
         return Ok(Outcome::changed(format!("would move {data} aside")));
@@ -243,7 +243,7 @@ if [ -n "$(ls -A "$d")" ]; then echo "not empty"; fi"#;
 /// Rescue: put the old data dir back, start the server if it ran, drop the unused slot.
 pub async fn restore_datadir(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     // The data dir (and, in some layouts, the config inside it) changes under us.
-    ctx.state().await.forget_files();
+    ctx.state().await.forget_files(&ctx.host.pg.data_dir);
     let pg = ctx.pg();
     let (aside, was_running) = {
         let s = ctx.state().await;
@@ -337,7 +337,7 @@ async fn release_slot(ctx: &HostCtx<'_>, slot: &str) -> Result<(), StepError> {
 
 pub async fn base_backup(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     // The data dir (and, in some layouts, the config inside it) changes under us.
-    ctx.state().await.forget_files();
+    ctx.state().await.forget_files(&ctx.host.pg.data_dir);
     let slot = ctx.host.slot.clone().unwrap_or_default();
     if ctx.check_mode() {
         return Ok(Outcome::changed(format!(

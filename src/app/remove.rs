@@ -148,6 +148,7 @@ fn leftover_plan(inventory: &Inventory) -> plan::Plan {
             unless: None,
             only_if: None,
             point_of_no_return: false,
+            lane: None,
         }],
         rollback: Vec::new(),
     }

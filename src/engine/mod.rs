@@ -6,7 +6,8 @@
 //! implements it). The engine owns only the control flow that protects data:
 //!
 //! - steps run in order; within a step, hosts run concurrently up to `forks`, or one at a
-//!   time for a `serial` step;
+//!   time for a `serial` step; consecutive steps in named lanes (on disjoint hosts) run
+//!   lane beside lane, each lane in order;
 //! - a host that failed is left out of later steps; a step whose [`OnFailure`] is `Stop`
 //!   ends the run after it (steps on the primary default to that);
 //! - a block runs its actions in order per host and calls its rescue on a host whose block
@@ -62,6 +63,12 @@ pub struct Step<A, C> {
     /// from then on finishes every step even when interrupted.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub point_of_no_return: bool,
+    /// Consecutive steps that name a lane run as one group: its lanes side by side, each
+    /// lane's steps in order, the group over when every lane is. The lanes' hosts do not
+    /// overlap (the plan checks). A step that stops the run stops its own lane at once;
+    /// the run stops once the others are done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lane: Option<String>,
 }
 
 /// What a step does on each of its hosts.
@@ -292,20 +299,30 @@ impl<R: Runner> Engine<R> {
     {
         let started = Instant::now();
         let mut stopped = None;
-        for step in steps {
-            if self.stopping() {
-                break;
+        let mut rest = steps;
+        while !rest.is_empty() && !self.stopping() {
+            // A step with no lane is a group of its own.
+            let n = match rest[0].lane {
+                Some(_) => rest.iter().take_while(|s| s.lane.is_some()).count(),
+                None => 1,
+            };
+            let (group, after) = rest.split_at(n);
+            rest = after;
+            let mut names: Vec<Option<&str>> = Vec::new();
+            let mut lanes: Vec<Vec<&Step<R::Action, R::Condition>>> = Vec::new();
+            for step in group {
+                let lane = step.lane.as_deref();
+                match names.iter().position(|l| *l == lane) {
+                    Some(k) => lanes[k].push(step),
+                    None => {
+                        names.push(lane);
+                        lanes.push(vec![step]);
+                    }
+                }
             }
-            if step.point_of_no_return && !self.committed() {
-                self.events.note(&format!(
-                    "point of no return: step `{}` cannot be rolled back; from here on every step runs to its end, even if interrupted",
-                    step.name
-                ));
-                self.committed.store(true, Ordering::SeqCst);
-            }
-            let failed = self.run_step(step, true).await;
-            if failed && step.on_failure == OnFailure::Stop {
-                stopped = Some(format!("step `{}` failed", step.name));
+            let ends = futures::future::join_all(lanes.iter().map(|l| self.run_lane(l))).await;
+            if let Some(why) = ends.into_iter().flatten().next() {
+                stopped = Some(why);
                 break;
             }
         }
@@ -332,6 +349,31 @@ impl<R: Runner> Engine<R> {
             }
         }
         recap::build(self, command, steps, rollback, started.elapsed(), stopped)
+    }
+
+    /// Runs a lane's steps in order; returns why the run stops, if one of them stops it.
+    async fn run_lane(self: &Arc<Self>, steps: &[&Step<R::Action, R::Condition>]) -> Option<String>
+    where
+        R::Action: Clone + 'static,
+        R::Condition: 'static,
+    {
+        for step in steps {
+            if self.stopping() {
+                break;
+            }
+            if step.point_of_no_return && !self.committed() {
+                self.events.note(&format!(
+                    "point of no return: step `{}` cannot be rolled back; from here on every step runs to its end, even if interrupted",
+                    step.name
+                ));
+                self.committed.store(true, Ordering::SeqCst);
+            }
+            let failed = self.run_step(step, true).await;
+            if failed && step.on_failure == OnFailure::Stop {
+                return Some(format!("step `{}` failed", step.name));
+            }
+        }
+        None
     }
 
     /// Runs one step on its hosts; returns whether any host failed. `skip_failed`: leave

@@ -146,6 +146,7 @@ fn step(name: &str, hosts: &[usize], act: Act) -> Step<Act, Streaming> {
         unless: None,
         only_if: None,
         point_of_no_return: false,
+        lane: None,
     }
 }
 
@@ -492,4 +493,68 @@ async fn the_timeline_lists_each_action_with_its_host_step_and_status() {
     );
     assert_eq!(spans("pg2").len(), 4, "preflight and the three block steps");
     assert!(report.timeline.iter().all(|s| s.start_ms <= s.end_ms));
+}
+
+fn in_lane(lane: &str, s: Step<Act, Streaming>) -> Step<Act, Streaming> {
+    Step {
+        lane: Some(lane.into()),
+        ..s
+    }
+}
+
+#[tokio::test]
+async fn lanes_run_side_by_side_each_in_order_and_the_next_step_waits_for_both() {
+    let (engine, _) = engine(Scripted::default(), 3, 10, false);
+    let steps = [
+        in_lane(
+            "primary",
+            step("restart", &[PRIMARY], Act::Work("restart", 40)),
+        ),
+        in_lane("primary", step("slots", &[PRIMARY], Act::Work("slots", 1))),
+        in_lane(
+            "replicas",
+            step("passfile", &[1, 2], Act::Work("passfile", 20)),
+        ),
+        step("clone", &[1, 2], Act::Work("clone", 1)),
+    ];
+    let report = engine.run("bootstrap", &steps).await;
+    assert!(!report.failed());
+    let runner = engine.runner();
+    assert!(
+        runner.max_running.load(Ordering::SeqCst) >= 3,
+        "the lanes overlapped"
+    );
+    let order: Vec<String> = runner.calls().into_iter().map(|(_, l)| l).collect();
+    let at = |l: &str| order.iter().position(|x| x == l).unwrap();
+    assert!(
+        at("passfile") < at("slots"),
+        "the replicas' lane did not wait for the primary's"
+    );
+    assert!(at("restart") < at("slots"));
+    assert!(order.iter().rposition(|x| x == "clone").unwrap() > at("slots"));
+    assert!(order.iter().position(|x| x == "clone").unwrap() > at("slots"));
+}
+
+#[tokio::test]
+async fn a_lane_that_stops_the_run_lets_the_other_lane_finish_and_nothing_after_runs() {
+    let (engine, _) = engine(Scripted::default(), 3, 10, false);
+    let steps = [
+        in_lane(
+            "primary",
+            step("restart", &[PRIMARY], Act::FailOn("restart", vec![PRIMARY])),
+        ),
+        in_lane("primary", step("slots", &[PRIMARY], Act::Work("slots", 1))),
+        in_lane(
+            "replicas",
+            step("passfile", &[1, 2], Act::Work("passfile", 20)),
+        ),
+        in_lane("replicas", step("config", &[1, 2], Act::Work("config", 1))),
+        step("clone", &[1, 2], Act::Work("clone", 1)),
+    ];
+    let report = engine.run("bootstrap", &steps).await;
+    assert_eq!(report.stopped.as_deref(), Some("step `restart` failed"));
+    let runner = engine.runner();
+    assert!(!runner.ran(PRIMARY, "slots"));
+    assert!(runner.ran(1, "config") && runner.ran(2, "config"));
+    assert!(!runner.ran(1, "clone") && !runner.ran(2, "clone"));
 }
