@@ -274,7 +274,13 @@ async fn execute(
     if run.command == CommandKind::AddReplica {
         refuse_healthy_target(engine.runner(), run.target.as_deref()).await?;
     }
-    note_primary_restart(engine.runner(), &plan, run.check, &reporter).await;
+    // The preflight's facts of every host are read alongside the primary's forecast
+    // (which reads the primary's): one round trip's time for all of them.
+    let looked_at = preflight_hosts(&plan);
+    tokio::join!(
+        note_primary_restart(engine.runner(), &plan, run.check, &reporter),
+        engine.runner().prefetch_facts(&looked_at)
+    );
     let report = locked_run(settings, run, &engine, &plan, &reporter).await?;
     let cluster = engine.runner();
     let mut verify_report = cluster.verify_report.lock().await.clone();
@@ -422,6 +428,24 @@ pub(crate) fn new_engine(
     let engine = Arc::new(engine);
     watch_signals(&engine, reporter);
     engine
+}
+
+/// The hosts a plan's preflight steps look at.
+fn preflight_hosts(plan: &plan::Plan) -> Vec<usize> {
+    let mut v: Vec<usize> = plan
+        .steps
+        .iter()
+        .filter(|s| {
+            s.work
+                .actions()
+                .iter()
+                .any(|a| matches!(a, playbook::Action::Preflight))
+        })
+        .flat_map(|s| s.hosts.iter().copied())
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// The hosts a plan needs sessions to: every member when it verifies.

@@ -431,6 +431,17 @@ impl Cluster {
             .unwrap_or_default()
     }
 
+    /// Reads (and keeps) the facts of these PostgreSQL hosts, all at once, ahead of the
+    /// preflight step that reports them; a host that fails is left for preflight to report.
+    pub async fn prefetch_facts(&self, hosts: &[usize]) {
+        futures::future::join_all(hosts.iter().filter_map(|&i| self.host(i)).map(
+            |ctx| async move {
+                let _ = preflight::facts(self, ctx.index, ctx.session, ctx.host).await;
+            },
+        ))
+        .await;
+    }
+
     /// What verify needs of the cluster.
     pub fn verify_target(&self) -> crate::verify::Target<'_> {
         crate::verify::Target {

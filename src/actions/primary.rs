@@ -104,14 +104,20 @@ pub async fn slots(ctx: &HostCtx<'_>, scope: SlotScope) -> Result<Outcome, StepE
             }
             None => {}
         }
-        if !ctx.check_mode() {
-            pg.sql(&format!(
-                "SELECT pg_create_physical_replication_slot({}, true)",
-                literal(slot)
-            ))
-            .await?;
-        }
         created.push(slot.to_string());
+    }
+    if !ctx.check_mode() && !created.is_empty() {
+        // One round trip for all of them (each its own statement, as one at a time would).
+        let sql: String = created
+            .iter()
+            .map(|slot| {
+                format!(
+                    "SELECT pg_create_physical_replication_slot({}, true);\n",
+                    literal(slot)
+                )
+            })
+            .collect();
+        pg.sql(&sql).await?;
     }
     if created.is_empty() {
         Ok(Outcome::ok("every replica has its slot"))
