@@ -124,6 +124,7 @@ fn resolve(
             work,
             on_failure,
             serial: step.serial,
+            waves: step.upstream_first,
             unless: step.unless,
             only_if: step.only_if,
             point_of_no_return: step.point_of_no_return,
@@ -287,6 +288,9 @@ pub struct StepJson {
     pub unless: Option<Condition>,
     pub only_if: Option<Condition>,
     pub serial: bool,
+    /// Cascaded replicas after their upstream.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub upstream_first: bool,
     pub on_failure: OnFailure,
     pub point_of_no_return: bool,
 }
@@ -356,6 +360,7 @@ pub fn to_json(plan: &Plan, inventory: &Inventory) -> PlanJson {
             unless: s.unless,
             only_if: s.only_if,
             serial: s.serial,
+            upstream_first: s.waves,
             on_failure: s.on_failure,
             point_of_no_return: s.point_of_no_return,
         }

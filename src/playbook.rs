@@ -69,6 +69,10 @@ pub struct Step {
     /// Run on one host at a time (a rolling restart), instead of up to `--forks` at once.
     #[serde(default)]
     pub serial: bool,
+    /// A cascaded replica only after its upstream has done this step (a copy needs a
+    /// running upstream to copy from); replicas of the primary go first, all at once.
+    #[serde(default)]
+    pub upstream_first: bool,
     /// The change this step makes cannot be undone (a promotion): the run rolls back only
     /// before it, and finishes every step after it even when interrupted.
     #[serde(default)]

@@ -279,6 +279,13 @@ impl Runner for Cluster {
         self.unreachable[host].clone()
     }
 
+    /// A cascaded replica waits for its upstream (the primary never is in such a step).
+    fn waits_for(&self, host: usize) -> Option<usize> {
+        self.inventory
+            .upstream_index(host)
+            .filter(|_| self.inventory.is_cascaded(host))
+    }
+
     fn left_as(&self, host: usize, failed: bool, interrupted: bool) -> Option<String> {
         if let Some(line) = remove::left_as(self, host, failed || interrupted) {
             return Some(line);

@@ -145,6 +145,7 @@ fn leftover_plan(inventory: &Inventory) -> plan::Plan {
             work: plan::Work::Action(Action::DropRemovedSlot),
             on_failure: OnFailure::Stop,
             serial: false,
+            waves: false,
             unless: None,
             only_if: None,
             point_of_no_return: false,
