@@ -227,6 +227,11 @@ pub fn render(plan: &Plan, inventory: &Inventory) -> String {
         .flatten()
         .collect();
         let serial = if step.serial { ", one at a time" } else { "" };
+        let serial = if step.waves {
+            format!("{serial}, cascaded replicas after their upstream")
+        } else {
+            serial.to_string()
+        };
         let hosts: Vec<&str> = step.hosts.iter().map(|&i| inventory.node_name(i)).collect();
         let hosts = if hosts.is_empty() {
             "(no hosts)".to_string()
@@ -435,8 +440,9 @@ mod tests {
         assert_eq!(clone["hosts"], serde_json::json!(["db1", "db2"]));
         assert_eq!(clone["unless"], "streaming");
         assert!(clone["action"].is_null());
-        assert_eq!(clone["block"][0]["name"], "replication login");
-        assert_eq!(clone["block"][0]["action"], "replication_login");
+        assert_eq!(clone["upstream_first"], true);
+        assert_eq!(clone["block"][1]["name"], "replication login");
+        assert_eq!(clone["block"][1]["action"], "replication_login");
         assert_eq!(clone["rescue"]["action"], "restore_datadir");
         assert_eq!(step("start standby")["only_if"], "standby_of_primary");
         // No internal shapes: no `work`, no host indices.

@@ -155,6 +155,8 @@ pub enum Action {
         #[serde(default)]
         only: SlotScope,
     },
+    /// On a replica: its slot on the member it streams from (a cascaded replica's upstream).
+    UpstreamSlot,
     /// Write the replica's 0600 passfile for the replication login.
     Passfile,
     /// Log in to the primary as the replication role from the replica (before any stop).

@@ -93,6 +93,41 @@ impl<'e> HostCtx<'e> {
         Ok((&inv.hosts[i], session))
     }
 
+    /// The member this replica streams from (its `upstream`, else the primary) and its
+    /// session.
+    pub fn upstream(&self) -> Result<(&'e Host, &'e Session), StepError> {
+        let inv = &self.cluster.inventory;
+        let up = inv.upstream_of(self.host).ok_or_else(|| {
+            StepError::new(
+                format!("`{}` has no upstream in the inventory", self.host.name),
+                "check its `upstream:` (or the inventory's primary)",
+            )
+        })?;
+        let i = inv
+            .hosts
+            .iter()
+            .position(|h| h.name == up.name)
+            .unwrap_or(0);
+        let session = self.cluster.sessions[i].as_deref().ok_or_else(|| {
+            StepError::new(
+                format!(
+                    "`{}`, which `{}` streams from, is not reachable",
+                    up.name, self.host.name
+                ),
+                format!("check `{}` first", up.name),
+            )
+        })?;
+        Ok((up, session))
+    }
+
+    /// Whether this host streams from another replica rather than from the primary.
+    pub fn cascaded(&self) -> bool {
+        self.cluster
+            .inventory
+            .upstream_of(self.host)
+            .is_some_and(|u| !u.is_primary())
+    }
+
     /// The primary's facts, gathered by preflight.
     pub async fn primary_facts(&self) -> Option<Facts> {
         let inv = &self.cluster.inventory;

@@ -320,6 +320,7 @@ pub async fn run(ctx: &HostCtx<'_>, action: &Action) -> Result<Outcome, StepErro
         Action::Apply { restart } => config::apply(ctx, *restart).await,
         Action::ReplicationRole => primary::replication_role(ctx).await,
         Action::Slots { only } => primary::slots(ctx, *only).await,
+        Action::UpstreamSlot => primary::upstream_slot(ctx).await,
         Action::Passfile => replica::passfile(ctx).await,
         Action::ReplicationLogin => replica::replication_login(ctx).await,
         Action::Stop => replica::stop(ctx).await,
@@ -435,6 +436,20 @@ pub async fn condition_holds(ctx: &HostCtx<'_>, cond: Condition) -> Result<bool,
         // Check mode: a standby the start step would start is not copied after it either.
         Condition::Streaming if ctx.check_mode() && ctx.state().await.will_stream => Ok(true),
         Condition::StandbyOfPrimary => Ok(standby::can_stream(ctx).await?.is_ok()),
+        Condition::Streaming if upstream_copied(ctx).await => {
+            // Its upstream was copied in this run (it came back with this replica's slot
+            // made again): give the WAL receiver its retry interval to reconnect.
+            let started = std::time::Instant::now();
+            loop {
+                if replica::streams_from_upstream(ctx).await? {
+                    return Ok(true);
+                }
+                if started.elapsed() > std::time::Duration::from_secs(15) {
+                    return Ok(false);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+        }
         Condition::Streaming => {
             // Preflight read the wal receiver moments ago; ask again only when it said no.
             let seen = ctx
@@ -446,16 +461,27 @@ pub async fn condition_holds(ctx: &HostCtx<'_>, cond: Condition) -> Result<bool,
             if replica::receiver_matches(ctx, seen.as_ref()) {
                 Ok(true)
             } else {
-                replica::streams_from_primary(ctx).await
+                replica::streams_from_upstream(ctx).await
             }
         }
+    }
+}
+
+/// Whether this replica's upstream is a replica whose data this run copied anew.
+async fn upstream_copied(ctx: &HostCtx<'_>) -> bool {
+    let inv = &ctx.cluster.inventory;
+    match inv.upstream_index(ctx.index) {
+        Some(u) if inv.is_cascaded(ctx.index) && !ctx.check_mode() => {
+            ctx.cluster.memos[u].lock().await.moved_aside.is_some()
+        }
+        _ => false,
     }
 }
 
 /// How a condition reads in a report.
 pub fn condition_label(cond: Condition) -> &'static str {
     match cond {
-        Condition::Streaming => "streaming from the primary through its slot",
+        Condition::Streaming => "streaming from its upstream through its slot",
         Condition::StandbyOfPrimary => "a standby of this primary that can stream",
     }
 }

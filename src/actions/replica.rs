@@ -34,34 +34,44 @@ fn pgpass_field(text: &str) -> String {
     text.replace('\\', "\\\\").replace(':', "\\:")
 }
 
-/// The libpq connection string to the primary, without any password.
-async fn primary_conninfo(ctx: &HostCtx<'_>) -> Result<String, StepError> {
-    let (primary, _) = ctx.primary()?;
+/// The libpq connection string to its upstream (the primary, or the replica it cascades
+/// from), without any password.
+async fn upstream_conninfo(ctx: &HostCtx<'_>) -> Result<String, StepError> {
+    let (upstream, _) = ctx.upstream()?;
     let user = &ctx.cluster.inventory.replication.user;
     Ok(Conninfo::new()
-        .set("host", &primary.address)
-        .set("port", primary.pg.port)
+        .set("host", &upstream.address)
+        .set("port", upstream.pg.port)
         .set("user", user)
         .set("passfile", passfile_path(ctx).await?)
         .set("application_name", &ctx.host.name)
         .to_string())
 }
 
+/// The replication password for its upstream and for the primary (a cascaded replica
+/// moves to the primary when its upstream leaves), in a 0600 file owned by postgres.
 pub async fn passfile(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     let (primary, _) = ctx.primary()?;
+    let (upstream, _) = ctx.upstream()?;
     let password = ctx.cluster.password.as_ref().ok_or_else(|| {
         StepError::new(
             "no replication password",
             "set replication.password_env or password_file",
         )
     })?;
-    let line = format!(
-        "{}:{}:replication:{}:{}\n",
-        pgpass_field(&primary.address),
-        primary.pg.port,
-        pgpass_field(&ctx.cluster.inventory.replication.user),
-        pgpass_field(password.expose_secret())
-    );
+    let entry = |host: &crate::inventory::Host| {
+        format!(
+            "{}:{}:replication:{}:{}\n",
+            pgpass_field(&host.address),
+            host.pg.port,
+            pgpass_field(&ctx.cluster.inventory.replication.user),
+            pgpass_field(password.expose_secret())
+        )
+    };
+    let mut line = entry(primary);
+    if upstream.name != primary.name {
+        line.push_str(&entry(upstream));
+    }
     let digest: String = Sha256::digest(line.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -102,15 +112,16 @@ pub async fn passfile(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     Ok(Outcome::changed(format!("wrote {path} (0600, postgres)")))
 }
 
-/// Logs in to the primary as the replication role from this host, before anything stops.
+/// Logs in to its upstream (the primary, or the replica it cascades from) as the
+/// replication role from this host, before anything stops.
 pub async fn replication_login(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     if ctx.check_mode() {
         return Ok(Outcome::skipped("check mode: the role may not exist yet"));
     }
-    let (primary, _) = ctx.primary()?;
+    let (primary, _) = ctx.upstream()?;
     let conninfo = format!(
         "{} dbname=replication replication=true connect_timeout=10",
-        primary_conninfo(ctx).await?
+        upstream_conninfo(ctx).await?
     );
     let cmd = Command::new(ctx.pg().bin("psql"))
         .args([
@@ -141,7 +152,12 @@ pub async fn replication_login(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> 
     };
     Err(StepError::new(
         format!(
-            "replication login to the primary `{}` failed, nothing was stopped: {err}",
+            "replication login to {} `{}` failed, nothing was stopped: {err}",
+            if primary.is_primary() {
+                "the primary"
+            } else {
+                "its upstream"
+            },
             primary.name
         ),
         hint,
@@ -285,29 +301,29 @@ pub async fn restore_datadir(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     if let Some(slot) = &ctx.host.slot
         && release_slot(ctx, slot).await.is_ok()
     {
-        let (primary, session) = ctx.primary()?;
+        let (upstream, session) = ctx.upstream()?;
         let sql = format!(
             "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots WHERE slot_name = {} AND NOT active",
             literal(slot)
         );
-        if Pg::new(session, primary)
+        if Pg::new(session, upstream)
             .sql(&sql)
             .await
             .is_ok_and(|n| n == "1")
         {
-            done.push(format!("unused slot {slot} dropped on the primary"));
+            done.push(format!("unused slot {slot} dropped on `{}`", upstream.name));
         }
     }
     Ok(Outcome::changed(done.join("; ")))
 }
 
-/// Ends walsenders still serving this replica on the primary (its slot, its name). Only a replica being
+/// Ends walsenders still serving this replica on its upstream (its slot, its name). Only a replica being
 /// rebuilt calls this: its server is stopped, so whoever holds the slot is a ghost, such as
 /// the walsender of a copy cut off by a lost network, which the primary only notices after
 /// `wal_sender_timeout`.
 async fn release_slot(ctx: &HostCtx<'_>, slot: &str) -> Result<(), StepError> {
-    let (primary, session) = ctx.primary()?;
-    let pg = Pg::new(session, primary);
+    let (upstream, session) = ctx.upstream()?;
+    let pg = Pg::new(session, upstream);
     // The slot's holder, and any walsender still serving this host's name (the base backup
     // connection of a cut-off copy holds none).
     let sql = format!(
@@ -330,8 +346,14 @@ async fn release_slot(ctx: &HostCtx<'_>, slot: &str) -> Result<(), StepError> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Err(StepError::new(
-        format!("slot {slot} on the primary stays in use by another connection"),
-        "check pg_stat_replication on the primary for who holds it",
+        format!(
+            "slot {slot} on `{}` stays in use by another connection",
+            upstream.name
+        ),
+        format!(
+            "check pg_stat_replication on `{}` for who holds it",
+            upstream.name
+        ),
     ))
 }
 
@@ -339,13 +361,17 @@ pub async fn base_backup(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     // The data dir (and, in some layouts, the config inside it) changes under us.
     ctx.state().await.forget_files();
     let slot = ctx.host.slot.clone().unwrap_or_default();
+    let source = match ctx.upstream()?.0 {
+        up if up.is_primary() => "the primary".to_string(),
+        up => format!("`{}` (its upstream)", up.name),
+    };
     if ctx.check_mode() {
         return Ok(Outcome::changed(format!(
-            "would copy the primary through slot {slot}"
+            "would copy {source} through slot {slot}"
         )));
     }
     let data = &ctx.host.pg.data_dir;
-    let conninfo = primary_conninfo(ctx).await?;
+    let conninfo = upstream_conninfo(ctx).await?;
     release_slot(ctx, &slot).await?;
     let pg = ctx.pg();
     // `exec` keeps the pid the shell printed, so a rescue can end the copy.
@@ -427,7 +453,7 @@ pub async fn base_backup(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         .map(|w| format!(" ({w})"))
         .unwrap_or_default();
     Ok(Outcome::changed(format!(
-        "copied the primary through slot {slot} in {:.1}s{why}",
+        "copied {source} through slot {slot} in {:.1}s{why}",
         started.elapsed().as_secs_f64()
     )))
 }
@@ -462,7 +488,7 @@ pub async fn standby(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         .collect();
     desired.push_str(&format!(
         "primary_conninfo = {}\n",
-        conf_literal(&primary_conninfo(ctx).await?)
+        conf_literal(&upstream_conninfo(ctx).await?)
     ));
     desired.push_str(&format!("primary_slot_name = {}\n", literal(&slot)));
     let normalized: String = current
@@ -484,7 +510,7 @@ touch "$2"; chown postgres:postgres "$2"; chmod 600 "$2""#;
     ctx.session.run(&cmd).await?;
     Ok(Outcome::changed(format!(
         "standby of {} through slot {slot}",
-        ctx.primary()?.0.name
+        ctx.upstream()?.0.name
     )))
 }
 
@@ -500,7 +526,7 @@ pub async fn wait_streaming(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     }
     let started = Instant::now();
     loop {
-        if streams_from_primary(ctx).await? {
+        if streams_from_upstream(ctx).await? {
             return Ok(Outcome::ok(format!(
                 "streaming after {:.1}s",
                 started.elapsed().as_secs_f64()
@@ -518,8 +544,9 @@ pub async fn wait_streaming(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
 
 const RECEIVER_SQL: &str = "SELECT coalesce((SELECT row_to_json(r) FROM (SELECT status, slot_name, sender_host, sender_port FROM pg_stat_wal_receiver) r), 'null')";
 
-/// Whether the host streams from the inventory's primary through its own slot, right now.
-pub async fn streams_from_primary(ctx: &HostCtx<'_>) -> Result<bool, StepError> {
+/// Whether the host streams from its upstream (the inventory's primary, or the replica it
+/// cascades from) through its own slot, right now.
+pub async fn streams_from_upstream(ctx: &HostCtx<'_>) -> Result<bool, StepError> {
     let Some(receiver) = ctx.pg().query_if_running(RECEIVER_SQL).await? else {
         return Ok(false);
     };
@@ -531,9 +558,9 @@ pub async fn streams_from_primary(ctx: &HostCtx<'_>) -> Result<bool, StepError> 
     Ok(receiver_matches(ctx, Some(&facts)))
 }
 
-/// Whether server facts show streaming from the inventory's primary through this host's slot.
+/// Whether server facts show streaming from its upstream through this host's slot.
 pub fn receiver_matches(ctx: &HostCtx<'_>, server: Option<&ServerFacts>) -> bool {
-    let Ok((primary, _)) = ctx.primary() else {
+    let Some(primary) = ctx.cluster.inventory.upstream_of(ctx.host) else {
         return false;
     };
     let Some(r) = server.and_then(|s| s.receiver.as_ref()) else {

@@ -500,7 +500,7 @@ pub async fn promote(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
 /// reloads its new `primary_conninfo`; a stopped one (the old primary) starts as a standby.
 /// One that does not stream within the limit is left to the copy step that follows.
 pub async fn follow(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
-    if replica::streams_from_primary(ctx).await? {
+    if replica::streams_from_upstream(ctx).await? {
         return Ok(Outcome::ok("streaming from the primary"));
     }
     if ctx.state().await.diverged {
@@ -527,7 +527,7 @@ pub async fn follow(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     };
     let started = Instant::now();
     while started.elapsed() < FOLLOW_TIMEOUT {
-        if replica::streams_from_primary(ctx).await? {
+        if replica::streams_from_upstream(ctx).await? {
             ctx.state().await.rejoined = Some("none");
             return Ok(Outcome::changed(format!(
                 "{how}; streaming from the new primary after {:.1}s, no copy",
