@@ -387,6 +387,9 @@ pub fn set_primary(path: &Path, new_primary: &str) -> Result<(), Error> {
 /// the lines indented under it). Every other line stays as it is, comments included; a
 /// comment above the entry stays too, since it may speak of more than this host. Refuses
 /// to leave the list empty, and checks the result lists exactly the other hosts, in order.
+///
+/// Replicas that streamed from it (`upstream: NAME`) are given its own upstream (the
+/// `upstream:` removed when that is the primary), as the cluster moves them there.
 pub fn without_host(text: &str, name: &str) -> Result<String, String> {
     #[derive(serde::Deserialize)]
     struct Named {
@@ -440,16 +443,93 @@ pub fn without_host(text: &str, name: &str) -> Result<String, String> {
             hits.len()
         ));
     };
+    let its_upstream = entry_upstream(&lines, (from, to));
     let mut out: Vec<&str> = lines[..from].to_vec();
     out.extend(&lines[to..]);
     let out = out.join("\n") + "\n";
     let expected: Vec<String> = before.into_iter().filter(|n| n != name).collect();
     match names(&out) {
-        Ok(after) if after == expected => Ok(out),
+        Ok(after) if after == expected => reparent(&out, name, its_upstream.as_deref()),
         _ => Err(format!(
             "removing `{name}`'s lines would not leave exactly the other hosts (an unusual layout?); remove its entry by hand"
         )),
     }
+}
+
+/// The `upstream:` of the host entry at `span`, if it has one.
+fn entry_upstream(lines: &[&str], (from, to): (usize, usize)) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        upstream: Option<String>,
+    }
+    let mut entry: Vec<String> = lines[from..to].iter().map(|l| l.to_string()).collect();
+    let dash = entry[0].find('-')?;
+    entry[0].replace_range(dash..dash + 1, " ");
+    crate::yaml::from_str::<Entry>(&entry.join("\n"))
+        .ok()?
+        .upstream
+}
+
+/// Returns `text` with every host entry that says `upstream: FROM` saying `upstream: TO`
+/// instead, or (`to` = `None`) no `upstream:` at all. Other lines stay as they are.
+pub fn reparent(text: &str, from: &str, to: Option<&str>) -> Result<String, String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(start) = lines.iter().position(|l| l.trim_end() == "hosts:") else {
+        return Ok(text.to_string());
+    };
+    let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    for span in entry_spans(&lines, start) {
+        if entry_upstream(&lines, span).as_deref() != Some(from) {
+            continue;
+        }
+        let (first, end) = span;
+        let mut done = false;
+        for line in &mut out[first..end] {
+            let Some(at) = line.find("upstream:") else {
+                continue;
+            };
+            let value_start = at + "upstream:".len();
+            let rest = &line[value_start..];
+            let value_len = rest.len() - rest.trim_start().len()
+                + rest
+                    .trim_start()
+                    .find([',', '}', ' ', '#'])
+                    .unwrap_or(rest.trim_start().len());
+            let value = rest[..value_len].trim();
+            if value.trim_matches(['"', '\'']) != from {
+                continue;
+            }
+            *line = match to {
+                Some(to) => format!(
+                    "{}upstream: {to}{}",
+                    &line[..at],
+                    &line[value_start + value_len..]
+                ),
+                None if line.trim_start().starts_with("upstream:") => String::from("\u{0}"),
+                None => {
+                    // Flow style: drop the key with the comma before (or after) it.
+                    let before = line[..at].trim_end();
+                    let after = &line[value_start + value_len..];
+                    match before.strip_suffix(',') {
+                        Some(b) => format!("{b}{after}"),
+                        None => format!(
+                            "{before} {}",
+                            after.trim_start().trim_start_matches(',').trim_start()
+                        ),
+                    }
+                }
+            };
+            done = true;
+        }
+        if !done {
+            let name = lines[first].trim();
+            return Err(format!(
+                "cannot rewrite `upstream: {from}` in `{name}`; edit it by hand"
+            ));
+        }
+    }
+    let out: Vec<String> = out.into_iter().filter(|l| l != "\u{0}").collect();
+    Ok(out.join("\n") + "\n")
 }
 
 /// Where each entry of the `hosts:` list at line `start` runs: its `-` line and the lines
@@ -729,5 +809,26 @@ mod remove_tests {
         assert!(e.contains("only host"), "{e}");
         let e = without_host(TEXT, "pg9").unwrap_err();
         assert!(e.contains("not in"), "{e}");
+    }
+
+    #[test]
+    fn removing_an_upstream_moves_its_replicas_to_its_own_upstream() {
+        let text = "hosts:\n  - { name: a, address: 10.0.0.1, role: primary }\n  - { name: b, address: 10.0.0.2, role: replica }\n  - { name: c, address: 10.0.0.3, role: replica, upstream: b }  # zone b\n  - name: d\n    address: 10.0.0.4\n    role: replica\n    upstream: c\n  - { name: e, address: 10.0.0.5, upstream: b, role: replica }\n";
+        // b streams from the primary: c and e lose their `upstream:`.
+        let out = without_host(text, "b").unwrap();
+        assert_eq!(
+            out,
+            "hosts:\n  - { name: a, address: 10.0.0.1, role: primary }\n  - { name: c, address: 10.0.0.3, role: replica }  # zone b\n  - name: d\n    address: 10.0.0.4\n    role: replica\n    upstream: c\n  - { name: e, address: 10.0.0.5, role: replica }\n"
+        );
+        // c streams from b: d (block style) now streams from b.
+        let out = without_host(text, "c").unwrap();
+        assert!(
+            out.contains("    role: replica\n    upstream: b\n"),
+            "{out}"
+        );
+        assert!(!out.contains("name: c,"), "{out}");
+        // And with no upstream left at all, the block line goes.
+        let out = crate::edit::reparent(text, "c", None).unwrap();
+        assert!(out.contains("    role: replica\n  - { name: e"), "{out}");
     }
 }

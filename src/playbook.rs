@@ -107,6 +107,8 @@ pub enum Condition {
     /// The replica's data is a standby of this primary that can stream from it (same system
     /// identifier, a timeline it can follow, its WAL still on the primary).
     StandbyOfPrimary,
+    /// remove-replica: the replica streamed from the host being removed (`upstream:`).
+    StreamedFromRemoved,
 }
 
 /// Whether a settings change may restart the server.

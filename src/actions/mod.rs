@@ -436,6 +436,11 @@ pub async fn condition_holds(ctx: &HostCtx<'_>, cond: Condition) -> Result<bool,
         // Check mode: a standby the start step would start is not copied after it either.
         Condition::Streaming if ctx.check_mode() && ctx.state().await.will_stream => Ok(true),
         Condition::StandbyOfPrimary => Ok(standby::can_stream(ctx).await?.is_ok()),
+        Condition::StreamedFromRemoved => Ok(ctx
+            .cluster
+            .removal
+            .as_ref()
+            .is_some_and(|r| r.children.contains(&ctx.host.name))),
         Condition::Streaming if upstream_copied(ctx).await => {
             // Its upstream was copied in this run (it came back with this replica's slot
             // made again): give the WAL receiver its retry interval to reconnect.
@@ -483,6 +488,7 @@ pub fn condition_label(cond: Condition) -> &'static str {
     match cond {
         Condition::Streaming => "streaming from its upstream through its slot",
         Condition::StandbyOfPrimary => "a standby of this primary that can stream",
+        Condition::StreamedFromRemoved => "a replica of the host being removed",
     }
 }
 

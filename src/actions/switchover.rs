@@ -501,7 +501,7 @@ pub async fn promote(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
 /// One that does not stream within the limit is left to the copy step that follows.
 pub async fn follow(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     if replica::streams_from_upstream(ctx).await? {
-        return Ok(Outcome::ok("streaming from the primary"));
+        return Ok(Outcome::ok("streaming from its upstream"));
     }
     if ctx.state().await.diverged {
         ctx.state().await.rejoined = Some("copy");
@@ -510,7 +510,10 @@ pub async fn follow(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         ));
     }
     if ctx.check_mode() {
-        return Ok(Outcome::changed("would follow the new primary"));
+        return Ok(Outcome::changed(format!(
+            "would follow `{}`",
+            ctx.upstream()?.0.name
+        )));
     }
     let pg = ctx.pg();
     let how = if pg.state().await? == ServerState::Running {
@@ -530,7 +533,8 @@ pub async fn follow(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         if replica::streams_from_upstream(ctx).await? {
             ctx.state().await.rejoined = Some("none");
             return Ok(Outcome::changed(format!(
-                "{how}; streaming from the new primary after {:.1}s, no copy",
+                "{how}; streaming from `{}` after {:.1}s, no copy",
+                ctx.upstream()?.0.name,
                 started.elapsed().as_secs_f64()
             )));
         }
@@ -555,6 +559,17 @@ pub async fn drop_standby_slots(ctx: &HostCtx<'_>) -> Result<Outcome, StepError>
     else {
         return Ok(Outcome::skipped("not running"));
     };
+    // Its cascaded replicas' slots stay, streaming or not.
+    let inv = &ctx.cluster.inventory;
+    let children: Vec<&str> = inv
+        .children_of(ctx.index)
+        .into_iter()
+        .filter_map(|c| inv.hosts[c].slot.as_deref())
+        .collect();
+    let idle: Vec<String> = idle
+        .into_iter()
+        .filter(|s| !children.contains(&s.as_str()))
+        .collect();
     if idle.is_empty() {
         return Ok(Outcome::ok("no slot left over"));
     }
