@@ -106,13 +106,21 @@ pub struct Ranked {
     timeline: u32,
     received_lsn: u64,
     replayed_lsn: u64,
+    /// Hops from the primary: 1 for its replicas, more for cascaded ones.
+    depth: usize,
 }
 
 impl Ranked {
     /// What ranks a replica: newest timeline, most WAL received, then most replayed (a
-    /// standby with replay paused or far behind comes later and takes longer to open).
-    fn key(&self) -> (u32, u64, u64) {
-        (self.timeline, self.received_lsn, self.replayed_lsn)
+    /// standby with replay paused or far behind comes later and takes longer to open),
+    /// then the fewest hops from the primary (its replicas stream from it as they did).
+    fn key(&self) -> (u32, u64, u64, std::cmp::Reverse<usize>) {
+        (
+            self.timeline,
+            self.received_lsn,
+            self.replayed_lsn,
+            std::cmp::Reverse(self.depth),
+        )
     }
 }
 
@@ -400,6 +408,12 @@ pub(crate) async fn failover(
             timeline: h.timeline.unwrap_or(0),
             received_lsn: h.received_lsn.or(h.replayed_lsn).unwrap_or(0),
             replayed_lsn: h.replayed_lsn.unwrap_or(0),
+            depth: cluster
+                .inventory
+                .hosts
+                .iter()
+                .position(|m| m.name == h.name)
+                .map_or(usize::MAX, |i| cluster.inventory.depth(i)),
         })
         .collect();
     // Stable: equal positions keep inventory order.

@@ -233,13 +233,17 @@ pub async fn check(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     Ok(Outcome::ok(detail))
 }
 
-/// The slot each other member will stream through once the candidate is primary.
+/// The slot each member that will stream from the candidate once it is primary streams
+/// through: the old primary and the replicas of the primary, and the candidate's own
+/// cascaded replicas (which have theirs already). Replicas whose `upstream:` names another
+/// member (the old primary included: it becomes a replica) stay where they are.
 fn slots_for_others(ctx: &HostCtx<'_>) -> Vec<String> {
     ctx.cluster
         .inventory
         .hosts
         .iter()
         .filter(|h| h.name != ctx.host.name)
+        .filter(|h| h.upstream.as_deref().is_none_or(|u| u == ctx.host.name))
         .map(|h| {
             h.slot
                 .clone()

@@ -7,6 +7,7 @@ mod support;
 mod add_replica;
 mod agent;
 mod bootstrap;
+mod cascade;
 mod cleanup;
 mod conninfo;
 mod endpoints;
