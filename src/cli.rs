@@ -111,6 +111,10 @@ pub enum Command {
         /// The replica's slot name when appending it (default: derived from the name).
         #[arg(long, value_name = "SLOT", requires = "address")]
         slot: Option<String>,
+        /// When appending it: the member it streams from, another replica (a cascaded
+        /// replica; default: the primary).
+        #[arg(long, value_name = "NAME", requires = "address")]
+        upstream: Option<String>,
         /// Allow restarting the primary if a setting it lacks needs one (a short outage).
         #[arg(long)]
         allow_restart: bool,

@@ -114,6 +114,15 @@ fn line_part(line: &Option<u64>) -> String {
     line.map(|l| format!(":{l}")).unwrap_or_default()
 }
 
+/// What `add-replica NAME --address ADDR` writes into the new host's line besides those.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extra<'a> {
+    /// `--slot`: its slot name.
+    pub slot: Option<&'a str>,
+    /// `--upstream`: the member it streams from (a cascaded replica).
+    pub upstream: Option<&'a str>,
+}
+
 /// Returns `text` (the inventory at `path`) with a replica line appended to its `hosts:`
 /// list.
 pub fn with_replica(
@@ -121,7 +130,7 @@ pub fn with_replica(
     text: &str,
     name: &str,
     address: &str,
-    slot: Option<&str>,
+    extra: Extra<'_>,
 ) -> Result<String, Error> {
     let lines: Vec<&str> = text.lines().collect();
     let start = lines
@@ -151,8 +160,16 @@ pub fn with_replica(
         end = i + 1;
     }
     let pad = " ".repeat(indent.unwrap_or(2));
-    let slot = slot.map(|s| format!(", slot: {s}")).unwrap_or_default();
-    let entry = format!("{pad}- {{ name: {name}, address: {address}, role: replica{slot} }}");
+    let slot = extra
+        .slot
+        .map(|s| format!(", slot: {s}"))
+        .unwrap_or_default();
+    let upstream = extra
+        .upstream
+        .map(|u| format!(", upstream: {u}"))
+        .unwrap_or_default();
+    let entry =
+        format!("{pad}- {{ name: {name}, address: {address}, role: replica{slot}{upstream} }}");
     let mut out: Vec<String> = lines[..end].iter().map(|l| l.to_string()).collect();
     out.push(entry);
     out.extend(lines[end..].iter().map(|l| l.to_string()));
@@ -165,7 +182,7 @@ pub fn append_replica(
     path: &Path,
     name: &str,
     address: &str,
-    slot: Option<&str>,
+    extra: Extra<'_>,
     dry_run: bool,
 ) -> Result<(), Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
@@ -187,7 +204,7 @@ pub fn append_replica(
             hint: Some("drop --address, or pick another name".into()),
         });
     }
-    let new = with_replica(path, &text, name, address, slot)?;
+    let new = with_replica(path, &text, name, address, extra)?;
     crate::inventory::parse(path, &new).map_err(|e| Error::WouldBeInvalid {
         path: path.to_path_buf(),
         name: name.to_string(),
@@ -617,10 +634,20 @@ mod tests {
     #[test]
     fn appends_after_the_last_host_keeping_comments() {
         let text = "# my cluster\nhosts:\n  # the primary\n  - { name: a, address: 10.0.0.1, role: primary }\n  - name: b\n    address: 10.0.0.2\n    role: replica\n\n# trailing comment\nssh: { user: x }\n";
-        let out = with_replica(Path::new("i.yaml"), text, "c", "10.0.0.3", Some("c_slot")).unwrap();
+        let out = with_replica(
+            Path::new("i.yaml"),
+            text,
+            "c",
+            "10.0.0.3",
+            Extra {
+                slot: Some("c_slot"),
+                upstream: Some("b"),
+            },
+        )
+        .unwrap();
         assert_eq!(
             out,
-            "# my cluster\nhosts:\n  # the primary\n  - { name: a, address: 10.0.0.1, role: primary }\n  - name: b\n    address: 10.0.0.2\n    role: replica\n  - { name: c, address: 10.0.0.3, role: replica, slot: c_slot }\n\n# trailing comment\nssh: { user: x }\n"
+            "# my cluster\nhosts:\n  # the primary\n  - { name: a, address: 10.0.0.1, role: primary }\n  - name: b\n    address: 10.0.0.2\n    role: replica\n  - { name: c, address: 10.0.0.3, role: replica, slot: c_slot, upstream: b }\n\n# trailing comment\nssh: { user: x }\n"
         );
     }
 
@@ -629,7 +656,7 @@ mod tests {
     fn appending_keeps_the_files_mode() {
         for wanted in [0o600, 0o640, 0o644] {
             let (dir, path) = file_with(wanted);
-            append_replica(&path, "c", "10.0.0.3", None, false).unwrap();
+            append_replica(&path, "c", "10.0.0.3", Extra::default(), false).unwrap();
             assert_eq!(mode(&path), wanted, "mode {wanted:o}");
             let text = std::fs::read_to_string(&path).unwrap();
             assert!(text.contains("name: c, address: 10.0.0.3"), "{text}");
@@ -650,7 +677,7 @@ mod tests {
             eprintln!("not root: owner change not exercised");
             return;
         }
-        append_replica(&path, "c", "10.0.0.3", None, false).unwrap();
+        append_replica(&path, "c", "10.0.0.3", Extra::default(), false).unwrap();
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (4242, 4343));
         assert_eq!(mode(&path), 0o600);
@@ -664,7 +691,7 @@ mod tests {
         std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
         let link = dir.path().join("inventory.yaml");
         std::os::unix::fs::symlink("real.yaml", &link).unwrap();
-        append_replica(&link, "c", "10.0.0.3", None, false).unwrap();
+        append_replica(&link, "c", "10.0.0.3", Extra::default(), false).unwrap();
         assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
         assert!(std::fs::read_to_string(&real).unwrap().contains("name: c"));
         assert_eq!(mode(&real), 0o600);
@@ -674,15 +701,15 @@ mod tests {
     #[test]
     fn dry_run_and_a_host_already_there_change_nothing() {
         let (_dir, path) = file_with(0o600);
-        append_replica(&path, "c", "10.0.0.3", None, true).unwrap();
-        append_replica(&path, "b", "10.0.0.2", None, false).unwrap();
+        append_replica(&path, "c", "10.0.0.3", Extra::default(), true).unwrap();
+        append_replica(&path, "b", "10.0.0.2", Extra::default(), false).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), INVENTORY);
     }
 
     #[test]
     fn errors_name_the_file_the_line_and_a_hint() {
         let (_dir, path) = file_with(0o600);
-        let err = append_replica(&path, "b", "10.0.0.9", None, false).unwrap_err();
+        let err = append_replica(&path, "b", "10.0.0.9", Extra::default(), false).unwrap_err();
         assert!(matches!(err, Error::AlreadyPresent { .. }), "{err:?}");
         assert_eq!(err.path(), path);
         assert_eq!(err.line(), Some(5));
@@ -694,7 +721,7 @@ mod tests {
             )
         );
 
-        let err = append_replica(&path, "c", "10.0.0.2", None, false).unwrap_err();
+        let err = append_replica(&path, "c", "10.0.0.2", Extra::default(), false).unwrap_err();
         assert!(matches!(err, Error::WouldBeInvalid { .. }), "{err:?}");
         assert!(err.to_string().contains("duplicate address"), "{err}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), INVENTORY);
@@ -703,14 +730,14 @@ mod tests {
             &path.with_file_name("missing.yaml"),
             "c",
             "1.2.3.4",
-            None,
+            Extra::default(),
             false,
         )
         .unwrap_err();
         assert!(matches!(err, Error::Read { .. }) && err.hint().is_some());
         assert!(err.to_string().contains("missing.yaml"), "{err}");
 
-        let err = with_replica(&path, "hosts: []\n", "c", "1.2.3.4", None).unwrap_err();
+        let err = with_replica(&path, "hosts: []\n", "c", "1.2.3.4", Extra::default()).unwrap_err();
         assert!(matches!(err, Error::NoHostsList { .. }));
         assert!(
             err.to_string()

@@ -227,7 +227,7 @@ pub(crate) async fn switchover(
 ) -> Result<Finished, Error> {
     let name = run.target.clone().unwrap_or_default();
     let path = &settings.inventory;
-    let inventory = load_inventory(path, run.command, Some(&name), None, None)?;
+    let inventory = load_inventory(path, run.command, Some(&name), None, Default::default())?;
     let old_primary = inventory
         .hosts
         .iter()
@@ -314,7 +314,13 @@ pub(crate) async fn failover(
     reporter: Arc<Reporter>,
 ) -> Result<Finished, Error> {
     let path = &settings.inventory;
-    let inventory = load_inventory(path, run.command, run.target.as_deref(), None, None)?;
+    let inventory = load_inventory(
+        path,
+        run.command,
+        run.target.as_deref(),
+        None,
+        Default::default(),
+    )?;
     let old = inventory
         .hosts
         .iter()

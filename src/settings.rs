@@ -60,6 +60,8 @@ pub struct RunSettings {
     pub address: Option<String>,
     /// add-replica: the appended host's slot.
     pub slot: Option<String>,
+    /// add-replica: the appended host's upstream (a cascaded replica).
+    pub upstream: Option<String>,
     /// Only look, change nothing.
     pub check: bool,
     /// Show diffs of config files that change.
@@ -81,6 +83,14 @@ pub struct RunSettings {
 }
 
 impl RunSettings {
+    /// add-replica: what `--slot` and `--upstream` write into the appended host's line.
+    pub fn extra(&self) -> crate::edit::Extra<'_> {
+        crate::edit::Extra {
+            slot: self.slot.as_deref(),
+            upstream: self.upstream.as_deref(),
+        }
+    }
+
     /// Whether the run may change hosts (and so holds the cluster lock).
     pub fn changes_hosts(&self) -> bool {
         self.command != CommandKind::Verify && !self.check
@@ -123,12 +133,14 @@ impl Settings {
                 name,
                 address,
                 slot,
+                upstream,
                 allow_restart,
                 flags,
                 verify,
             } => Job::Run(RunSettings {
                 address,
                 slot,
+                upstream,
                 allow_restart,
                 ..run(CommandKind::AddReplica, Some(name), &flags, &verify)?
             }),
@@ -267,6 +279,7 @@ fn run(
         target,
         address: None,
         slot: None,
+        upstream: None,
         check: flags.check,
         diff: flags.diff,
         allow_restart: false,

@@ -2,7 +2,7 @@
 //! through its slot on pg1 (none on the primary); verify and status walk the tree; a
 //! switchover to pg1 and back keeps pg2 streaming with no copy and no acknowledged write
 //! lost; when pg1 dies, pg2 is named with the cause, and removing pg1 moves pg2 to the
-//! primary without a copy.
+//! primary without a copy; `add-replica pg1 --upstream pg2` brings pg1 back under pg2.
 
 use std::time::Duration;
 
@@ -185,4 +185,34 @@ fn a_cascaded_replica_keeps_streaming_through_switchover_and_removal_of_its_upst
     }
     let json = verify_json(&lab);
     assert_eq!(host(&json, "pg2")["upstream"], "pg0");
+
+    // pg1 comes back as a cascaded replica of pg2: copied from it, its slot there.
+    let address = lab.nodes[1].address.clone();
+    let run = lab.pgrepl(&[
+        "add-replica",
+        "pg1",
+        "--address",
+        &address,
+        "--upstream",
+        "pg2",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("copied `pg2` (its upstream) through slot pg1"),
+        "{run:?}"
+    );
+    streams_from(&lab, 1, 2);
+    assert_eq!(slots_on(&lab, 2), "pg1");
+    assert_eq!(slots_on(&lab, 0), "pg2");
+    let inventory = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        inventory.contains(&format!(
+            "name: pg1, address: {address}, role: replica, upstream: pg2 }}"
+        )),
+        "{inventory}"
+    );
+    lab.has_all(1, &ids).unwrap();
+    let json = verify_json(&lab);
+    assert_eq!(host(&json, "pg1")["upstream"], "pg2");
 }
