@@ -61,7 +61,7 @@ pub async fn run(settings: Settings, reporter: Arc<Reporter>) -> Result<Finished
         }
         Job::Run(run) => execute(&settings, run, reporter).await,
         Job::Status => status(&settings, &reporter).await,
-        Job::Cleanup { check } => cleanup(&settings, &reporter, *check).await,
+        Job::Cleanup { check, verify } => cleanup(&settings, &reporter, *check, verify).await,
     }
 }
 
@@ -529,12 +529,17 @@ async fn cleanup(
     settings: &Settings,
     reporter: &Arc<Reporter>,
     check: bool,
+    verify: &crate::verify::VerifyOptions,
 ) -> Result<Finished, Error> {
     use crate::cleanup::{Entry, Fate};
     let inventory = inventory::load(&settings.inventory)?;
     check_limit(settings.limit.as_deref(), &inventory, &settings.inventory)?;
     let templates = Templates::load(settings.templates.as_deref())?;
-    let mut cluster = new_cluster(settings, &read_only_run(), inventory, templates, reporter);
+    let run = RunSettings {
+        verify: verify.clone(),
+        ..read_only_run()
+    };
+    let mut cluster = new_cluster(settings, &run, inventory, templates, reporter);
     let all: Vec<usize> = (0..cluster.inventory.hosts.len()).collect();
     cluster
         .connect(&all, &connect_options(settings, reporter))

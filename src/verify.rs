@@ -4,7 +4,8 @@
 //! recovery state and `pg_stat_wal_receiver`, tries a write on each replica (it must be
 //! refused), and sends a probe row through replication: replicas start waiting for it,
 //! the primary writes it, and each replica reports when it saw it. The only change is
-//! that probe row, in the pgrepl-owned table `pgrepl.probe`.
+//! that probe row, in the pgrepl-owned table `pgrepl.probe` (schema `pgrepl`, both created
+//! if missing) of the probe database: `postgres`, or the one `--probe-database` names.
 
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ pub struct VerifyOptions {
     pub max_lag_seconds: f64,
     pub max_slot_retained: u64,
     pub probe_timeout: Duration,
+    /// The database the probe row is written in (schema `pgrepl`, table `pgrepl.probe`).
+    pub probe_database: String,
 }
 
 impl Default for VerifyOptions {
@@ -31,6 +34,7 @@ impl Default for VerifyOptions {
             max_lag_seconds: 30.0,
             max_slot_retained: 1 << 30,
             probe_timeout: Duration::from_secs(10),
+            probe_database: "postgres".into(),
         }
     }
 }
@@ -372,7 +376,7 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
     let probe = async {
         match &primary_session {
             Some(ps) => run_probe(target, ps, primary, &replicas, opts).await,
-            None => Vec::new(),
+            None => (Vec::new(), None),
         }
     };
     // Data dirs moved aside by earlier copies, on every host: their share of the disk.
@@ -455,10 +459,13 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
             }
         }
     }
-    let probe = match &view {
+    let (probe, write_error) = match &view {
         Ok(v) if !v.in_recovery => probe,
-        _ => Vec::new(),
+        _ => (Vec::new(), None),
     };
+    if let Some(e) = write_error {
+        primary_checks.add("probe", Health::Fail, e);
+    }
     {
         for p in &probe {
             if let Some(c) = replica_checks.iter_mut().find(|c| c.name == p.host) {
@@ -926,14 +933,15 @@ async fn check_replica(
 }
 
 /// Replicas wait for a fresh token; once all wait, the primary writes it; each replica
-/// reports the delay between the primary's commit time and when it saw the row.
+/// reports the delay between the primary's commit time and when it saw the row. Also says
+/// why the primary could not write it, if it could not.
 async fn run_probe(
     target: &Target<'_>,
     primary_session: &Session,
     primary: &Host,
     replicas: &[(usize, &Host)],
     opts: &VerifyOptions,
-) -> Vec<Probe> {
+) -> (Vec<Probe>, Option<String>) {
     let token: String = (0..16)
         .map(|_| format!("{:x}", rand::random::<u8>() & 15))
         .collect();
@@ -970,12 +978,13 @@ SELECT current_setting('pgrepl.probe_ms');",
         let host = host.clone();
         let sql = wait_sql.clone();
         let tx = ready_tx.clone();
+        let database = opts.probe_database.clone();
         let started = std::time::Instant::now();
         waiters.push((
             host.name.clone(),
             started,
             tokio::spawn(async move {
-                let pg = Pg::new(&session, &host);
+                let pg = Pg::new(&session, &host).in_database(&database);
                 let cmd = pg.psql().stdin(sql).timeout(Some(Duration::from_secs(60)));
                 let result = session
                     .run_streaming(&cmd, |stream, line| {
@@ -1008,7 +1017,11 @@ COMMENT ON TABLE pgrepl.probe IS 'pgrepl verify: one row, rewritten by each prob
 INSERT INTO pgrepl.probe VALUES (1, {}, clock_timestamp()) ON CONFLICT (id) DO UPDATE SET token = excluded.token, written_at = excluded.written_at;",
         literal(&token)
     );
-    let written = Pg::new(primary_session, primary).sql(&write).await;
+    let written = Pg::new(primary_session, primary)
+        .in_database(&opts.probe_database)
+        .sql(&write)
+        .await
+        .map_err(|e| write_error(&e.to_string(), &opts.probe_database, &primary.name));
     let mut out = Vec::new();
     for (name, started, task) in waiters {
         let (result, waited) = match task.await {
@@ -1016,12 +1029,7 @@ INSERT INTO pgrepl.probe VALUES (1, {}, clock_timestamp()) ON CONFLICT (id) DO U
             Err(e) => (Err(e.to_string()), started.elapsed()),
         };
         let (delay, error) = match (&written, result) {
-            (Err(e), _) => (
-                None,
-                Some(format!(
-                    "the probe row could not be written on the primary: {e}"
-                )),
-            ),
+            (Err(e), _) => (None, Some(e.clone())),
             (Ok(_), Ok(Ok(o))) => {
                 let delay = o
                     .stdout
@@ -1056,7 +1064,18 @@ INSERT INTO pgrepl.probe VALUES (1, {}, clock_timestamp()) ON CONFLICT (id) DO U
             error,
         });
     }
-    out
+    (out, written.err())
+}
+
+/// Why the primary could not write the probe row; a missing probe database by its name.
+fn write_error(error: &str, database: &str, primary: &str) -> String {
+    if error.contains(&format!("database \"{database}\" does not exist")) {
+        format!(
+            "no probe: the probe database `{database}` does not exist on the primary `{primary}` (create it, or pass --probe-database with one that exists; the default is postgres)"
+        )
+    } else {
+        format!("no probe: the probe row could not be written on the primary `{primary}`: {error}")
+    }
 }
 
 #[cfg(test)]

@@ -200,12 +200,6 @@ pub(super) async fn run(
     run: &RunSettings,
     reporter: Arc<Reporter>,
 ) -> Result<Finished, Error> {
-    if settings.limit.is_some() {
-        return Err(Error::usage(
-            "--limit does not apply to remove-replica: it changes the host and every member that stays",
-            "drop --limit",
-        ));
-    }
     let name = run.target.clone().unwrap_or_default();
     match removing(&settings.inventory, &name)? {
         Removing::Gone(inventory) => gone(settings, run, &name, *inventory, reporter).await,

@@ -226,10 +226,15 @@ impl Lab {
 
     /// Runs SQL as postgres on a node and returns trimmed unaligned output (panics on error).
     pub fn sql(&self, node: usize, sql: &str) -> String {
-        let out = self.try_sql(node, sql);
+        self.sql_in(node, "postgres", sql)
+    }
+
+    /// [`Lab::sql`] in another database.
+    pub fn sql_in(&self, node: usize, database: &str, sql: &str) -> String {
+        let out = self.try_sql_in(node, database, sql);
         assert!(
             out.status.success(),
-            "SQL on {} failed: {sql}\n{}",
+            "SQL in {database} on {} failed: {sql}\n{}",
             self.nodes[node].name,
             String::from_utf8_lossy(&out.stderr)
         );
@@ -237,6 +242,10 @@ impl Lab {
     }
 
     pub fn try_sql(&self, node: usize, sql: &str) -> Output {
+        self.try_sql_in(node, "postgres", sql)
+    }
+
+    pub fn try_sql_in(&self, node: usize, database: &str, sql: &str) -> Output {
         Command::new("docker")
             .args([
                 "exec",
@@ -250,7 +259,7 @@ impl Lab {
                 "-v",
                 "ON_ERROR_STOP=1",
                 "-d",
-                "postgres",
+                database,
                 "-c",
                 sql,
             ])
