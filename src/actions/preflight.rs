@@ -9,6 +9,7 @@
 use super::context::ServerFacts;
 use super::context::{Facts, HostCtx};
 use crate::inventory::Host;
+use crate::pg::versions::{self, Mismatch};
 use crate::ssh::{Command, Session};
 use crate::step::{Outcome, StepError};
 
@@ -140,6 +141,14 @@ pub async fn run(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         reach_primary
     );
     let facts = facts?;
+    // Binaries of another major, or no server where the inventory says: name what this
+    // host really has and runs, once, rather than the two problems that follow from it.
+    if let Some(m) = version_mismatch(ctx, &facts).await? {
+        return Err(StepError::new(
+            m.message,
+            format!("{}; nothing was changed on any host", m.hint),
+        ));
+    }
     let mut problems = Vec::new();
     if facts.binary_major == 0 {
         problems.push(format!("no PostgreSQL server binaries in {} (hint: install PostgreSQL {} or set postgres.bin_dir)", host.pg.bin_dir, host.pg.version));
@@ -166,6 +175,28 @@ pub async fn run(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
             "fix these and re-run: nothing was changed on any host",
         ))
     }
+}
+
+/// What the version probe says when the inventory's binaries are missing, of another
+/// major, or no server runs on its data dir; `None` when the versions agree.
+async fn version_mismatch(ctx: &HostCtx<'_>, facts: &Facts) -> Result<Option<Mismatch>, StepError> {
+    let pg = &ctx.host.pg;
+    if facts.binary_major == pg.version && facts.running {
+        return Ok(None);
+    }
+    let mut dirs = vec![pg.bin_dir.as_str()];
+    dirs.extend(pg.socket_dir.as_deref());
+    let out = ctx
+        .session
+        .run(&Command::script(versions::PROBE_SCRIPT, &dirs).as_root())
+        .await?;
+    let want = versions::Expected {
+        host: &ctx.host.name,
+        version: pg.version,
+        port: pg.port,
+        data_dir: &pg.data_dir,
+    };
+    Ok(versions::check(want, &versions::parse_probe(&out.stdout)))
 }
 
 fn check_primary(facts: &Facts, problems: &mut Vec<String>) {
@@ -195,9 +226,12 @@ async fn check_replica(
     };
     if primary_facts.binary_major != 0
         && facts.binary_major != 0
-        && primary_facts.binary_major != facts.binary_major
+        && let Some(m) = versions::check_same_major(&[
+            (primary.name.as_str(), primary_facts.binary_major),
+            (ctx.host.name.as_str(), facts.binary_major),
+        ])
     {
-        problems.push(format!("PostgreSQL {} here but {} on the primary `{}` (hint: pg_basebackup needs the same major version on both)", facts.binary_major, primary_facts.binary_major, primary.name));
+        problems.push(m.to_string());
     }
     let streaming = super::replica::receiver_matches(ctx, facts.server.as_ref());
     if !streaming {

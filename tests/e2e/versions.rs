@@ -54,3 +54,54 @@ fn the_version_probe_finds_installed_majors_and_running_clusters() {
         );
     }
 }
+
+/// Preflight runs the probe: an inventory naming a major the hosts do not run gets one
+/// message per host saying what runs there (data dir, port), not "no server binaries" and
+/// "not running on the primary", and the run changes nothing on any host.
+#[test]
+fn preflight_names_the_major_a_host_runs_and_changes_nothing() {
+    if !enabled() {
+        return;
+    }
+    let lab = Lab::up("versions-preflight", 2, "bookworm", "debian");
+    let snapshot = || lab.snapshot("SELECT count(*) FROM pg_roles WHERE rolname = 'replicator'");
+    let before = snapshot();
+    let good = std::fs::read_to_string(lab.inventory()).unwrap();
+    let runs: [(&str, &[&str]); 2] = [("16", &["bootstrap"]), ("17", &["bootstrap", "--check"])];
+    for (wrong, args) in runs {
+        std::fs::write(
+            lab.inventory(),
+            good.replace("  version: 15\n", &format!("  version: {wrong}\n")),
+        )
+        .unwrap();
+        let run = lab.pgrepl(args);
+        assert_eq!(run.code, 2, "{wrong}: {run:?}");
+        let all = format!("{}{}", run.stdout, run.stderr);
+        for node in ["pg0", "pg1"] {
+            assert!(
+                all.contains(&format!(
+                    "host {node} runs PostgreSQL 15 (data dir /var/lib/postgresql/15/main, port 5432), the inventory says {wrong}; pg_basebackup needs one major version on every host"
+                )),
+                "{wrong}: {node} not named with what it runs: {run:?}"
+            );
+        }
+        assert!(
+            all.contains("set `postgres.version: 15`"),
+            "{wrong}: no hint: {run:?}"
+        );
+        for misleading in [
+            "no PostgreSQL server binaries",
+            "not running on the primary",
+        ] {
+            assert!(
+                !all.contains(misleading),
+                "{wrong}: says `{misleading}`: {run:?}"
+            );
+        }
+        assert_eq!(snapshot(), before, "{wrong}: a host was changed");
+    }
+    // The right version goes through (the wiring does not refuse a good inventory).
+    std::fs::write(lab.inventory(), &good).unwrap();
+    let run = lab.pgrepl(&["bootstrap"]);
+    assert_eq!(run.code, 0, "{run:?}");
+}
