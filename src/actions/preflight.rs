@@ -45,6 +45,9 @@ const SERVER_FACTS_SQL: &str = "SELECT json_build_object(
       'max_locks_per_transaction','max_replication_slots','wal_level','listen_addresses','port')),
   'receiver', (SELECT row_to_json(r) FROM (SELECT status, slot_name, sender_host, sender_port
      FROM pg_stat_wal_receiver) r),
+  'tablespaces', (SELECT coalesce(json_agg(json_build_object('name', spcname, 'location', loc,
+     'bytes', pg_tablespace_size(oid)) ORDER BY spcname), '[]')
+     FROM (SELECT oid, spcname, pg_tablespace_location(oid) AS loc FROM pg_tablespace) t WHERE loc LIKE '/%'),
   'pending_restart', (SELECT coalesce(string_agg(name, ', ' ORDER BY name), '') FROM pg_settings WHERE pending_restart))";
 
 /// Gathers a host's facts (once per run; later callers get the stored ones).
@@ -234,21 +237,120 @@ async fn check_replica(
         problems.push(m.to_string());
     }
     let streaming = super::replica::receiver_matches(ctx, facts.server.as_ref());
-    if !streaming {
-        let need = primary_facts
-            .server
-            .as_ref()
-            .map(|s| s.db_bytes)
-            .unwrap_or(0);
-        let need = need + need / 10 + (64 << 20);
-        if facts.free_bytes < need {
+    if streaming {
+        return Ok(());
+    }
+    let (db_bytes, tablespaces) = primary_facts
+        .server
+        .map(|s| (s.db_bytes, s.tablespaces))
+        .unwrap_or_default();
+    if !tablespaces.is_empty() {
+        problems.extend(check_tablespaces(ctx, db_bytes, &tablespaces).await?);
+        return Ok(());
+    }
+    let need = with_margin(db_bytes) + (64 << 20);
+    if facts.free_bytes < need {
+        problems.push(format!(
+            "only {} free beside {} but a copy of the primary needs about {} (hint: free disk space; the old data dir is kept beside the new one)",
+            human_bytes(facts.free_bytes), ctx.host.pg.data_dir, human_bytes(need)
+        ));
+    }
+    Ok(())
+}
+
+/// A copy's size with room to spare.
+fn with_margin(bytes: u64) -> u64 {
+    bytes + bytes / 10
+}
+
+/// For the data dir and each tablespace location (args): `AVAIL_BYTES STATUS MOUNT`, where
+/// STATUS says whether the location can be made (`ok`, `not-a-dir`: it or the nearest
+/// existing path above it is a file, `read-only`: its parent takes no new entry (a move
+/// aside or mkdir needs that), `no-access`: postgres cannot reach it).
+const PLACES_SCRIPT: &str = r#"for p in "$@"; do
+  q="$p"; while [ ! -e "$q" ] && [ "$q" != / ]; do q=$(dirname "$q"); done
+  w="$q"; [ "$q" = "$p" ] && w=$(dirname "$p")
+  st=ok
+  if [ ! -d "$q" ]; then st=not-a-dir
+  elif t=$(mktemp -d "$w/.pgrepl-check.XXXXXX" 2>/dev/null); then rmdir "$t"
+  else st=read-only; fi
+  [ "$st" = ok ] && ! runuser -u postgres -- test -x "$w" && st=no-access
+  printf '%s %s %s
+' "$(df -PB1 "$q" | awk 'NR==2 {print $4}')" "$st" "$(df -P "$q" | awk 'NR==2 {print $6}')"
+done"#;
+
+/// Whether each of the primary's tablespaces can be made at its path here (creatable,
+/// writable, reachable by postgres), and whether every filesystem the copy writes to has
+/// room for its share: the data dir's (the databases less the tablespaces) and each
+/// tablespace's.
+async fn check_tablespaces(
+    ctx: &HostCtx<'_>,
+    db_bytes: u64,
+    tablespaces: &[super::context::Tablespace],
+) -> Result<Vec<String>, StepError> {
+    let data = ctx.host.pg.data_dir.as_str();
+    let mut args = vec![data];
+    args.extend(tablespaces.iter().map(|t| t.location.as_str()));
+    let out = ctx
+        .session
+        .run(&Command::script(PLACES_SCRIPT, &args).as_root())
+        .await?;
+    let places: Vec<(u64, &str, &str)> = out
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.splitn(3, ' ');
+            Some((w.next()?.parse().ok()?, w.next()?, w.next()?))
+        })
+        .collect();
+    if places.len() != args.len() {
+        return Err(StepError::new(
+            format!(
+                "cannot read where the tablespaces would go: {}",
+                out.stdout.trim()
+            ),
+            "is df available on this host?",
+        ));
+    }
+    let ts_bytes: u64 = tablespaces.iter().map(|t| t.bytes).sum();
+    let mut needs = vec![with_margin(db_bytes.saturating_sub(ts_bytes)) + (64 << 20)];
+    needs.extend(tablespaces.iter().map(|t| with_margin(t.bytes)));
+    let mut problems = Vec::new();
+    for (t, (_, status, _)) in tablespaces.iter().zip(&places[1..]) {
+        let why = match *status {
+            "ok" => continue,
+            "not-a-dir" => "it, or a path above it, is not a directory",
+            "read-only" => "its parent directory cannot be written (read-only?)",
+            _ => "the postgres user cannot reach its parent directory",
+        };
+        problems.push(format!(
+            "tablespace {} needs {} on this replica, but {why} (hint: create it as a directory postgres owns, e.g. `install -d -o postgres -g postgres -m 700 {}`)",
+            t.name, t.location, t.location
+        ));
+    }
+    // Needs add up per filesystem (its mount point).
+    let mut by_mount: Vec<(&str, u64, u64, Vec<&str>)> = Vec::new();
+    let names = std::iter::once(data).chain(tablespaces.iter().map(|t| t.location.as_str()));
+    for ((free, _, mount), (need, name)) in places.iter().zip(needs.iter().zip(names)) {
+        match by_mount.iter_mut().find(|m| m.0 == *mount) {
+            Some(m) => {
+                m.2 += need;
+                m.3.push(name);
+            }
+            None => by_mount.push((mount, *free, *need, vec![name])),
+        }
+    }
+    for (mount, free, need, paths) in by_mount {
+        if free < need {
             problems.push(format!(
-                "only {} free beside {} but a copy of the primary needs about {} (hint: free disk space; the old data dir is kept beside the new one)",
-                human_bytes(facts.free_bytes), ctx.host.pg.data_dir, human_bytes(need)
+                "only {} free on {mount} but the copy of the primary writes about {} there ({}) (hint: free disk space; old data is kept beside the new)",
+                human_bytes(free),
+                human_bytes(need),
+                paths.join(", ")
             ));
         }
     }
-    Ok(())
+    Ok(problems)
 }
 
 /// Checks the replica reaches the primary's port. A refused connection is fine before
