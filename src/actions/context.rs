@@ -105,6 +105,19 @@ impl<'e> HostCtx<'e> {
         self.cluster.memos[i].lock().await.facts.clone()
     }
 
+    /// The primary's facts: preflight's, or gathered now if no preflight ran on it.
+    pub async fn primary_facts_or_gather(&self) -> Result<Facts, StepError> {
+        let (primary, session) = self.primary()?;
+        let i = self
+            .cluster
+            .inventory
+            .hosts
+            .iter()
+            .position(Host::is_primary)
+            .unwrap_or(0);
+        super::preflight::facts(self.cluster, i, session, primary).await
+    }
+
     /// The typed context templates render with, for this host.
     pub async fn template_context(&self) -> Context {
         let inv = &self.cluster.inventory;

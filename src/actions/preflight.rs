@@ -215,16 +215,8 @@ async fn check_replica(
     facts: &Facts,
     problems: &mut Vec<String>,
 ) -> Result<(), StepError> {
-    let (primary, primary_session) = ctx.primary()?;
-    let primary_index = ctx
-        .cluster
-        .inventory
-        .hosts
-        .iter()
-        .position(Host::is_primary)
-        .unwrap_or(0);
-    let Ok(primary_facts) = self::facts(ctx.cluster, primary_index, primary_session, primary).await
-    else {
+    let (primary, _) = ctx.primary()?;
+    let Ok(primary_facts) = ctx.primary_facts_or_gather().await else {
         return Ok(()); // the primary's own preflight reports it
     };
     if primary_facts.binary_major != 0

@@ -207,19 +207,20 @@ for t in "$d" "$@"; do
 done"#;
 
 /// The primary's tablespace locations (from preflight's facts).
-async fn tablespace_locations(ctx: &HostCtx<'_>) -> Vec<String> {
-    ctx.primary_facts()
-        .await
-        .and_then(|f| f.server)
+async fn tablespace_locations(ctx: &HostCtx<'_>) -> Result<Vec<String>, StepError> {
+    Ok(ctx
+        .primary_facts_or_gather()
+        .await?
+        .server
         .map(|s| s.tablespaces.into_iter().map(|t| t.location).collect())
-        .unwrap_or_default()
+        .unwrap_or_default())
 }
 
 pub async fn move_aside(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     // The data dir (and, in some layouts, the config inside it) changes under us.
     ctx.state().await.forget_files();
     let data = &ctx.host.pg.data_dir;
-    let locations = tablespace_locations(ctx).await;
+    let locations = tablespace_locations(ctx).await?;
     let with_ts = if locations.is_empty() {
         String::new()
     } else {
