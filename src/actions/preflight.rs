@@ -320,29 +320,54 @@ async fn check_tablespaces(
             t.name, t.location, t.location
         ));
     }
-    // Needs add up per filesystem (its mount point).
-    let mut by_mount: Vec<(&str, u64, u64, Vec<&str>)> = Vec::new();
     let names = std::iter::once(data).chain(tablespaces.iter().map(|t| t.location.as_str()));
-    for ((free, _, mount), (need, name)) in places.iter().zip(needs.iter().zip(names)) {
-        match by_mount.iter_mut().find(|m| m.0 == *mount) {
-            Some(m) => {
-                m.2 += need;
-                m.3.push(name);
-            }
-            None => by_mount.push((mount, *free, *need, vec![name])),
-        }
-    }
-    for (mount, free, need, paths) in by_mount {
-        if free < need {
-            problems.push(format!(
-                "only {} free on {mount} but the copy of the primary writes about {} there ({}) (hint: free disk space; old data is kept beside the new)",
-                human_bytes(free),
-                human_bytes(need),
-                paths.join(", ")
-            ));
-        }
-    }
+    let writes: Vec<Write> = places
+        .iter()
+        .zip(needs.iter().zip(names))
+        .map(|(&(free, _, mount), (&need, path))| Write {
+            path,
+            mount,
+            free,
+            need,
+        })
+        .collect();
+    problems.extend(short_of_room(&writes));
     Ok(problems)
+}
+
+/// What a copy writes under one path, and the filesystem that holds it.
+#[derive(Debug, Clone, Copy)]
+struct Write<'a> {
+    path: &'a str,
+    /// The filesystem's mount point and its free bytes.
+    mount: &'a str,
+    free: u64,
+    need: u64,
+}
+
+/// The filesystems without room for what the copy writes to them: needs add up per
+/// mount point (a tablespace beside the data dir shares its disk).
+fn short_of_room(writes: &[Write<'_>]) -> Vec<String> {
+    let mut mounts: Vec<&str> = writes.iter().map(|w| w.mount).collect();
+    mounts.sort_unstable();
+    mounts.dedup();
+    mounts
+        .into_iter()
+        .filter_map(|mount| {
+            let on: Vec<&Write> = writes.iter().filter(|w| w.mount == mount).collect();
+            let need: u64 = on.iter().map(|w| w.need).sum();
+            let free = on[0].free;
+            (free < need).then(|| {
+                let paths: Vec<&str> = on.iter().map(|w| w.path).collect();
+                format!(
+                    "only {} free on {mount} but the copy of the primary writes about {} there ({}) (hint: free disk space; old data is kept beside the new)",
+                    human_bytes(free),
+                    human_bytes(need),
+                    paths.join(", ")
+                )
+            })
+        })
+        .collect()
 }
 
 /// Checks the replica reaches the primary's port. A refused connection is fine before
@@ -371,4 +396,35 @@ async fn reach(ctx: &HostCtx<'_>, primary: &Host) -> Result<Option<String>, Step
 /// Bytes as people read them (`1.50 GiB`).
 pub fn human_bytes(bytes: u64) -> String {
     indicatif::HumanBytes(bytes).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Write, short_of_room};
+
+    fn write<'a>(path: &'a str, mount: &'a str, free: u64, need: u64) -> Write<'a> {
+        Write {
+            path,
+            mount,
+            free,
+            need,
+        }
+    }
+
+    #[test]
+    fn needs_add_up_per_filesystem() {
+        // Each fits alone; the data dir and ts1 share `/` and together do not.
+        let writes = [
+            write("/var/lib/postgresql/15/main", "/", 1000, 600),
+            write("/srv/ts1", "/", 1000, 500),
+            write("/mnt/ts2", "/mnt", 100, 100),
+        ];
+        let short = short_of_room(&writes);
+        assert_eq!(short.len(), 1, "{short:?}");
+        assert!(
+            short[0].starts_with("only 1000 B free on / but the copy of the primary writes about 1.07 KiB there (/var/lib/postgresql/15/main, /srv/ts1)"),
+            "{short:?}"
+        );
+        assert!(short_of_room(&writes[1..]).is_empty());
+    }
 }
