@@ -258,7 +258,8 @@ fn with_margin(bytes: u64) -> u64 {
 /// For the data dir and each tablespace location (args): `AVAIL_BYTES STATUS MOUNT`, where
 /// STATUS says whether the location can be made (`ok`, `not-a-dir`: it or the nearest
 /// existing path above it is a file, `read-only`: its parent takes no new entry (a move
-/// aside or mkdir needs that), `no-access`: postgres cannot reach it).
+/// aside or mkdir needs that), `no-access`: postgres cannot reach it, `mount-point`: it
+/// holds files and is a mount point, which cannot be renamed aside).
 const PLACES_SCRIPT: &str = r#"for p in "$@"; do
   q="$p"; while [ ! -e "$q" ] && [ "$q" != / ]; do q=$(dirname "$q"); done
   w="$q"; [ "$q" = "$p" ] && w=$(dirname "$p")
@@ -267,8 +268,9 @@ const PLACES_SCRIPT: &str = r#"for p in "$@"; do
   elif t=$(mktemp -d "$w/.pgrepl-check.XXXXXX" 2>/dev/null); then rmdir "$t"
   else st=read-only; fi
   [ "$st" = ok ] && ! runuser -u postgres -- test -x "$w" && st=no-access
-  printf '%s %s %s
-' "$(df -PB1 "$q" | awk 'NR==2 {print $4}')" "$st" "$(df -P "$q" | awk 'NR==2 {print $6}')"
+  [ "$st" = ok ] && [ "$q" = "$p" ] && [ -n "$(ls -A "$p")" ] \
+    && [ "$(stat -c %d "$p")" != "$(stat -c %d "$w")" ] && st=mount-point
+  printf '%s %s %s\n' "$(df -PB1 "$q" | awk 'NR==2 {print $4}')" "$st" "$(df -P "$q" | awk 'NR==2 {print $6}')"
 done"#;
 
 /// Whether each of the primary's tablespaces can be made at its path here (creatable,
@@ -313,6 +315,13 @@ async fn check_tablespaces(
             "ok" => continue,
             "not-a-dir" => "it, or a path above it, is not a directory",
             "read-only" => "its parent directory cannot be written (read-only?)",
+            "mount-point" => {
+                problems.push(format!(
+                    "tablespace {} is at {}, a mount point holding files on this replica: the copy needs it empty and pgrepl moves old data aside by renaming, which a mount point refuses (hint: move its contents elsewhere yourself, or give the tablespace a directory below the mount point)",
+                    t.name, t.location
+                ));
+                continue;
+            }
             _ => "the postgres user cannot reach its parent directory",
         };
         problems.push(format!(

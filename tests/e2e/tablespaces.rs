@@ -158,6 +158,10 @@ fn preflight_refuses_a_tablespace_path_the_replica_cannot_make() {
     let lab = Lab::up("tablespaces-pre", 2, "bookworm", "debian");
     make_tablespace_dirs(&lab);
     lab.sql(0, &format!("CREATE TABLESPACE ts1 LOCATION '{TS}'"));
+    lab.sql(
+        0,
+        "CREATE TABLE t TABLESPACE ts1 AS SELECT repeat('x', 1000) AS pad FROM generate_series(1, 5000)",
+    );
     // On pg1 the path is taken by a file.
     let out = lab.exec(1, &format!("rmdir {TS} && touch {TS}"));
     assert!(out.status.success(), "{out:?}");
@@ -171,10 +175,42 @@ fn preflight_refuses_a_tablespace_path_the_replica_cannot_make() {
     );
     assert_eq!(lab.sql(1, "SELECT pg_is_in_recovery()"), "f");
     assert_eq!(ls(&lab, 1, "/var/lib/postgresql/15/main.pgrepl-*"), "");
+    // A mount point holding files cannot be renamed aside: refused as well.
+    let out = lab.exec(
+        1,
+        &format!(
+            "rm {TS} && mkdir {TS} && mount -t tmpfs -o size=16m tmpfs {TS} && touch {TS}/old"
+        ),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let run = lab.pgrepl(&["bootstrap"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stdout.contains(&format!(
+            "tablespace ts1 is at {TS}, a mount point holding files on this replica"
+        )),
+        "{run:?}"
+    );
+    assert_eq!(ls(&lab, 1, &format!("{TS}/old")), format!("{TS}/old"));
+    // Empty, but too small for the tablespace's ~5 MB.
+    let out = lab.exec(
+        1,
+        &format!("rm {TS}/old && mount -o remount,size=1m {TS} && chown postgres:postgres {TS}"),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let run = lab.pgrepl(&["bootstrap"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stdout.contains(&format!(
+            "free on {TS} but the copy of the primary writes about"
+        )) && run.stdout.contains(&format!("there ({TS})")),
+        "{run:?}"
+    );
+    assert_eq!(lab.sql(1, "SELECT pg_is_in_recovery()"), "f");
     // Made right, the copy goes through.
     let out = lab.exec(
         1,
-        &format!("rm {TS} && install -d -o postgres -g postgres -m 700 {TS}"),
+        &format!("umount {TS} && rmdir {TS} && install -d -o postgres -g postgres -m 700 {TS}"),
     );
     assert!(out.status.success(), "{out:?}");
     let run = lab.pgrepl(&["bootstrap"]);
