@@ -162,51 +162,47 @@ fn preflight_refuses_a_tablespace_path_the_replica_cannot_make() {
         0,
         "CREATE TABLE t TABLESPACE ts1 AS SELECT repeat('x', 1000) AS pad FROM generate_series(1, 5000)",
     );
-    // On pg1 the path is taken by a file.
-    let out = lab.exec(1, &format!("rmdir {TS} && touch {TS}"));
-    assert!(out.status.success(), "{out:?}");
-    let run = lab.pgrepl(&["bootstrap"]);
-    assert_eq!(run.code, 2, "{run:?}");
-    assert!(
-        run.stdout.contains(&format!(
+    // Each case: prepare pg1 (as root), then bootstrap is refused with `says` and pg1 is
+    // left as it was (its own standalone server, nothing moved aside).
+    let refused = |prepare: &str, says: &[String]| {
+        let out = lab.exec(1, prepare);
+        assert!(out.status.success(), "{prepare}: {out:?}");
+        let run = lab.pgrepl(&["bootstrap"]);
+        assert_eq!(run.code, 2, "{prepare}: {run:?}");
+        for s in says {
+            assert!(
+                run.stdout.contains(s.as_str()),
+                "{prepare}: no `{s}`: {run:?}"
+            );
+        }
+        assert_eq!(lab.sql(1, "SELECT pg_is_in_recovery()"), "f");
+        assert_eq!(ls(&lab, 1, "/var/lib/postgresql/15/main.pgrepl-*"), "");
+    };
+    // The path is taken by a file.
+    refused(
+        &format!("rmdir {TS} && touch {TS}"),
+        &[format!(
             "tablespace ts1 needs {TS} on this replica, but it, or a path above it, is not a directory"
-        )),
-        "{run:?}"
+        )],
     );
-    assert_eq!(lab.sql(1, "SELECT pg_is_in_recovery()"), "f");
-    assert_eq!(ls(&lab, 1, "/var/lib/postgresql/15/main.pgrepl-*"), "");
-    // A mount point holding files cannot be renamed aside: refused as well.
-    let out = lab.exec(
-        1,
+    // A mount point holding files cannot be renamed aside.
+    refused(
         &format!(
             "rm {TS} && mkdir {TS} && mount -t tmpfs -o size=16m tmpfs {TS} && touch {TS}/old"
         ),
-    );
-    assert!(out.status.success(), "{out:?}");
-    let run = lab.pgrepl(&["bootstrap"]);
-    assert_eq!(run.code, 2, "{run:?}");
-    assert!(
-        run.stdout.contains(&format!(
+        &[format!(
             "tablespace ts1 is at {TS}, a mount point holding files on this replica"
-        )),
-        "{run:?}"
+        )],
     );
     assert_eq!(ls(&lab, 1, &format!("{TS}/old")), format!("{TS}/old"));
     // Empty, but too small for the tablespace's ~5 MB.
-    let out = lab.exec(
-        1,
+    refused(
         &format!("rm {TS}/old && mount -o remount,size=1m {TS} && chown postgres:postgres {TS}"),
+        &[
+            format!("free on {TS} but the copy of the primary writes about"),
+            format!("there ({TS})"),
+        ],
     );
-    assert!(out.status.success(), "{out:?}");
-    let run = lab.pgrepl(&["bootstrap"]);
-    assert_eq!(run.code, 2, "{run:?}");
-    assert!(
-        run.stdout.contains(&format!(
-            "free on {TS} but the copy of the primary writes about"
-        )) && run.stdout.contains(&format!("there ({TS})")),
-        "{run:?}"
-    );
-    assert_eq!(lab.sql(1, "SELECT pg_is_in_recovery()"), "f");
     // Made right, the copy goes through.
     let out = lab.exec(
         1,
