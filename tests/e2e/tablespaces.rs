@@ -149,7 +149,7 @@ fn a_promoted_replica_is_copied_again_with_its_tablespace() {
 }
 
 /// Preflight refuses a copy whose tablespace path cannot be made on the replica, before
-/// anything changes.
+/// anything changes; a missing one is made for postgres by the copy.
 #[test]
 fn preflight_refuses_a_tablespace_path_the_replica_cannot_make() {
     if !enabled() {
@@ -203,12 +203,15 @@ fn preflight_refuses_a_tablespace_path_the_replica_cannot_make() {
             format!("there ({TS})"),
         ],
     );
-    // Made right, the copy goes through.
-    let out = lab.exec(
-        1,
-        &format!("umount {TS} && rmdir {TS} && install -d -o postgres -g postgres -m 700 {TS}"),
-    );
+    // Missing, the copy makes it for postgres and goes through.
+    let out = lab.exec(1, &format!("umount {TS} && rmdir {TS}"));
     assert!(out.status.success(), "{out:?}");
     let run = lab.pgrepl(&["bootstrap"]);
     assert_eq!(run.code, 0, "{run:?}");
+    let owner = lab.exec(1, &format!("stat -c '%U %a' {TS}"));
+    assert_eq!(
+        String::from_utf8_lossy(&owner.stdout).trim(),
+        "postgres 700"
+    );
+    assert_eq!(lab.sql(1, "SELECT count(*) FROM t"), "5000");
 }
