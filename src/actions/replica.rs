@@ -343,6 +343,18 @@ pub async fn restore_datadir(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     {
         let _ = pg.stop().await;
     }
+    // Locations that were empty before this copy hold only what it wrote. Emptied first:
+    // one inside the data dir must not be emptied once the old data dir is back.
+    for location in &fresh {
+        let empty = r#"if [ -d "$1" ]; then find "$1" -mindepth 1 -delete; fi"#;
+        ctx.session
+            .run(&Command::script(empty, &[location]).as_root())
+            .await?;
+        ctx.state()
+            .await
+            .fresh_tablespaces
+            .retain(|l| l != location);
+    }
     let put_back = r#"set -e; [ -d "$2" ]; rm -rf "$1"; mv "$2" "$1""#;
     if let Some(aside) = &aside {
         ctx.session
@@ -361,17 +373,6 @@ pub async fn restore_datadir(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
             .moved_tablespaces
             .retain(|(l, _)| l != location);
         done.push(format!("tablespace dir {location} restored from {aside}"));
-    }
-    // Locations that were empty before this copy hold only what it wrote.
-    for location in &fresh {
-        let empty = r#"if [ -d "$1" ]; then find "$1" -mindepth 1 -delete; fi"#;
-        ctx.session
-            .run(&Command::script(empty, &[location]).as_root())
-            .await?;
-        ctx.state()
-            .await
-            .fresh_tablespaces
-            .retain(|l| l != location);
     }
     if was_running && pg.state().await? != ServerState::Running {
         pg.start().await?;
