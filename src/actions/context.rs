@@ -6,7 +6,7 @@ use tokio::sync::MutexGuard;
 use super::Cluster;
 use crate::inventory::Host;
 use crate::pg::Pg;
-pub use crate::pg::facts::{Facts, Receiver, RoleFacts, ServerFacts, SlotFacts};
+pub use crate::pg::facts::{Facts, Receiver, RoleFacts, ServerFacts, SlotFacts, Tablespace};
 use crate::ssh::Session;
 use crate::step::StepError;
 use crate::templates::{Context, HostView, ReplicationView};
@@ -19,6 +19,11 @@ pub struct HostMemo {
     pub config_changed: bool,
     /// The old data dir, moved aside by this run.
     pub moved_aside: Option<String>,
+    /// The primary's tablespace locations this run moved aside here (location, where it
+    /// went), restored together with the data dir.
+    pub moved_tablespaces: Vec<(String, String)>,
+    /// Tablespace locations that were empty or missing here and this run made for the copy.
+    pub fresh_tablespaces: Vec<String>,
     /// Whether the server was running before this run stopped it.
     pub was_running: Option<bool>,
     /// How it came to follow a new primary: `none` (no copy) or `copy`.
@@ -133,6 +138,19 @@ impl<'e> HostCtx<'e> {
         let inv = &self.cluster.inventory;
         let i = inv.hosts.iter().position(Host::is_primary)?;
         self.cluster.memos[i].lock().await.facts.clone()
+    }
+
+    /// The primary's facts: preflight's, or gathered now if no preflight ran on it.
+    pub async fn primary_facts_or_gather(&self) -> Result<Facts, StepError> {
+        let (primary, session) = self.primary()?;
+        let i = self
+            .cluster
+            .inventory
+            .hosts
+            .iter()
+            .position(Host::is_primary)
+            .unwrap_or(0);
+        super::preflight::facts(self.cluster, i, session, primary).await
     }
 
     /// The typed context templates render with, for this host.

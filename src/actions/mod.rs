@@ -297,16 +297,37 @@ impl Runner for Cluster {
         if let (None, Some(how), false) = (&memo.moved_aside, &memo.started_standby, failed) {
             return Some(format!("its standby data kept: {how}"));
         }
-        let aside = memo.moved_aside.as_ref()?;
+        let data_dir = &self.host_at(host)?.pg.data_dir;
+        let mut moved: Vec<(&str, &str)> = memo
+            .moved_aside
+            .iter()
+            .map(|a| (data_dir.as_str(), a.as_str()))
+            .collect();
+        moved.extend(
+            memo.moved_tablespaces
+                .iter()
+                .map(|(l, a)| (l.as_str(), a.as_str())),
+        );
+        if moved.is_empty() {
+            return None;
+        }
+        let list = |f: fn(&str, &str) -> String| {
+            moved
+                .iter()
+                .map(|(from, aside)| f(from, aside))
+                .collect::<Vec<_>>()
+        };
         if !failed && !interrupted {
             return Some(format!(
-                "streaming; the previous data dir is kept at {aside}: `pgrepl cleanup` removes it once this replica verifies healthy"
+                "streaming; the previous data is kept at {}: `pgrepl cleanup` removes it once this replica verifies healthy",
+                list(|_, a| a.to_string()).join(", ")
             ));
         }
-        // A rescue that could not run leaves it set: tell the user how to undo by hand.
-        let data_dir = &self.host_at(host)?.pg.data_dir;
+        // A rescue that could not run leaves them set: tell the user how to undo by hand.
         Some(format!(
-            "the previous data dir is still at {aside} (not restored); to put it back: stop PostgreSQL, then `rm -rf {data_dir} && mv {aside} {data_dir}`"
+            "the previous data is still at {} (not restored); to put it back: stop PostgreSQL, then `{}`",
+            list(|from, a| format!("{a} (was {from})")).join(", "),
+            list(|from, a| format!("rm -rf {from} && mv {a} {from}")).join(" && ")
         ))
     }
 }

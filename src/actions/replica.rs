@@ -205,12 +205,47 @@ pub async fn start(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     }))
 }
 
+/// Moves the data dir aside and, with it, each of the primary's tablespace locations that
+/// holds anything here (pg_basebackup writes a tablespace at the primary's path and
+/// refuses a non-empty one); all get one timestamp. Prints `aside PATH` per move as it
+/// happens (so a failure half-way still tells what to put back), `fresh PATH` for a
+/// location made empty for the copy, and `not-empty PATH` if a rename left files behind.
+const MOVE_ASIDE: &str = r#"d="$1"; shift; stamp=$(date +%Y%m%dT%H%M%S)
+for t in "$d" "$@"; do
+  if [ -e "$t" ] && [ -n "$(ls -A "$t")" ]; then
+    mv "$t" "$t.pgrepl-$stamp" || exit 1; printf 'aside %s\n' "$t.pgrepl-$stamp"
+  else
+    if [ "$t" = "$d" ]; then rm -rf "$t" || exit 1; else printf 'fresh %s\n' "$t"; fi
+  fi
+  mkdir -p "$t" && chown postgres:postgres "$t" && chmod 700 "$t" || exit 1
+  # A rename that copies (some overlay filesystems) can leave files behind: say so.
+  if [ -n "$(ls -A "$t")" ]; then printf 'not-empty %s\n' "$t"; fi
+done"#;
+
+/// The primary's tablespace locations (from preflight's facts).
+async fn tablespace_locations(ctx: &HostCtx<'_>) -> Result<Vec<String>, StepError> {
+    Ok(ctx
+        .primary_facts_or_gather()
+        .await?
+        .server
+        .map(|s| s.tablespaces.into_iter().map(|t| t.location).collect())
+        .unwrap_or_default())
+}
+
 pub async fn move_aside(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     // The data dir (and, in some layouts, the config inside it) changes under us.
     ctx.state().await.forget_files();
     let data = &ctx.host.pg.data_dir;
+    let locations = tablespace_locations(ctx).await?;
+    let with_ts = if locations.is_empty() {
+        String::new()
+    } else {
+        format!(" and tablespace dir(s) {}", locations.join(", "))
+    };
     if ctx.check_mode() {
-        return Ok(Outcome::changed(format!("would move {data} aside")));
+        return Ok(Outcome::changed(format!(
+            "would move {data}{with_ts} aside"
+        )));
     }
     if ctx.pg().state().await? == ServerState::Running {
         return Err(StepError::new(
@@ -218,41 +253,78 @@ pub async fn move_aside(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
             "stop it first (the stop step)",
         ));
     }
-    let script = r#"set -e; d="$1"
-if [ -e "$d" ] && [ -n "$(ls -A "$d")" ]; then aside="$d.pgrepl-$(date +%Y%m%dT%H%M%S)"; mv "$d" "$aside"; else aside=""; rm -rf "$d"; fi
-mkdir -p "$d"; chown postgres:postgres "$d"; chmod 700 "$d"; echo "$aside"
-# A rename that copies (some overlay filesystems) can leave files behind: say so.
-if [ -n "$(ls -A "$d")" ]; then echo "not empty"; fi"#;
+    let mut args = vec![data.as_str()];
+    args.extend(locations.iter().map(String::as_str));
     let out = ctx
         .session
-        .run(&Command::script(script, &[data]).as_root())
+        .output(&Command::script(MOVE_ASIDE, &args).as_root())
         .await?;
-    let mut lines = out.stdout.lines();
-    let aside = lines.next().unwrap_or_default().trim().to_string();
-    let leftovers = lines.next().is_some_and(|l| l.trim() == "not empty");
-    if !aside.is_empty() {
-        ctx.state().await.moved_aside = Some(aside.clone());
+    // Record every move before judging the run: the rescue puts back whatever moved.
+    let mut moved = Vec::new();
+    let mut leftovers = Vec::new();
+    {
+        let mut state = ctx.state().await;
+        for line in out.stdout.lines() {
+            if let Some(aside) = line.strip_prefix("aside ") {
+                let Some(from) = aside.rsplit_once(".pgrepl-").map(|(f, _)| f.to_string()) else {
+                    continue;
+                };
+                if &from == data {
+                    state.moved_aside = Some(aside.to_string());
+                } else {
+                    state
+                        .moved_tablespaces
+                        .push((from.clone(), aside.to_string()));
+                }
+                moved.push(format!("{from} to {aside}"));
+            } else if let Some(t) = line.strip_prefix("fresh ") {
+                state.fresh_tablespaces.push(t.to_string());
+            } else if let Some(t) = line.strip_prefix("not-empty ") {
+                leftovers.push(t.to_string());
+            }
+        }
     }
-    if leftovers {
+    if !out.success() {
         return Err(StepError::new(
             format!(
-                "{data} is not empty after moving it aside{}",
-                if aside.is_empty() {
+                "could not move {data}{with_ts} aside{}: {}",
+                if moved.is_empty() {
                     String::new()
                 } else {
-                    format!(" to {aside}")
-                }
+                    format!(" (moved so far: {})", moved.join(", "))
+                },
+                out.stderr.trim()
             ),
-            "the filesystem did not really rename the directory (an overlay filesystem copies, and may leave files); keep data dirs on a real filesystem or volume",
+            "whatever was moved is put back; fix the cause above and re-run",
         ));
     }
-    if aside.is_empty() {
+    if !leftovers.is_empty() {
+        return Err(StepError::new(
+            format!(
+                "{} not empty after moving aside{}",
+                leftovers.join(", "),
+                if moved.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", moved.join(", "))
+                }
+            ),
+            "the filesystem did not really rename the directory (an overlay filesystem copies, and may leave files); keep data dirs and tablespaces on a real filesystem or volume",
+        ));
+    }
+    if moved.is_empty() {
         return Ok(Outcome::changed(format!(
-            "{data} was empty; made a fresh one"
+            "{data}{with_ts} empty; made fresh one(s)"
         )));
     }
+    let together = if moved.len() > 1 {
+        "; restored together if the copy fails"
+    } else {
+        ""
+    };
     Ok(Outcome::changed(format!(
-        "moved {data} to {aside} (kept; `pgrepl cleanup` removes it once the replica verifies healthy)"
+        "moved {} (kept{together}; `pgrepl cleanup` removes them once the replica verifies healthy)",
+        moved.join(", ")
     )))
 }
 
@@ -278,17 +350,45 @@ pub async fn restore_datadir(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
             .await?;
     }
     let mut done = Vec::new();
-    if let Some(aside) = &aside {
-        if pg.state().await.unwrap_or(ServerState::Stopped) == ServerState::Running {
-            let _ = pg.stop().await;
-        }
-        let script = r#"set -e; [ -d "$2" ]; rm -rf "$1"; mv "$2" "$1""#;
+    let (tablespaces, fresh) = {
+        let s = ctx.state().await;
+        (s.moved_tablespaces.clone(), s.fresh_tablespaces.clone())
+    };
+    if (aside.is_some() || !tablespaces.is_empty() || !fresh.is_empty())
+        && pg.state().await.unwrap_or(ServerState::Stopped) == ServerState::Running
+    {
+        let _ = pg.stop().await;
+    }
+    // Locations that were empty before this copy hold only what it wrote. Emptied first:
+    // one inside the data dir must not be emptied once the old data dir is back.
+    for location in &fresh {
+        let empty = r#"if [ -d "$1" ]; then find "$1" -mindepth 1 -delete; fi"#;
         ctx.session
-            .run(&Command::script(script, &[&ctx.host.pg.data_dir, aside]).as_root())
+            .run(&Command::script(empty, &[location]).as_root())
             .await?;
-        let mut s = ctx.state().await;
-        s.moved_aside = None;
+        ctx.state()
+            .await
+            .fresh_tablespaces
+            .retain(|l| l != location);
+    }
+    let put_back = r#"set -e; [ -d "$2" ]; rm -rf "$1"; mv "$2" "$1""#;
+    if let Some(aside) = &aside {
+        ctx.session
+            .run(&Command::script(put_back, &[&ctx.host.pg.data_dir, aside]).as_root())
+            .await?;
+        ctx.state().await.moved_aside = None;
         done.push(format!("previous data dir restored from {aside}"));
+    }
+    // The tablespaces go back with the data dir: its pg_tblspc links point at them.
+    for (location, aside) in &tablespaces {
+        ctx.session
+            .run(&Command::script(put_back, &[location, aside]).as_root())
+            .await?;
+        ctx.state()
+            .await
+            .moved_tablespaces
+            .retain(|(l, _)| l != location);
+        done.push(format!("tablespace dir {location} restored from {aside}"));
     }
     if was_running && pg.state().await? != ServerState::Running {
         pg.start().await?;

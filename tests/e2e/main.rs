@@ -21,6 +21,7 @@ mod saslprep;
 mod ssh;
 mod switchover;
 mod sync;
+mod tablespaces;
 mod terminal;
 mod verify;
 mod versions;

@@ -1,7 +1,8 @@
 //! A small builder for running the real binary against a lab of containers.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 /// Whether end-to-end tests run here (they need docker and the lab images).
@@ -267,6 +268,27 @@ impl Lab {
             .expect("docker exec psql")
     }
 
+    /// What a run that changes nothing leaves alone, per node: the managed config files,
+    /// the data dirs, when PostgreSQL started, and the answer to `sql` (if not empty).
+    /// Debian layout, PostgreSQL 15.
+    pub fn snapshot(&self, sql: &str) -> Vec<String> {
+        let watched = "md5sum /etc/postgresql/15/main/pg_hba.conf /etc/postgresql/15/main/conf.d/* 2>/dev/null; ls /var/lib/postgresql/15";
+        (0..self.nodes.len())
+            .map(|i| {
+                format!(
+                    "{}{}{}",
+                    String::from_utf8_lossy(&self.exec(i, watched).stdout),
+                    self.sql(i, "SELECT pg_postmaster_start_time()"),
+                    if sql.is_empty() {
+                        String::new()
+                    } else {
+                        self.sql(i, sql)
+                    }
+                )
+            })
+            .collect()
+    }
+
     /// Waits until `check` holds, up to `limit`.
     pub fn wait_for(&self, limit: Duration, mut check: impl FnMut() -> bool) -> bool {
         let start = std::time::Instant::now();
@@ -464,5 +486,46 @@ impl Lab {
         let run = lab.pgrepl(&["bootstrap"]);
         assert_eq!(run.code, 0, "{run:?}");
         lab
+    }
+}
+
+/// Runs pgrepl; the first stderr line containing `trigger` fires `action` once.
+pub fn run_with_trigger(
+    lab: &Lab,
+    args: &[&str],
+    trigger: &str,
+    action: impl FnOnce(u32) + Send + 'static,
+) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgrepl"))
+        .arg("-i")
+        .arg(lab.inventory())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pgrepl");
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    let trigger = trigger.to_string();
+    let reader = std::thread::spawn(move || {
+        let mut action = Some(action);
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(&trigger)
+                && let Some(act) = action.take()
+            {
+                act(pid);
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let out = child.wait_with_output().expect("wait pgrepl");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: reader.join().unwrap(),
     }
 }
