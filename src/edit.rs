@@ -361,7 +361,13 @@ pub fn with_primary(path: &Path, text: &str, new_primary: &str) -> Result<String
     if !found {
         return Err(fail("it is not in the `hosts:` list"));
     }
-    Ok(out.join("\n") + "\n")
+    // The new primary streams from no one: a cascaded replica promoted loses its upstream.
+    rewrite_upstreams(
+        &(out.join("\n") + "\n"),
+        |name, _| name == new_primary,
+        None,
+    )
+    .map_err(|e| fail(&e))
 }
 
 /// Makes `new_primary` the inventory file's primary (the others replicas), validating the
@@ -490,15 +496,46 @@ fn entry_upstream(lines: &[&str], (from, to): (usize, usize)) -> Option<String> 
 /// Returns `text` with every host entry that says `upstream: FROM` saying `upstream: TO`
 /// instead, or (`to` = `None`) no `upstream:` at all. Other lines stay as they are.
 pub fn reparent(text: &str, from: &str, to: Option<&str>) -> Result<String, String> {
+    rewrite_upstreams(text, |_, upstream| upstream == from, to)
+}
+
+/// Rewrites the `upstream:` of every host entry for which `which(name, upstream)` holds
+/// (see [`reparent`]).
+fn rewrite_upstreams(
+    text: &str,
+    which: impl Fn(&str, &str) -> bool,
+    to: Option<&str>,
+) -> Result<String, String> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        name: String,
+        upstream: Option<String>,
+    }
     let lines: Vec<&str> = text.lines().collect();
     let Some(start) = lines.iter().position(|l| l.trim_end() == "hosts:") else {
         return Ok(text.to_string());
     };
     let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
     for span in entry_spans(&lines, start) {
-        if entry_upstream(&lines, span).as_deref() != Some(from) {
+        let mut entry: Vec<String> = lines[span.0..span.1]
+            .iter()
+            .map(|l| l.to_string())
+            .collect();
+        let Some(dash) = entry[0].find('-') else {
+            continue;
+        };
+        entry[0].replace_range(dash..dash + 1, " ");
+        let Ok(Entry {
+            name,
+            upstream: Some(from),
+        }) = crate::yaml::from_str::<Entry>(&entry.join("\n"))
+        else {
+            continue;
+        };
+        if !which(&name, &from) {
             continue;
         }
+        let from = from.as_str();
         let (first, end) = span;
         let mut done = false;
         for line in &mut out[first..end] {

@@ -159,6 +159,8 @@ pub enum Action {
     },
     /// On a replica: its slot on the member it streams from (a cascaded replica's upstream).
     UpstreamSlot,
+    /// On a replica: its unused slot on other members (left by an `upstream:` change).
+    DropSlotElsewhere,
     /// Write the replica's 0600 passfile for the replication login.
     Passfile,
     /// Log in to the primary as the replication role from the replica (before any stop).

@@ -342,6 +342,7 @@ pub async fn run(ctx: &HostCtx<'_>, action: &Action) -> Result<Outcome, StepErro
         Action::ReplicationRole => primary::replication_role(ctx).await,
         Action::Slots { only } => primary::slots(ctx, *only).await,
         Action::UpstreamSlot => primary::upstream_slot(ctx).await,
+        Action::DropSlotElsewhere => primary::drop_slot_elsewhere(ctx).await,
         Action::Passfile => replica::passfile(ctx).await,
         Action::ReplicationLogin => replica::replication_login(ctx).await,
         Action::Stop => replica::stop(ctx).await,

@@ -135,6 +135,52 @@ pub async fn upstream_slot(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     })
 }
 
+/// On a replica now streaming from its upstream: its slot on any other member (where it
+/// streamed before its `upstream:` changed) is dropped, if unused, so it pins no WAL there.
+pub async fn drop_slot_elsewhere(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
+    let Some(slot) = ctx.host.slot.as_deref() else {
+        return Ok(Outcome::skipped("not a replica"));
+    };
+    let upstream = ctx.upstream()?.0.name.clone();
+    let inv = &ctx.cluster.inventory;
+    let mut dropped = Vec::new();
+    for (i, member) in inv.hosts.iter().enumerate() {
+        if member.name == ctx.host.name || member.name == upstream {
+            continue;
+        }
+        let Some(session) = ctx.cluster.sessions[i].as_deref() else {
+            continue;
+        };
+        let pg = crate::pg::Pg::new(session, member);
+        let verb = if ctx.check_mode() {
+            "count(*)"
+        } else {
+            "count(pg_drop_replication_slot(slot_name))"
+        };
+        let sql = format!(
+            "SELECT coalesce(json_agg(n), '[]') FROM (SELECT {verb} AS n FROM pg_replication_slots WHERE slot_name = {} AND NOT active) s",
+            literal(slot)
+        );
+        if let Some(counts) = pg.query_if_running::<Vec<i64>>(&sql).await?
+            && counts.iter().sum::<i64>() > 0
+        {
+            dropped.push(format!("`{}`", member.name));
+        }
+    }
+    if dropped.is_empty() {
+        return Ok(Outcome::ok(format!("no slot {slot} elsewhere")));
+    }
+    let would = if ctx.check_mode() {
+        "would drop"
+    } else {
+        "dropped"
+    };
+    Ok(Outcome::changed(format!(
+        "{would} its unused slot {slot} on {} (it streams from `{upstream}` now)",
+        dropped.join(", ")
+    )))
+}
+
 /// Creates the physical slots in `wanted` that the server lacks (reserving WAL at once);
 /// returns their names. `seen`: the server's slots if already read.
 async fn ensure_slots(

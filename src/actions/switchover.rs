@@ -109,6 +109,21 @@ pub async fn check(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
             "a switchover needs the primary up; if it is down, use `pgrepl failover`",
         )
     })?;
+    // A cascaded candidate would catch up through its upstream and its lag is measured
+    // there: not supported yet, say what works instead.
+    if ctx.cascaded() {
+        let upstream = ctx.upstream()?.0.name.clone();
+        return Err(StepError::new(
+            format!(
+                "cannot switch over to `{}`: it is a cascaded replica (it streams from `{upstream}`, not from the primary); nothing was changed",
+                ctx.host.name
+            ),
+            format!(
+                "switch over to `{upstream}` (its children follow it), or remove `upstream: {upstream}` from `{}` in the inventory and run `pgrepl bootstrap` first",
+                ctx.host.name
+            ),
+        ));
+    }
     let mut problems = Vec::new();
     // Exactly one host runs as a primary: the inventory's.
     let mut primaries = Vec::new();

@@ -2,7 +2,8 @@
 //! through its slot on pg1 (none on the primary); verify and status walk the tree; a
 //! switchover to pg1 and back keeps pg2 streaming with no copy and no acknowledged write
 //! lost; when pg1 dies, pg2 is named with the cause, and removing pg1 moves pg2 to the
-//! primary without a copy; `add-replica pg1 --upstream pg2` brings pg1 back under pg2.
+//! primary without a copy; `add-replica pg1 --upstream pg2` brings pg1 back under pg2; a
+//! switchover to it is refused; dropping its `upstream:` re-points it with no copy.
 
 use std::time::Duration;
 
@@ -215,4 +216,27 @@ fn a_cascaded_replica_keeps_streaming_through_switchover_and_removal_of_its_upst
     lab.has_all(1, &ids).unwrap();
     let json = verify_json(&lab);
     assert_eq!(host(&json, "pg1")["upstream"], "pg2");
+
+    // A switchover to a cascaded replica is refused, naming what works; nothing changes.
+    let run = lab.pgrepl(&["switchover", "--to", "pg1"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stdout.contains("it is a cascaded replica")
+            && run.stdout.contains("switch over to `pg2`"),
+        "{run:?}"
+    );
+    streams_from(&lab, 1, 2);
+
+    // `upstream:` dropped from the inventory: bootstrap re-points pg1 at the primary with a
+    // reload (no copy), makes its slot there and drops the unused one on pg2.
+    let asides_pg1 = asides(&lab, 1);
+    let inventory = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, inventory.replace(", upstream: pg2", "")).unwrap();
+    let run = lab.pgrepl(&["bootstrap"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    streams_from(&lab, 1, 0);
+    assert_eq!(slots_on(&lab, 0), "pg1,pg2");
+    assert_eq!(slots_on(&lab, 2), "", "no slot left on pg2");
+    assert_eq!(asides(&lab, 1), asides_pg1, "pg1 was not copied");
+    verify_json(&lab);
 }
