@@ -48,7 +48,7 @@ pub async fn run(settings: Settings, reporter: Arc<Reporter>) -> Result<Finished
                 *command,
                 target.as_deref(),
                 address.as_deref(),
-                None,
+                edit::Extra::default(),
             )?;
             let (_, plan) = prepare(&settings, *command, target.as_deref(), &inventory)?;
             match settings.format {
@@ -61,7 +61,7 @@ pub async fn run(settings: Settings, reporter: Arc<Reporter>) -> Result<Finished
         }
         Job::Run(run) => execute(&settings, run, reporter).await,
         Job::Status => status(&settings, &reporter).await,
-        Job::Cleanup { check } => cleanup(&settings, &reporter, *check).await,
+        Job::Cleanup { check, verify } => cleanup(&settings, &reporter, *check, verify).await,
     }
 }
 
@@ -76,11 +76,11 @@ pub(crate) fn load_inventory(
     command: CommandKind,
     target: Option<&str>,
     address: Option<&str>,
-    slot: Option<&str>,
+    extra: edit::Extra<'_>,
 ) -> Result<Inventory, Error> {
     let inventory = match (target, address) {
         (Some(name), Some(address)) => {
-            edit::append_replica(path, name, address, slot, true)?;
+            edit::append_replica(path, name, address, extra, true)?;
             let text = std::fs::read_to_string(path).map_err(|source| Error::File {
                 path: path.to_path_buf(),
                 source,
@@ -89,7 +89,7 @@ pub(crate) fn load_inventory(
             if current.hosts.iter().any(|h| h.name == name) {
                 current
             } else {
-                let new = edit::with_replica(path, &text, name, address, slot)?;
+                let new = edit::with_replica(path, &text, name, address, extra)?;
                 inventory::parse(path, &new)?
             }
         }
@@ -247,19 +247,13 @@ async fn execute(
         run.command,
         run.target.as_deref(),
         run.address.as_deref(),
-        run.slot.as_deref(),
+        run.extra(),
     )?;
     let (templates, plan) = prepare(settings, run.command, run.target.as_deref(), &inventory)?;
     require_password(&plan, &inventory)?;
     note_inventory_secrets(&inventory, &reporter);
     if let (Some(name), Some(address), false) = (&run.target, &run.address, run.check) {
-        edit::append_replica(
-            &settings.inventory,
-            name,
-            address,
-            run.slot.as_deref(),
-            false,
-        )?;
+        edit::append_replica(&settings.inventory, name, address, run.extra(), false)?;
     }
     let mut cluster = new_cluster(settings, run, inventory, templates, &reporter);
     cluster.target = run.target.clone();
@@ -532,6 +526,7 @@ fn read_only_run() -> RunSettings {
         target: None,
         address: None,
         slot: None,
+        upstream: None,
         check: true,
         diff: false,
         allow_restart: false,
@@ -563,12 +558,17 @@ async fn cleanup(
     settings: &Settings,
     reporter: &Arc<Reporter>,
     check: bool,
+    verify: &crate::verify::VerifyOptions,
 ) -> Result<Finished, Error> {
     use crate::cleanup::{Entry, Fate};
     let inventory = inventory::load(&settings.inventory)?;
     check_limit(settings.limit.as_deref(), &inventory, &settings.inventory)?;
     let templates = Templates::load(settings.templates.as_deref())?;
-    let mut cluster = new_cluster(settings, &read_only_run(), inventory, templates, reporter);
+    let run = RunSettings {
+        verify: verify.clone(),
+        ..read_only_run()
+    };
+    let mut cluster = new_cluster(settings, &run, inventory, templates, reporter);
     let all: Vec<usize> = (0..cluster.inventory.hosts.len()).collect();
     cluster
         .connect(&all, &connect_options(settings, reporter))

@@ -5,7 +5,9 @@
 //! the copy fails. Once a replica verifies healthy its old data dir is only disk used, so
 //! `cleanup` removes it. It never removes one on the primary, nor one of a replica that does
 //! not verify healthy (it may be the only copy of something), and it removes nothing whose
-//! name is not exactly a moved-aside name beside that host's data dir.
+//! name is not exactly a moved-aside name beside that host's data dir, or beside a
+//! tablespace location that data dir (or a moved-aside one) links to in `pg_tblspc`: the
+//! tablespace dirs a copy moved aside with the data dir (`LOCATION.pgrepl-TIMESTAMP`).
 
 use serde::Serialize;
 
@@ -84,7 +86,11 @@ pub fn is_moved_aside(data_dir: &str, path: &str) -> bool {
 
 const LIST_SCRIPT: &str = r#"d="${1%/}"; parent=$(dirname "$d"); while [ ! -d "$parent" ]; do parent=$(dirname "$parent"); done
 printf 'disk %s\n' "$(df -PB1 "$parent" | awk 'NR==2 {print $2}')"
-for a in "$d".pgrepl-*; do [ -d "$a" ] || continue; printf 'dir %s %s\n' "$(du -sb "$a" | cut -f1)" "$a"; done"#;
+for a in "$d".pgrepl-*; do [ -d "$a" ] || continue; printf 'dir %s %s\n' "$(du -sb "$a" | cut -f1)" "$a"; done
+# Tablespace dirs moved aside with a data dir: beside each location a data dir links to.
+for l in "$d"/pg_tblspc/* "$d".pgrepl-*/pg_tblspc/*; do [ -L "$l" ] && readlink "$l"; done | sort -u | while IFS= read -r t; do
+  for a in "$t".pgrepl-*; do [ -d "$a" ] || continue; printf 'tsdir %s %s\t%s\n' "$(du -sb "$a" | cut -f1)" "$t" "$a"; done
+done"#;
 
 /// Finds the moved-aside data dirs beside the host's data dir, with their sizes.
 pub async fn list(session: &Session, host: &Host) -> Result<Aside, crate::ssh::Error> {
@@ -105,16 +111,27 @@ fn parse_list(text: &str, data_dir: &str) -> Aside {
             aside
                 .dirs
                 .push((path.to_string(), size.parse().unwrap_or(0)));
+        } else if let Some((size, rest)) =
+            line.strip_prefix("tsdir ").and_then(|r| r.split_once(' '))
+            && let Some((location, path)) = rest.split_once('\t')
+            && location.starts_with('/')
+            && is_moved_aside(location, path)
+        {
+            aside
+                .dirs
+                .push((path.to_string(), size.parse().unwrap_or(0)));
         }
     }
     aside
 }
 
-/// Removes one moved-aside data dir (refusing any other path).
+/// Removes one moved-aside data dir or tablespace dir (refusing any path [`list`] does
+/// not find on the host now).
 pub async fn remove(session: &Session, host: &Host, path: &str) -> Result<(), String> {
-    if !is_moved_aside(&host.pg.data_dir, path) {
+    let listed = list(session, host).await.map_err(|e| e.to_string())?;
+    if !listed.dirs.iter().any(|(p, _)| p == path) {
         return Err(format!(
-            "{path} is not a moved-aside data dir of {}",
+            "{path} is not a moved-aside data dir of {} nor a tablespace dir moved aside with one",
             host.pg.data_dir
         ));
     }
@@ -233,6 +250,18 @@ mod tests {
         let aside = parse_list(&text, d);
         assert_eq!(aside.disk_bytes, 1000);
         assert_eq!(aside.dirs.len(), 2);
+        // A tablespace dir moved aside with one: only a moved-aside name of its location.
+        let with_ts = parse_list(
+            &format!(
+                "{text}tsdir 7 /srv/ts1\t/srv/ts1.pgrepl-20250101T101010\ntsdir 9 /srv/ts1\t/etc\ntsdir 9 rel\trel.pgrepl-20250101T101010\n"
+            ),
+            d,
+        );
+        assert_eq!(
+            with_ts.dirs.last(),
+            Some(&("/srv/ts1.pgrepl-20250101T101010".to_string(), 7))
+        );
+        assert_eq!(with_ts.dirs.len(), 3);
         assert_eq!(aside.bytes(), 110);
         let (health, detail) = aside.check(false).unwrap();
         assert_eq!(health, Health::Warn, "{detail}");

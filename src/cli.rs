@@ -1,12 +1,24 @@
 //! The command line: clap types only. Every `///` here is `--help` text, written for users.
+//!
+//! Each command takes only the options that do something there: its variant flattens the
+//! option groups it uses (`ChangeOptions`, `ReadOptions`, ...), so `pgrepl COMMAND --help`
+//! lists those and no others. Every option is also accepted before the command
+//! (`pgrepl -i inv.yaml verify`), through [`Global`]; [`Cli::parse_checked`] refuses one
+//! given there that the command does not take, as clap refuses it after the command.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::report::Format;
 
 /// Set up and check PostgreSQL streaming replication over SSH, from one inventory.
+///
+/// Options go before or after the command; each command takes only those its own --help
+/// lists (`pgrepl COMMAND --help`).
 ///
 /// Exit codes: 0 success; 1 warnings (verify); 2 a check or step failed; 64 invalid input
 /// (inventory, playbook, template, flags); 130 interrupted.
@@ -23,57 +35,368 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every command takes.
-#[derive(Debug, Args)]
+impl Cli {
+    /// Parses the command line. An option given before the command that the command does
+    /// not take is a usage error, as it is after the command; either way the error names
+    /// the option and the command.
+    pub fn parse_checked<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let mut cli = Cli::command();
+        let matches = match cli.try_get_matches_from_mut(&args) {
+            Ok(matches) => matches,
+            Err(e) => return Err(explain(&mut cli, &args, e)),
+        };
+        if let Some((name, _)) = matches.subcommand() {
+            let takes = |id: &clap::Id| {
+                cli.find_subcommand(name)
+                    .is_some_and(|sub| sub.get_arguments().any(|a| a.get_id() == id))
+            };
+            let misplaced = cli.get_arguments().find(|a| {
+                matches.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine)
+                    && !takes(a.get_id())
+            });
+            if let Some(arg) = misplaced {
+                let flag = match (arg.get_long(), arg.get_short()) {
+                    (Some(long), _) => format!("--{long}"),
+                    (None, Some(short)) => format!("-{short}"),
+                    (None, None) => arg.get_id().to_string(),
+                };
+                return Err(not_taken(&mut cli, &flag, name));
+            }
+        }
+        Cli::from_arg_matches(&matches)
+    }
+
+    /// Every option the command line gives, before the command or after it (after wins;
+    /// `-v` counts add up). Unset options are `None` here; [`crate::settings`] defaults them.
+    pub fn options(&self) -> Global {
+        self.command.options().or(self.global.clone())
+    }
+}
+
+/// "`FLAG` does not apply to `pgrepl COMMAND`", as a usage error.
+fn not_taken(cli: &mut clap::Command, flag: &str, command: &str) -> clap::Error {
+    cli.error(
+        ErrorKind::ArgumentConflict,
+        format!(
+            "{flag} does not apply to `pgrepl {command}`\n\n  tip: `pgrepl {command} --help` lists the options it takes"
+        ),
+    )
+}
+
+/// clap's "unexpected argument" after a command, when the argument is an option of other
+/// commands: said as [`not_taken`] says it before the command.
+fn explain(cli: &mut clap::Command, args: &[OsString], e: clap::Error) -> clap::Error {
+    if e.kind() != ErrorKind::UnknownArgument {
+        return e;
+    }
+    let Some(ContextValue::String(given)) = e.get(ContextKind::InvalidArg) else {
+        return e;
+    };
+    let flag = given.split('=').next().unwrap_or_default().to_string();
+    let known = cli.get_arguments().any(|a| {
+        a.get_long().is_some_and(|l| flag == format!("--{l}"))
+            || a.get_short().is_some_and(|s| flag == format!("-{s}"))
+    });
+    let command = args
+        .iter()
+        .skip(1)
+        .filter_map(|a| a.to_str())
+        .find(|a| cli.find_subcommand(a).is_some())
+        .map(str::to_string);
+    match (known, command) {
+        (true, Some(command)) => not_taken(cli, &flag, &command),
+        _ => e,
+    }
+}
+
+/// Every option, as accepted before the command. A command takes only some of them (its
+/// `--help` lists which).
+#[derive(Debug, Args, Clone, Default)]
 pub struct Global {
-    /// The inventory file describing the cluster.
-    #[arg(
-        short,
-        long,
-        global = true,
-        default_value = "inventory.yaml",
-        value_name = "FILE"
-    )]
-    pub inventory: PathBuf,
-    /// Results as text for people, or as one JSON document on stdout.
-    #[arg(long, global = true, value_enum, default_value = "human")]
-    pub format: Format,
+    #[command(flatten)]
+    pub input: Input,
+    #[command(flatten)]
+    pub output: Output,
+    #[command(flatten)]
+    pub ssh: Ssh,
+    #[command(flatten)]
+    pub forks: Forks,
+    #[command(flatten)]
+    pub limit: Limit,
+    #[command(flatten)]
+    pub playbooks: Playbooks,
+    #[command(flatten)]
+    pub lock: Lock,
+}
+
+impl Global {
+    /// These options, and `before`'s where these are unset.
+    fn or(self, before: Global) -> Global {
+        Global {
+            input: Input {
+                inventory: self.input.inventory.or(before.input.inventory),
+                format: self.input.format.or(before.input.format),
+            },
+            output: Output {
+                verbose: self.output.verbose.saturating_add(before.output.verbose),
+                log_file: self.output.log_file.or(before.output.log_file),
+            },
+            ssh: Ssh {
+                ssh_config: self.ssh.ssh_config.or(before.ssh.ssh_config),
+                accept_new_host_keys: self.ssh.accept_new_host_keys
+                    || before.ssh.accept_new_host_keys,
+                connect_timeout: self.ssh.connect_timeout.or(before.ssh.connect_timeout),
+                ssh_keepalive: self.ssh.ssh_keepalive.or(before.ssh.ssh_keepalive),
+            },
+            forks: Forks {
+                forks: self.forks.forks.or(before.forks.forks),
+            },
+            limit: Limit {
+                limit: self.limit.limit.or(before.limit.limit),
+            },
+            playbooks: Playbooks {
+                playbooks: self.playbooks.playbooks.or(before.playbooks.playbooks),
+                templates: self.playbooks.templates.or(before.playbooks.templates),
+            },
+            lock: Lock {
+                break_lock: self.lock.break_lock || before.lock.break_lock,
+            },
+        }
+    }
+}
+
+/// The inventory, and the form of the results.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Inventory and output")]
+pub struct Input {
+    /// The inventory file describing the cluster [default: inventory.yaml].
+    #[arg(short, long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// Results as text for people, or as one JSON document on stdout [default: human].
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+}
+
+/// What a command that contacts hosts shows while it works.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Inventory and output")]
+pub struct Output {
     /// Show each remote command (-v), and pg_basebackup's own lines (-vv). Secrets are redacted.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Also write every progress and log line to this file.
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
+}
+
+/// How to reach the hosts.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "SSH")]
+pub struct Ssh {
     /// Use this ssh config file instead of ~/.ssh/config.
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     pub ssh_config: Option<PathBuf>,
     /// Record the host keys of hosts not yet in known_hosts (like OpenSSH's accept-new).
     /// A changed key is always refused.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub accept_new_host_keys: bool,
-    /// Remove another run's lock on the primary first. Only when that run is dead: two runs
-    /// at once can rebuild the same replica twice.
-    #[arg(long, global = true)]
-    pub break_lock: bool,
-    /// How many hosts work at once within a step.
-    #[arg(long, global = true, default_value_t = 10, value_name = "N")]
-    pub forks: usize,
+    /// Seconds to wait for an SSH connection [default: 10].
+    #[arg(long, value_name = "SECONDS")]
+    pub connect_timeout: Option<u64>,
+    /// Seconds between SSH keepalives; a host silent for four of them counts as lost
+    /// (OpenSSH's ServerAliveInterval with ServerAliveCountMax 4) [default: 15].
+    #[arg(long, value_name = "SECONDS")]
+    pub ssh_keepalive: Option<u64>,
+}
+
+/// How many hosts work at once.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Run")]
+pub struct Forks {
+    /// How many hosts work at once within a step [default: 10].
+    #[arg(long, value_name = "N")]
+    pub forks: Option<usize>,
+}
+
+/// Which hosts a command works on.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Run")]
+pub struct Limit {
+    /// Only work on these hosts (comma-separated inventory names).
+    #[arg(long, value_delimiter = ',', value_name = "HOSTS")]
+    pub limit: Option<Vec<String>>,
+}
+
+/// Where a command's playbook and templates come from.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Run")]
+pub struct Playbooks {
     /// Read playbooks from this directory (COMMAND.yaml) instead of the built-in ones.
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     pub playbooks: Option<PathBuf>,
     /// Read templates from this directory; any file there replaces the built-in one of the same name.
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
-    /// Only work on these hosts (comma-separated inventory names).
-    #[arg(long, global = true, value_delimiter = ',', value_name = "HOSTS")]
-    pub limit: Option<Vec<String>>,
-    /// Seconds to wait for an SSH connection.
-    #[arg(long, global = true, default_value_t = 10, value_name = "SECONDS")]
-    pub connect_timeout: u64,
-    /// Seconds between SSH keepalives; a host silent for four of them counts as lost
-    /// (OpenSSH's ServerAliveInterval with ServerAliveCountMax 4).
-    #[arg(long, global = true, default_value_t = 15, value_name = "SECONDS")]
-    pub ssh_keepalive: u64,
+}
+
+/// The run lock on the primary, which every command that changes hosts takes.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Run")]
+pub struct Lock {
+    /// Remove another run's lock on the primary first. Only when that run is dead: two runs
+    /// at once can rebuild the same replica twice.
+    #[arg(long)]
+    pub break_lock: bool,
+}
+
+/// Options of a command that contacts hosts.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Contact {
+    #[command(flatten)]
+    pub input: Input,
+    #[command(flatten)]
+    pub output: Output,
+    #[command(flatten)]
+    pub ssh: Ssh,
+}
+
+/// Options of a command that runs a playbook on the hosts.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RunOptions {
+    #[command(flatten)]
+    pub contact: Contact,
+    #[command(flatten)]
+    pub forks: Forks,
+    #[command(flatten)]
+    pub playbooks: Playbooks,
+}
+
+/// Options of a command that changes hosts (holding the run lock), on some or all of them.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ChangeOptions {
+    #[command(flatten)]
+    pub run: RunOptions,
+    #[command(flatten)]
+    pub limit: Limit,
+    #[command(flatten)]
+    pub lock: Lock,
+}
+
+/// Options of `remove-replica`: it changes the host and every member that stays, so it takes
+/// no --limit.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RemoveOptions {
+    #[command(flatten)]
+    pub run: RunOptions,
+    #[command(flatten)]
+    pub lock: Lock,
+}
+
+/// Options of `verify`: a playbook that changes nothing, so no run lock.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ReadOptions {
+    #[command(flatten)]
+    pub run: RunOptions,
+    #[command(flatten)]
+    pub limit: Limit,
+}
+
+/// Options of `cleanup`: no playbook, but it removes holding the run lock.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CleanupOptions {
+    #[command(flatten)]
+    pub contact: Contact,
+    #[command(flatten)]
+    pub limit: Limit,
+    #[command(flatten)]
+    pub lock: Lock,
+}
+
+/// Options of `plan`: it reads the inventory and the playbook, and contacts no host.
+#[derive(Debug, Args, Clone, Default)]
+pub struct PlanOptions {
+    #[command(flatten)]
+    pub input: Input,
+    #[command(flatten)]
+    pub limit: Limit,
+    #[command(flatten)]
+    pub playbooks: Playbooks,
+}
+
+impl From<Contact> for Global {
+    fn from(o: Contact) -> Global {
+        let Contact { input, output, ssh } = o;
+        Global {
+            input,
+            output,
+            ssh,
+            ..Global::default()
+        }
+    }
+}
+
+impl From<RunOptions> for Global {
+    fn from(o: RunOptions) -> Global {
+        Global {
+            forks: o.forks,
+            playbooks: o.playbooks,
+            ..o.contact.into()
+        }
+    }
+}
+
+impl From<ChangeOptions> for Global {
+    fn from(o: ChangeOptions) -> Global {
+        Global {
+            limit: o.limit,
+            lock: o.lock,
+            ..o.run.into()
+        }
+    }
+}
+
+impl From<RemoveOptions> for Global {
+    fn from(o: RemoveOptions) -> Global {
+        Global {
+            lock: o.lock,
+            ..o.run.into()
+        }
+    }
+}
+
+impl From<ReadOptions> for Global {
+    fn from(o: ReadOptions) -> Global {
+        Global {
+            limit: o.limit,
+            ..o.run.into()
+        }
+    }
+}
+
+impl From<CleanupOptions> for Global {
+    fn from(o: CleanupOptions) -> Global {
+        Global {
+            limit: o.limit,
+            lock: o.lock,
+            ..o.contact.into()
+        }
+    }
+}
+
+impl From<PlanOptions> for Global {
+    fn from(o: PlanOptions) -> Global {
+        Global {
+            input: o.input,
+            limit: o.limit,
+            playbooks: o.playbooks,
+            ..Global::default()
+        }
+    }
 }
 
 /// Flags of commands that change hosts.
@@ -98,6 +421,8 @@ pub enum Command {
         flags: ChangeFlags,
         #[command(flatten)]
         verify: VerifyFlags,
+        #[command(flatten)]
+        opts: ChangeOptions,
     },
     /// Add one replica to a running cluster without restarting the primary.
     ///
@@ -111,6 +436,10 @@ pub enum Command {
         /// The replica's slot name when appending it (default: derived from the name).
         #[arg(long, value_name = "SLOT", requires = "address")]
         slot: Option<String>,
+        /// When appending it: the member it streams from, another replica (a cascaded
+        /// replica; default: the primary).
+        #[arg(long, value_name = "NAME", requires = "address")]
+        upstream: Option<String>,
         /// Allow restarting the primary if a setting it lacks needs one (a short outage).
         #[arg(long)]
         allow_restart: bool,
@@ -118,6 +447,8 @@ pub enum Command {
         flags: ChangeFlags,
         #[command(flatten)]
         verify: VerifyFlags,
+        #[command(flatten)]
+        opts: ChangeOptions,
     },
     /// Make a streaming replica the primary on purpose, losing no acknowledged write.
     ///
@@ -141,6 +472,8 @@ pub enum Command {
         flags: ChangeFlags,
         #[command(flatten)]
         verify: VerifyFlags,
+        #[command(flatten)]
+        opts: ChangeOptions,
     },
     /// The primary is down: fence it, promote the most advanced replica, rewire the others.
     ///
@@ -164,6 +497,8 @@ pub enum Command {
         flags: ChangeFlags,
         #[command(flatten)]
         verify: VerifyFlags,
+        #[command(flatten)]
+        opts: ChangeOptions,
     },
     /// Bring a former primary (or any diverged or stale node) back as a replica.
     ///
@@ -178,6 +513,8 @@ pub enum Command {
         flags: ChangeFlags,
         #[command(flatten)]
         verify: VerifyFlags,
+        #[command(flatten)]
+        opts: ChangeOptions,
     },
     /// Put HAProxy in front of the cluster: a write port (the primary) and a read port
     /// (the replicas) on each `role: proxy` host of the inventory's `endpoints`.
@@ -191,6 +528,8 @@ pub enum Command {
         flags: ChangeFlags,
         #[command(flatten)]
         verify: VerifyFlags,
+        #[command(flatten)]
+        opts: ChangeOptions,
     },
     /// Turn synchronous replication off (the escape hatch when its standbys are down and
     /// commits hang) or back on as the inventory says.
@@ -209,6 +548,8 @@ pub enum Command {
         force: bool,
         #[command(flatten)]
         flags: ChangeFlags,
+        #[command(flatten)]
+        opts: ChangeOptions,
     },
     /// Show what each host is now: role, timeline, positions, upstream, lag. Read-only.
     ///
@@ -216,7 +557,10 @@ pub enum Command {
     /// says, 1 degraded (a replica down, lagging or elsewhere), 2 no primary or more than
     /// one (split brain). --format json or prometheus for machines.
     /// Example: pgrepl status --format prometheus > /var/lib/node_exporter/pgrepl.prom
-    Status,
+    Status {
+        #[command(flatten)]
+        opts: Contact,
+    },
     /// Take a replica out of the cluster, leaving no slot, pg_hba rule or standby behind.
     ///
     /// On the host, PostgreSQL is stopped, its standby configuration removed (it would
@@ -242,13 +586,20 @@ pub enum Command {
         flags: ChangeFlags,
         #[command(flatten)]
         verify: VerifyFlags,
+        #[command(flatten)]
+        opts: RemoveOptions,
     },
     /// Check replication health; exits 0 healthy, 1 warnings, 2 failures.
     ///
     /// Writes one probe row on the primary and measures when each replica sees it. Needs no
     /// replication password.
     /// Example: pgrepl verify --max-lag-seconds 5 --format json
-    Verify(VerifyFlags),
+    Verify {
+        #[command(flatten)]
+        verify: VerifyFlags,
+        #[command(flatten)]
+        opts: ReadOptions,
+    },
     /// List the data dirs pgrepl moved aside before a copy; remove those no longer needed.
     ///
     /// Shows every moved-aside data dir (`DATA.pgrepl-TIMESTAMP`) with its size. Those of
@@ -260,6 +611,10 @@ pub enum Command {
         /// Only list, and say what would be removed; remove nothing.
         #[arg(long)]
         check: bool,
+        #[command(flatten)]
+        verify: VerifyFlags,
+        #[command(flatten)]
+        opts: CleanupOptions,
     },
     /// Print the steps a command would run on each host, without contacting any host.
     ///
@@ -273,11 +628,35 @@ pub enum Command {
         /// inventory file is not changed).
         #[arg(long, value_name = "ADDR", requires = "name")]
         address: Option<String>,
+        #[command(flatten)]
+        opts: PlanOptions,
     },
     /// Print a shell completion script.
     ///
     /// Example: pgrepl completions bash > /etc/bash_completion.d/pgrepl
     Completions { shell: clap_complete::Shell },
+}
+
+impl Command {
+    /// The options given after the command (`None` where unset; none for a command that
+    /// takes none).
+    fn options(&self) -> Global {
+        match self {
+            Command::Bootstrap { opts, .. }
+            | Command::AddReplica { opts, .. }
+            | Command::Switchover { opts, .. }
+            | Command::Failover { opts, .. }
+            | Command::Rejoin { opts, .. }
+            | Command::Endpoints { opts, .. }
+            | Command::Sync { opts, .. } => opts.clone().into(),
+            Command::RemoveReplica { opts, .. } => opts.clone().into(),
+            Command::Verify { opts, .. } => opts.clone().into(),
+            Command::Status { opts } => opts.clone().into(),
+            Command::Cleanup { opts, .. } => opts.clone().into(),
+            Command::Plan { opts, .. } => opts.clone().into(),
+            Command::Completions { .. } => Global::default(),
+        }
+    }
 }
 
 /// The commands that run a playbook (and so can be planned).
@@ -325,9 +704,10 @@ impl CommandKind {
     }
 }
 
-/// Thresholds of `verify` (also used by the verify step of bootstrap and add-replica).
+/// Thresholds of `verify` (also used by the verify step of the commands that end with one).
 /// Unset flags take the defaults of `VerifyOptions::default()`.
-#[derive(Debug, Args, Clone)]
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Verify")]
 pub struct VerifyFlags {
     /// Warn when a replica is more than this many bytes behind [default: 16777216].
     #[arg(long, value_name = "BYTES")]
@@ -341,4 +721,8 @@ pub struct VerifyFlags {
     /// Fail a replica that has not replayed the probe row within this many seconds [default: 10].
     #[arg(long, value_name = "SECONDS")]
     pub probe_timeout: Option<f64>,
+    /// The database verify writes its probe row in (schema `pgrepl`, table `pgrepl.probe`,
+    /// created if missing) [default: postgres].
+    #[arg(long, value_name = "NAME")]
+    pub probe_database: Option<String>,
 }

@@ -114,6 +114,15 @@ fn line_part(line: &Option<u64>) -> String {
     line.map(|l| format!(":{l}")).unwrap_or_default()
 }
 
+/// What `add-replica NAME --address ADDR` writes into the new host's line besides those.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extra<'a> {
+    /// `--slot`: its slot name.
+    pub slot: Option<&'a str>,
+    /// `--upstream`: the member it streams from (a cascaded replica).
+    pub upstream: Option<&'a str>,
+}
+
 /// Returns `text` (the inventory at `path`) with a replica line appended to its `hosts:`
 /// list.
 pub fn with_replica(
@@ -121,7 +130,7 @@ pub fn with_replica(
     text: &str,
     name: &str,
     address: &str,
-    slot: Option<&str>,
+    extra: Extra<'_>,
 ) -> Result<String, Error> {
     let lines: Vec<&str> = text.lines().collect();
     let start = lines
@@ -151,8 +160,16 @@ pub fn with_replica(
         end = i + 1;
     }
     let pad = " ".repeat(indent.unwrap_or(2));
-    let slot = slot.map(|s| format!(", slot: {s}")).unwrap_or_default();
-    let entry = format!("{pad}- {{ name: {name}, address: {address}, role: replica{slot} }}");
+    let slot = extra
+        .slot
+        .map(|s| format!(", slot: {s}"))
+        .unwrap_or_default();
+    let upstream = extra
+        .upstream
+        .map(|u| format!(", upstream: {u}"))
+        .unwrap_or_default();
+    let entry =
+        format!("{pad}- {{ name: {name}, address: {address}, role: replica{slot}{upstream} }}");
     let mut out: Vec<String> = lines[..end].iter().map(|l| l.to_string()).collect();
     out.push(entry);
     out.extend(lines[end..].iter().map(|l| l.to_string()));
@@ -165,7 +182,7 @@ pub fn append_replica(
     path: &Path,
     name: &str,
     address: &str,
-    slot: Option<&str>,
+    extra: Extra<'_>,
     dry_run: bool,
 ) -> Result<(), Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
@@ -187,7 +204,7 @@ pub fn append_replica(
             hint: Some("drop --address, or pick another name".into()),
         });
     }
-    let new = with_replica(path, &text, name, address, slot)?;
+    let new = with_replica(path, &text, name, address, extra)?;
     crate::inventory::parse(path, &new).map_err(|e| Error::WouldBeInvalid {
         path: path.to_path_buf(),
         name: name.to_string(),
@@ -344,7 +361,13 @@ pub fn with_primary(path: &Path, text: &str, new_primary: &str) -> Result<String
     if !found {
         return Err(fail("it is not in the `hosts:` list"));
     }
-    Ok(out.join("\n") + "\n")
+    // The new primary streams from no one: a cascaded replica promoted loses its upstream.
+    rewrite_upstreams(
+        &(out.join("\n") + "\n"),
+        |name, _| name == new_primary,
+        None,
+    )
+    .map_err(|e| fail(&e))
 }
 
 /// Makes `new_primary` the inventory file's primary (the others replicas), validating the
@@ -387,6 +410,9 @@ pub fn set_primary(path: &Path, new_primary: &str) -> Result<(), Error> {
 /// the lines indented under it). Every other line stays as it is, comments included; a
 /// comment above the entry stays too, since it may speak of more than this host. Refuses
 /// to leave the list empty, and checks the result lists exactly the other hosts, in order.
+///
+/// Replicas that streamed from it (`upstream: NAME`) are given its own upstream (the
+/// `upstream:` removed when that is the primary), as the cluster moves them there.
 pub fn without_host(text: &str, name: &str) -> Result<String, String> {
     #[derive(serde::Deserialize)]
     struct Named {
@@ -440,16 +466,124 @@ pub fn without_host(text: &str, name: &str) -> Result<String, String> {
             hits.len()
         ));
     };
+    let its_upstream = entry_upstream(&lines, (from, to));
     let mut out: Vec<&str> = lines[..from].to_vec();
     out.extend(&lines[to..]);
     let out = out.join("\n") + "\n";
     let expected: Vec<String> = before.into_iter().filter(|n| n != name).collect();
     match names(&out) {
-        Ok(after) if after == expected => Ok(out),
+        Ok(after) if after == expected => reparent(&out, name, its_upstream.as_deref()),
         _ => Err(format!(
             "removing `{name}`'s lines would not leave exactly the other hosts (an unusual layout?); remove its entry by hand"
         )),
     }
+}
+
+/// The `upstream:` of the host entry at `span`, if it has one.
+fn entry_upstream(lines: &[&str], (from, to): (usize, usize)) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        upstream: Option<String>,
+    }
+    let mut entry: Vec<String> = lines[from..to].iter().map(|l| l.to_string()).collect();
+    let dash = entry[0].find('-')?;
+    entry[0].replace_range(dash..dash + 1, " ");
+    crate::yaml::from_str::<Entry>(&entry.join("\n"))
+        .ok()?
+        .upstream
+}
+
+/// Returns `text` with every host entry that says `upstream: FROM` saying `upstream: TO`
+/// instead, or (`to` = `None`) no `upstream:` at all. Other lines stay as they are.
+pub fn reparent(text: &str, from: &str, to: Option<&str>) -> Result<String, String> {
+    rewrite_upstreams(text, |_, upstream| upstream == from, to)
+}
+
+/// Rewrites the `upstream:` of every host entry for which `which(name, upstream)` holds
+/// (see [`reparent`]).
+fn rewrite_upstreams(
+    text: &str,
+    which: impl Fn(&str, &str) -> bool,
+    to: Option<&str>,
+) -> Result<String, String> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        name: String,
+        upstream: Option<String>,
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(start) = lines.iter().position(|l| l.trim_end() == "hosts:") else {
+        return Ok(text.to_string());
+    };
+    let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    for span in entry_spans(&lines, start) {
+        let mut entry: Vec<String> = lines[span.0..span.1]
+            .iter()
+            .map(|l| l.to_string())
+            .collect();
+        let Some(dash) = entry[0].find('-') else {
+            continue;
+        };
+        entry[0].replace_range(dash..dash + 1, " ");
+        let Ok(Entry {
+            name,
+            upstream: Some(from),
+        }) = crate::yaml::from_str::<Entry>(&entry.join("\n"))
+        else {
+            continue;
+        };
+        if !which(&name, &from) {
+            continue;
+        }
+        let from = from.as_str();
+        let (first, end) = span;
+        let mut done = false;
+        for line in &mut out[first..end] {
+            let Some(at) = line.find("upstream:") else {
+                continue;
+            };
+            let value_start = at + "upstream:".len();
+            let rest = &line[value_start..];
+            let value_len = rest.len() - rest.trim_start().len()
+                + rest
+                    .trim_start()
+                    .find([',', '}', ' ', '#'])
+                    .unwrap_or(rest.trim_start().len());
+            let value = rest[..value_len].trim();
+            if value.trim_matches(['"', '\'']) != from {
+                continue;
+            }
+            *line = match to {
+                Some(to) => format!(
+                    "{}upstream: {to}{}",
+                    &line[..at],
+                    &line[value_start + value_len..]
+                ),
+                None if line.trim_start().starts_with("upstream:") => String::from("\u{0}"),
+                None => {
+                    // Flow style: drop the key with the comma before (or after) it.
+                    let before = line[..at].trim_end();
+                    let after = &line[value_start + value_len..];
+                    match before.strip_suffix(',') {
+                        Some(b) => format!("{b}{after}"),
+                        None => format!(
+                            "{before} {}",
+                            after.trim_start().trim_start_matches(',').trim_start()
+                        ),
+                    }
+                }
+            };
+            done = true;
+        }
+        if !done {
+            let name = lines[first].trim();
+            return Err(format!(
+                "cannot rewrite `upstream: {from}` in `{name}`; edit it by hand"
+            ));
+        }
+    }
+    let out: Vec<String> = out.into_iter().filter(|l| l != "\u{0}").collect();
+    Ok(out.join("\n") + "\n")
 }
 
 /// Where each entry of the `hosts:` list at line `start` runs: its `-` line and the lines
@@ -537,10 +671,20 @@ mod tests {
     #[test]
     fn appends_after_the_last_host_keeping_comments() {
         let text = "# my cluster\nhosts:\n  # the primary\n  - { name: a, address: 10.0.0.1, role: primary }\n  - name: b\n    address: 10.0.0.2\n    role: replica\n\n# trailing comment\nssh: { user: x }\n";
-        let out = with_replica(Path::new("i.yaml"), text, "c", "10.0.0.3", Some("c_slot")).unwrap();
+        let out = with_replica(
+            Path::new("i.yaml"),
+            text,
+            "c",
+            "10.0.0.3",
+            Extra {
+                slot: Some("c_slot"),
+                upstream: Some("b"),
+            },
+        )
+        .unwrap();
         assert_eq!(
             out,
-            "# my cluster\nhosts:\n  # the primary\n  - { name: a, address: 10.0.0.1, role: primary }\n  - name: b\n    address: 10.0.0.2\n    role: replica\n  - { name: c, address: 10.0.0.3, role: replica, slot: c_slot }\n\n# trailing comment\nssh: { user: x }\n"
+            "# my cluster\nhosts:\n  # the primary\n  - { name: a, address: 10.0.0.1, role: primary }\n  - name: b\n    address: 10.0.0.2\n    role: replica\n  - { name: c, address: 10.0.0.3, role: replica, slot: c_slot, upstream: b }\n\n# trailing comment\nssh: { user: x }\n"
         );
     }
 
@@ -549,7 +693,7 @@ mod tests {
     fn appending_keeps_the_files_mode() {
         for wanted in [0o600, 0o640, 0o644] {
             let (dir, path) = file_with(wanted);
-            append_replica(&path, "c", "10.0.0.3", None, false).unwrap();
+            append_replica(&path, "c", "10.0.0.3", Extra::default(), false).unwrap();
             assert_eq!(mode(&path), wanted, "mode {wanted:o}");
             let text = std::fs::read_to_string(&path).unwrap();
             assert!(text.contains("name: c, address: 10.0.0.3"), "{text}");
@@ -570,7 +714,7 @@ mod tests {
             eprintln!("not root: owner change not exercised");
             return;
         }
-        append_replica(&path, "c", "10.0.0.3", None, false).unwrap();
+        append_replica(&path, "c", "10.0.0.3", Extra::default(), false).unwrap();
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (4242, 4343));
         assert_eq!(mode(&path), 0o600);
@@ -584,7 +728,7 @@ mod tests {
         std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
         let link = dir.path().join("inventory.yaml");
         std::os::unix::fs::symlink("real.yaml", &link).unwrap();
-        append_replica(&link, "c", "10.0.0.3", None, false).unwrap();
+        append_replica(&link, "c", "10.0.0.3", Extra::default(), false).unwrap();
         assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
         assert!(std::fs::read_to_string(&real).unwrap().contains("name: c"));
         assert_eq!(mode(&real), 0o600);
@@ -594,15 +738,15 @@ mod tests {
     #[test]
     fn dry_run_and_a_host_already_there_change_nothing() {
         let (_dir, path) = file_with(0o600);
-        append_replica(&path, "c", "10.0.0.3", None, true).unwrap();
-        append_replica(&path, "b", "10.0.0.2", None, false).unwrap();
+        append_replica(&path, "c", "10.0.0.3", Extra::default(), true).unwrap();
+        append_replica(&path, "b", "10.0.0.2", Extra::default(), false).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), INVENTORY);
     }
 
     #[test]
     fn errors_name_the_file_the_line_and_a_hint() {
         let (_dir, path) = file_with(0o600);
-        let err = append_replica(&path, "b", "10.0.0.9", None, false).unwrap_err();
+        let err = append_replica(&path, "b", "10.0.0.9", Extra::default(), false).unwrap_err();
         assert!(matches!(err, Error::AlreadyPresent { .. }), "{err:?}");
         assert_eq!(err.path(), path);
         assert_eq!(err.line(), Some(5));
@@ -614,7 +758,7 @@ mod tests {
             )
         );
 
-        let err = append_replica(&path, "c", "10.0.0.2", None, false).unwrap_err();
+        let err = append_replica(&path, "c", "10.0.0.2", Extra::default(), false).unwrap_err();
         assert!(matches!(err, Error::WouldBeInvalid { .. }), "{err:?}");
         assert!(err.to_string().contains("duplicate address"), "{err}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), INVENTORY);
@@ -623,14 +767,14 @@ mod tests {
             &path.with_file_name("missing.yaml"),
             "c",
             "1.2.3.4",
-            None,
+            Extra::default(),
             false,
         )
         .unwrap_err();
         assert!(matches!(err, Error::Read { .. }) && err.hint().is_some());
         assert!(err.to_string().contains("missing.yaml"), "{err}");
 
-        let err = with_replica(&path, "hosts: []\n", "c", "1.2.3.4", None).unwrap_err();
+        let err = with_replica(&path, "hosts: []\n", "c", "1.2.3.4", Extra::default()).unwrap_err();
         assert!(matches!(err, Error::NoHostsList { .. }));
         assert!(
             err.to_string()
@@ -729,5 +873,26 @@ mod remove_tests {
         assert!(e.contains("only host"), "{e}");
         let e = without_host(TEXT, "pg9").unwrap_err();
         assert!(e.contains("not in"), "{e}");
+    }
+
+    #[test]
+    fn removing_an_upstream_moves_its_replicas_to_its_own_upstream() {
+        let text = "hosts:\n  - { name: a, address: 10.0.0.1, role: primary }\n  - { name: b, address: 10.0.0.2, role: replica }\n  - { name: c, address: 10.0.0.3, role: replica, upstream: b }  # zone b\n  - name: d\n    address: 10.0.0.4\n    role: replica\n    upstream: c\n  - { name: e, address: 10.0.0.5, upstream: b, role: replica }\n";
+        // b streams from the primary: c and e lose their `upstream:`.
+        let out = without_host(text, "b").unwrap();
+        assert_eq!(
+            out,
+            "hosts:\n  - { name: a, address: 10.0.0.1, role: primary }\n  - { name: c, address: 10.0.0.3, role: replica }  # zone b\n  - name: d\n    address: 10.0.0.4\n    role: replica\n    upstream: c\n  - { name: e, address: 10.0.0.5, role: replica }\n"
+        );
+        // c streams from b: d (block style) now streams from b.
+        let out = without_host(text, "c").unwrap();
+        assert!(
+            out.contains("    role: replica\n    upstream: b\n"),
+            "{out}"
+        );
+        assert!(!out.contains("name: c,"), "{out}");
+        // And with no upstream left at all, the block line goes.
+        let out = crate::edit::reparent(text, "c", None).unwrap();
+        assert!(out.contains("    role: replica\n  - { name: e"), "{out}");
     }
 }

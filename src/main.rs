@@ -4,13 +4,12 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
 use pgrepl::error::{Error, exit};
-use pgrepl::report::Reporter;
+use pgrepl::report::{Format, Reporter};
 use pgrepl::settings::Settings;
 
 fn main() -> ExitCode {
-    let cli = match pgrepl::cli::Cli::try_parse() {
+    let cli = match pgrepl::cli::Cli::parse_checked(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -21,13 +20,12 @@ fn main() -> ExitCode {
             });
         }
     };
-    let mut reporter = Reporter::new(
-        cli.global.format,
-        cli.global.verbose,
-        Reporter::stderr_is_interactive(),
-        None,
-    );
-    let settings = Settings::from_cli(cli).and_then(|s| {
+    let settings = Settings::from_cli(cli);
+    let (format, verbose) = settings
+        .as_ref()
+        .map_or((Format::Human, 0), |s| (s.format, s.verbose));
+    let mut reporter = Reporter::new(format, verbose, Reporter::stderr_is_interactive(), None);
+    let settings = settings.and_then(|s| {
         if let Some(path) = &s.log_file {
             let file = std::fs::OpenOptions::new()
                 .create(true)

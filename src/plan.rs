@@ -124,6 +124,7 @@ fn resolve(
             work,
             on_failure,
             serial: step.serial,
+            waves: step.upstream_first,
             unless: step.unless,
             only_if: step.only_if,
             point_of_no_return: step.point_of_no_return,
@@ -248,11 +249,15 @@ pub fn render(plan: &Plan, inventory: &Inventory) -> String {
         .into_iter()
         .flatten()
         .collect();
+        let serial = if step.serial { ", one at a time" } else { "" };
+        let serial = if step.waves {
+            format!("{serial}, cascaded replicas after their upstream")
+        } else {
+            serial.to_string()
+        };
         let serial = match &step.lane {
-            Some(lane) if step.serial => format!(", one at a time, lane {lane}"),
-            Some(lane) => format!(", lane {lane}"),
-            None if step.serial => ", one at a time".to_string(),
-            None => String::new(),
+            Some(lane) => format!("{serial}, lane {lane}"),
+            None => serial,
         };
         let hosts: Vec<&str> = step.hosts.iter().map(|&i| inventory.node_name(i)).collect();
         let hosts = if hosts.is_empty() {
@@ -315,6 +320,9 @@ pub struct StepJson {
     pub unless: Option<Condition>,
     pub only_if: Option<Condition>,
     pub serial: bool,
+    /// Cascaded replicas after their upstream.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub upstream_first: bool,
     pub on_failure: OnFailure,
     pub point_of_no_return: bool,
     /// The lane it runs in beside the other lanes of its group, if any.
@@ -387,6 +395,7 @@ pub fn to_json(plan: &Plan, inventory: &Inventory) -> PlanJson {
             unless: s.unless,
             only_if: s.only_if,
             serial: s.serial,
+            upstream_first: s.waves,
             on_failure: s.on_failure,
             point_of_no_return: s.point_of_no_return,
             lane: s.lane.clone(),
@@ -462,8 +471,9 @@ mod tests {
         assert_eq!(clone["hosts"], serde_json::json!(["db1", "db2"]));
         assert_eq!(clone["unless"], "streaming");
         assert!(clone["action"].is_null());
-        assert_eq!(clone["block"][0]["name"], "replication login");
-        assert_eq!(clone["block"][0]["action"], "replication_login");
+        assert_eq!(clone["upstream_first"], true);
+        assert_eq!(clone["block"][1]["name"], "replication login");
+        assert_eq!(clone["block"][1]["action"], "replication_login");
         assert_eq!(clone["rescue"]["action"], "restore_datadir");
         assert_eq!(step("start standby")["only_if"], "standby_of_primary");
         // No internal shapes: no `work`, no host indices.

@@ -69,6 +69,10 @@ pub struct Step {
     /// Run on one host at a time (a rolling restart), instead of up to `--forks` at once.
     #[serde(default)]
     pub serial: bool,
+    /// A cascaded replica only after its upstream has done this step (a copy needs a
+    /// running upstream to copy from); replicas of the primary go first, all at once.
+    #[serde(default)]
+    pub upstream_first: bool,
     /// The change this step makes cannot be undone (a promotion): the run rolls back only
     /// before it, and finishes every step after it even when interrupted.
     #[serde(default)]
@@ -108,6 +112,8 @@ pub enum Condition {
     /// The replica's data is a standby of this primary that can stream from it (same system
     /// identifier, a timeline it can follow, its WAL still on the primary).
     StandbyOfPrimary,
+    /// remove-replica: the replica streamed from the host being removed (`upstream:`).
+    StreamedFromRemoved,
 }
 
 /// Whether a settings change may restart the server.
@@ -156,6 +162,10 @@ pub enum Action {
         #[serde(default)]
         only: SlotScope,
     },
+    /// On a replica: its slot on the member it streams from (a cascaded replica's upstream).
+    UpstreamSlot,
+    /// On a replica: its unused slot on other members (left by an `upstream:` change).
+    DropSlotElsewhere,
     /// Write the replica's 0600 passfile for the replication login.
     Passfile,
     /// Log in to the primary as the replication role from the replica (before any stop).

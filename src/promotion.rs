@@ -106,13 +106,21 @@ pub struct Ranked {
     timeline: u32,
     received_lsn: u64,
     replayed_lsn: u64,
+    /// Hops from the primary: 1 for its replicas, more for cascaded ones.
+    depth: usize,
 }
 
 impl Ranked {
     /// What ranks a replica: newest timeline, most WAL received, then most replayed (a
-    /// standby with replay paused or far behind comes later and takes longer to open).
-    fn key(&self) -> (u32, u64, u64) {
-        (self.timeline, self.received_lsn, self.replayed_lsn)
+    /// standby with replay paused or far behind comes later and takes longer to open),
+    /// then the fewest hops from the primary (its replicas stream from it as they did).
+    fn key(&self) -> (u32, u64, u64, std::cmp::Reverse<usize>) {
+        (
+            self.timeline,
+            self.received_lsn,
+            self.replayed_lsn,
+            std::cmp::Reverse(self.depth),
+        )
     }
 }
 
@@ -219,7 +227,7 @@ pub(crate) async fn switchover(
 ) -> Result<Finished, Error> {
     let name = run.target.clone().unwrap_or_default();
     let path = &settings.inventory;
-    let inventory = load_inventory(path, run.command, Some(&name), None, None)?;
+    let inventory = load_inventory(path, run.command, Some(&name), None, Default::default())?;
     let old_primary = inventory
         .hosts
         .iter()
@@ -306,7 +314,13 @@ pub(crate) async fn failover(
     reporter: Arc<Reporter>,
 ) -> Result<Finished, Error> {
     let path = &settings.inventory;
-    let inventory = load_inventory(path, run.command, run.target.as_deref(), None, None)?;
+    let inventory = load_inventory(
+        path,
+        run.command,
+        run.target.as_deref(),
+        None,
+        Default::default(),
+    )?;
     let old = inventory
         .hosts
         .iter()
@@ -400,6 +414,12 @@ pub(crate) async fn failover(
             timeline: h.timeline.unwrap_or(0),
             received_lsn: h.received_lsn.or(h.replayed_lsn).unwrap_or(0),
             replayed_lsn: h.replayed_lsn.unwrap_or(0),
+            depth: cluster
+                .inventory
+                .hosts
+                .iter()
+                .position(|m| m.name == h.name)
+                .map_or(usize::MAX, |i| cluster.inventory.depth(i)),
         })
         .collect();
     // Stable: equal positions keep inventory order.

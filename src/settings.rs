@@ -6,11 +6,20 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use crate::cli::CommandKind;
-use crate::cli::{ChangeFlags, Cli, Command, Global, SyncState, VerifyFlags};
+use crate::cli::{
+    ChangeFlags, Cli, Command, Forks, Global, Input, Limit, Lock, Output, Playbooks, Ssh,
+    SyncState, VerifyFlags,
+};
 use crate::error::Error;
 use crate::report::Format;
 use crate::ssh::ConnectOptions;
 use crate::verify::VerifyOptions;
+
+/// The defaults of the options (their `--help` says the same).
+const DEFAULT_INVENTORY: &str = "inventory.yaml";
+const DEFAULT_FORKS: usize = 10;
+const DEFAULT_CONNECT_TIMEOUT: u64 = 10;
+const DEFAULT_SSH_KEEPALIVE: u64 = 15;
 
 /// Everything a command needs to know, validated.
 #[derive(Clone)]
@@ -46,8 +55,8 @@ pub enum Job {
     Completions(clap_complete::Shell),
     /// Show what each host is now.
     Status,
-    /// List moved-aside data dirs and remove those of healthy replicas.
-    Cleanup { check: bool },
+    /// List moved-aside data dirs and remove those of healthy replicas (verifying first).
+    Cleanup { check: bool, verify: VerifyOptions },
 }
 
 /// A command that runs a playbook.
@@ -60,6 +69,8 @@ pub struct RunSettings {
     pub address: Option<String>,
     /// add-replica: the appended host's slot.
     pub slot: Option<String>,
+    /// add-replica: the appended host's upstream (a cascaded replica).
+    pub upstream: Option<String>,
     /// Only look, change nothing.
     pub check: bool,
     /// Show diffs of config files that change.
@@ -81,6 +92,14 @@ pub struct RunSettings {
 }
 
 impl RunSettings {
+    /// add-replica: what `--slot` and `--upstream` write into the appended host's line.
+    pub fn extra(&self) -> crate::edit::Extra<'_> {
+        crate::edit::Extra {
+            slot: self.slot.as_deref(),
+            upstream: self.upstream.as_deref(),
+        }
+    }
+
     /// Whether the run may change hosts (and so holds the cluster lock).
     pub fn changes_hosts(&self) -> bool {
         self.command != CommandKind::Verify && !self.check
@@ -90,15 +109,19 @@ impl RunSettings {
 impl Settings {
     /// Resolves the parsed command line; bad values are invalid input.
     pub fn from_cli(cli: Cli) -> Result<Settings, Error> {
-        let Cli { global, command } = cli;
-        let job = match command {
+        let options = cli.options();
+        let job = match cli.command {
             Command::Completions { shell } => Job::Completions(shell),
-            Command::Status => Job::Status,
-            Command::Cleanup { check } => Job::Cleanup { check },
+            Command::Status { .. } => Job::Status,
+            Command::Cleanup { check, verify, .. } => Job::Cleanup {
+                check,
+                verify: verify_options(&verify)?,
+            },
             Command::Plan {
                 command,
                 name,
                 address,
+                ..
             } => {
                 if matches!(
                     command,
@@ -116,19 +139,22 @@ impl Settings {
                     address,
                 }
             }
-            Command::Bootstrap { flags, verify } => {
+            Command::Bootstrap { flags, verify, .. } => {
                 Job::Run(run(CommandKind::Bootstrap, None, &flags, &verify)?)
             }
             Command::AddReplica {
                 name,
                 address,
                 slot,
+                upstream,
                 allow_restart,
                 flags,
                 verify,
+                ..
             } => Job::Run(RunSettings {
                 address,
                 slot,
+                upstream,
                 allow_restart,
                 ..run(CommandKind::AddReplica, Some(name), &flags, &verify)?
             }),
@@ -138,6 +164,7 @@ impl Settings {
                 catch_up_timeout,
                 flags,
                 verify,
+                ..
             } => Job::Run(RunSettings {
                 allow_restart,
                 catch_up_timeout: Duration::from_secs(catch_up_timeout.max(1)),
@@ -149,23 +176,26 @@ impl Settings {
                 allow_data_loss,
                 flags,
                 verify,
+                ..
             } => Job::Run(RunSettings {
                 old_primary_fenced,
                 allow_data_loss,
                 ..run(CommandKind::Failover, to, &flags, &verify)?
             }),
-            Command::Endpoints { flags, verify } => {
+            Command::Endpoints { flags, verify, .. } => {
                 Job::Run(run(CommandKind::Endpoints, None, &flags, &verify)?)
             }
             Command::Rejoin {
                 name,
                 flags,
                 verify,
+                ..
             } => Job::Run(run(CommandKind::Rejoin, Some(name), &flags, &verify)?),
             Command::Sync {
                 state,
                 force,
                 flags,
+                ..
             } => {
                 if force && state == SyncState::Off {
                     return Err(Error::usage(
@@ -177,15 +207,9 @@ impl Settings {
                     SyncState::On => CommandKind::SyncOn,
                     SyncState::Off => CommandKind::SyncOff,
                 };
-                let verify = VerifyFlags {
-                    max_lag_bytes: None,
-                    max_lag_seconds: None,
-                    max_slot_retained: None,
-                    probe_timeout: None,
-                };
                 Job::Run(RunSettings {
                     force,
-                    ..run(command, None, &flags, &verify)?
+                    ..run(command, None, &flags, &VerifyFlags::default())?
                 })
             }
             Command::RemoveReplica {
@@ -194,12 +218,13 @@ impl Settings {
                 force,
                 flags,
                 verify,
+                ..
             } => Job::Run(RunSettings {
                 wipe,
                 force,
                 ..run(CommandKind::RemoveReplica, Some(name), &flags, &verify)?
             }),
-            Command::Verify(verify) => {
+            Command::Verify { verify, .. } => {
                 let flags = ChangeFlags {
                     check: false,
                     diff: false,
@@ -208,20 +233,29 @@ impl Settings {
             }
         };
         let Global {
-            inventory,
-            format,
-            verbose,
-            log_file,
-            ssh_config,
-            accept_new_host_keys,
-            break_lock,
-            forks,
-            playbooks,
-            templates,
-            limit,
-            connect_timeout,
-            ssh_keepalive,
-        } = global;
+            input: Input { inventory, format },
+            output: Output { verbose, log_file },
+            ssh:
+                Ssh {
+                    ssh_config,
+                    accept_new_host_keys,
+                    connect_timeout,
+                    ssh_keepalive,
+                },
+            forks: Forks { forks },
+            limit: Limit { limit },
+            playbooks:
+                Playbooks {
+                    playbooks,
+                    templates,
+                },
+            lock: Lock { break_lock },
+        } = options;
+        let inventory = inventory.unwrap_or_else(|| PathBuf::from(DEFAULT_INVENTORY));
+        let format = format.unwrap_or(Format::Human);
+        let forks = forks.unwrap_or(DEFAULT_FORKS);
+        let connect_timeout = connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let ssh_keepalive = ssh_keepalive.unwrap_or(DEFAULT_SSH_KEEPALIVE);
         if format == Format::Prometheus && !matches!(job, Job::Status) {
             return Err(Error::usage(
                 "--format prometheus is only for `pgrepl status`",
@@ -267,6 +301,7 @@ fn run(
         target,
         address: None,
         slot: None,
+        upstream: None,
         check: flags.check,
         diff: flags.diff,
         allow_restart: false,
@@ -300,17 +335,41 @@ fn verify_options(v: &VerifyFlags) -> Result<VerifyOptions, Error> {
         .as_secs_f64(),
         max_slot_retained: v.max_slot_retained.unwrap_or(defaults.max_slot_retained),
         probe_timeout: seconds("probe-timeout", v.probe_timeout, defaults.probe_timeout)?,
+        probe_database: match &v.probe_database {
+            None => defaults.probe_database,
+            Some(name) => probe_database(name)?,
+        },
     })
+}
+
+/// `--probe-database NAME`: a database name PostgreSQL can hold (at most 63 bytes, no
+/// control characters), and not a template (a table in template1 would be copied into every
+/// database created later; template0 takes no connections).
+fn probe_database(name: &str) -> Result<String, Error> {
+    let hint = "name a database that exists on the primary (default postgres)";
+    if name.is_empty() || name.len() > 63 || name.chars().any(char::is_control) {
+        return Err(Error::usage(
+            format!(
+                "--probe-database {name:?} is not a database name (1 to 63 bytes, no control characters)"
+            ),
+            hint,
+        ));
+    }
+    if name == "template0" || name == "template1" {
+        return Err(Error::usage(
+            format!("--probe-database {name}: verify does not write into a template database"),
+            hint,
+        ));
+    }
+    Ok(name.to_string())
 }
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
 
     fn settings(args: &[&str]) -> Result<Settings, Error> {
-        let cli = Cli::try_parse_from(std::iter::once("pgrepl").chain(args.iter().copied()))
+        let cli = Cli::parse_checked(std::iter::once("pgrepl").chain(args.iter().copied()))
             .expect("parses");
         Settings::from_cli(cli)
     }
@@ -338,6 +397,52 @@ mod tests {
         };
         assert_eq!(boot.verify.max_lag_bytes, 5);
         assert_eq!(boot.command, CommandKind::Bootstrap);
+    }
+
+    #[test]
+    fn options_before_and_after_the_command_merge_the_one_after_winning() {
+        let s = settings(&[
+            "-i", "a.yaml", "-v", "--forks", "3", "verify", "-i", "b.yaml", "-v",
+        ])
+        .unwrap();
+        assert_eq!(s.inventory, PathBuf::from("b.yaml"));
+        assert_eq!((s.verbose, s.forks), (2, 3));
+        let s = settings(&["status"]).unwrap();
+        assert_eq!(s.inventory, PathBuf::from(DEFAULT_INVENTORY));
+        assert_eq!((s.forks, s.format), (DEFAULT_FORKS, Format::Human));
+        let s = settings(&["cleanup", "--limit", "a,b", "--break-lock"]).unwrap();
+        assert_eq!(s.limit, Some(vec!["a".to_string(), "b".to_string()]));
+        assert!(s.break_lock);
+    }
+
+    #[test]
+    fn the_probe_database_reaches_verify_and_the_commands_that_end_with_it() {
+        for args in [
+            &["verify", "--probe-database", "appdb"][..],
+            &["bootstrap", "--probe-database", "appdb"],
+            &["add-replica", "db2", "--probe-database", "appdb"],
+        ] {
+            let Job::Run(r) = settings(args).unwrap().job else {
+                panic!("{args:?} runs")
+            };
+            assert_eq!(r.verify.probe_database, "appdb", "{args:?}");
+        }
+        let Job::Cleanup { verify, .. } = settings(&["cleanup", "--probe-database", "My App"])
+            .unwrap()
+            .job
+        else {
+            panic!("cleanup")
+        };
+        assert_eq!(verify.probe_database, "My App");
+        let Job::Run(r) = settings(&["verify"]).unwrap().job else {
+            panic!("verify runs")
+        };
+        assert_eq!(r.verify.probe_database, "postgres");
+        for bad in ["", "template1", "template0", "a\nb", &"x".repeat(64)] {
+            let e = settings(&["verify", "--probe-database", bad]).unwrap_err();
+            assert_eq!(e.exit_code(), crate::error::exit::INVALID, "{bad:?}");
+            assert!(e.to_string().contains("--probe-database"), "{e}");
+        }
     }
 
     #[test]

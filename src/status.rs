@@ -74,6 +74,9 @@ pub struct HostStatus {
     pub replayed_lsn: Option<u64>,
     /// The host (inventory name, or address) a standby streams from.
     pub upstream: Option<String>,
+    /// The member the inventory says it streams from (a replica's `upstream`, else the
+    /// primary); `null` for the primary.
+    pub inventory_upstream: Option<String>,
     /// Whether its WAL receiver is streaming.
     pub streaming: bool,
     /// Seconds since its WAL receiver last heard from the upstream.
@@ -285,6 +288,7 @@ pub async fn gather(target: &Target<'_>) -> StatusReport {
                 received_lsn: None,
                 replayed_lsn: None,
                 upstream: None,
+                inventory_upstream: inv.upstream_of(host).map(|u| u.name.clone()),
                 streaming: false,
                 last_message_seconds: None,
                 slot: None,
@@ -385,7 +389,6 @@ fn judge(hosts: Vec<HostStatus>) -> StatusReport {
         status = status.max(Overall::Degraded);
         problems.push(why);
     };
-    let expected = hosts.iter().find(|h| h.inventory_role == Role::Primary);
     for h in &hosts {
         match (h.inventory_role, h.role) {
             (_, Seen::Unreachable) => {
@@ -402,17 +405,24 @@ fn judge(hosts: Vec<HostStatus>) -> StatusReport {
                 &mut problems,
             ),
             (Role::Replica, Seen::Standby) => {
-                let upstream = expected.map(|p| p.name.as_str());
+                let upstream = h.inventory_upstream.as_deref();
                 if !h.streaming || h.upstream.as_deref() != upstream {
+                    // A cascaded replica of a member that is down: say that first.
+                    let cause = hosts
+                        .iter()
+                        .find(|u| Some(u.name.as_str()) == upstream)
+                        .filter(|u| matches!(u.role, Seen::Down | Seen::Unreachable))
+                        .map(|u| format!(": `{}` is down", u.name));
                     degrade(
                         format!(
                             "`{}` does not stream from `{}`{}",
                             h.name,
                             upstream.unwrap_or("?"),
-                            h.upstream
+                            cause.unwrap_or_else(|| h
+                                .upstream
                                 .as_deref()
-                                .map(|u| format!(" (its upstream: `{u}`)"))
-                                .unwrap_or_default()
+                                .map(|u| format!(" (it streams from: `{u}`)"))
+                                .unwrap_or_default())
                         ),
                         &mut problems,
                     );
@@ -636,6 +646,7 @@ mod tests {
             received_lsn: None,
             replayed_lsn: None,
             upstream: upstream.map(str::to_string),
+            inventory_upstream: (role == Role::Replica).then(|| "pg0".to_string()),
             streaming: upstream.is_some(),
             last_message_seconds: None,
             slot: None,
@@ -670,6 +681,46 @@ mod tests {
         );
         let none = judge(vec![host("pg0", Role::Primary, Seen::Unreachable, None)]);
         assert_eq!(none.status, Overall::Failed);
+    }
+
+    #[test]
+    fn a_cascaded_replica_is_judged_against_its_upstream_and_named_with_a_down_one() {
+        let cascaded = |seen: Seen, actual: Option<&str>| HostStatus {
+            inventory_upstream: Some("pg1".into()),
+            ..host("pg2", Role::Replica, seen, actual)
+        };
+        let ok = judge(vec![
+            host("pg0", Role::Primary, Seen::Primary, None),
+            host("pg1", Role::Replica, Seen::Standby, Some("pg0")),
+            cascaded(Seen::Standby, Some("pg1")),
+        ]);
+        assert_eq!(
+            (ok.status, ok.problems.len()),
+            (Overall::Ok, 0),
+            "{:?}",
+            ok.problems
+        );
+        let wrong = judge(vec![
+            host("pg0", Role::Primary, Seen::Primary, None),
+            host("pg1", Role::Replica, Seen::Standby, Some("pg0")),
+            cascaded(Seen::Standby, Some("pg0")),
+        ]);
+        assert_eq!(
+            wrong.problems,
+            ["`pg2` does not stream from `pg1` (it streams from: `pg0`)"]
+        );
+        let down = judge(vec![
+            host("pg0", Role::Primary, Seen::Primary, None),
+            host("pg1", Role::Replica, Seen::Down, None),
+            cascaded(Seen::Standby, None),
+        ]);
+        assert_eq!(down.status, Overall::Degraded);
+        assert!(
+            down.problems
+                .contains(&"`pg2` does not stream from `pg1`: `pg1` is down".to_string()),
+            "{:?}",
+            down.problems
+        );
     }
 
     #[test]

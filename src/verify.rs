@@ -4,7 +4,8 @@
 //! recovery state and `pg_stat_wal_receiver`, tries a write on each replica (it must be
 //! refused), and sends a probe row through replication: replicas start waiting for it,
 //! the primary writes it, and each replica reports when it saw it. The only change is
-//! that probe row, in the pgrepl-owned table `pgrepl.probe`.
+//! that probe row, in the pgrepl-owned table `pgrepl.probe` (schema `pgrepl`, both created
+//! if missing) of the probe database: `postgres`, or the one `--probe-database` names.
 
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ pub struct VerifyOptions {
     pub max_lag_seconds: f64,
     pub max_slot_retained: u64,
     pub probe_timeout: Duration,
+    /// The database the probe row is written in (schema `pgrepl`, table `pgrepl.probe`).
+    pub probe_database: String,
 }
 
 impl Default for VerifyOptions {
@@ -31,6 +34,7 @@ impl Default for VerifyOptions {
             max_lag_seconds: 30.0,
             max_slot_retained: 1 << 30,
             probe_timeout: Duration::from_secs(10),
+            probe_database: "postgres".into(),
         }
     }
 }
@@ -60,14 +64,24 @@ pub struct HostChecks {
     pub role: Role,
     pub status: Health,
     pub checks: Vec<Check>,
-    /// A replica's lag as its primary sees it (`pg_stat_replication`).
+    /// The member a replica streams from (the primary, or for a cascaded replica another
+    /// replica).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// A replica's lag as its upstream sees it (`pg_stat_replication` there).
     pub lag: Option<Lag>,
+    /// A replica's replay position behind the primary's current WAL position, in bytes
+    /// (for a cascaded replica, the whole chain's lag; else about `lag.replay_bytes`).
+    pub primary_lag_bytes: Option<u64>,
     /// A replica's WAL received but not replayed yet, in bytes.
     pub replay_backlog_bytes: Option<u64>,
-    /// A replica's slot on the primary.
+    /// A replica's slot on its upstream.
     pub slot: Option<SlotState>,
-    /// The primary's slots, every one (the inventory's and any other).
+    /// The slots on this host (the primary's, every one; a cascading replica's).
     pub slots: Vec<SlotState>,
+    /// A replica's replay position, for its lag behind the primary.
+    #[serde(skip)]
+    replayed: Option<u64>,
 }
 
 /// A replica's lag behind the primary's current WAL position.
@@ -140,15 +154,23 @@ pub struct VerifyReport {
 
 impl HostChecks {
     fn new(host: &Host) -> Self {
+        Self::named(&host.name, host.role)
+    }
+
+    /// No checks yet, for a host of this name and role.
+    pub fn named(name: &str, role: Role) -> Self {
         HostChecks {
-            name: host.name.clone(),
-            role: host.role,
+            name: name.to_string(),
+            role,
             status: Health::Ok,
             checks: Vec::new(),
+            upstream: None,
             lag: None,
+            primary_lag_bytes: None,
             replay_backlog_bytes: None,
             slot: None,
             slots: Vec::new(),
+            replayed: None,
         }
     }
     fn add(&mut self, name: &str, status: Health, detail: impl Into<String>) {
@@ -191,9 +213,13 @@ impl VerifyReport {
 
 pub use crate::status::Target;
 
+/// What a member that serves replicas reports of them: the primary, or a replica with
+/// cascaded replicas (lags then count from what it received).
 #[derive(Debug, Deserialize)]
 struct PrimaryView {
     in_recovery: bool,
+    /// Its WAL position: current on a primary, received or replayed on a standby.
+    position: Option<String>,
     replication: Vec<StatRow>,
     slots: Vec<SlotRow>,
     /// `synchronous_standby_names` now, where it is set, and the commits waiting for it.
@@ -259,29 +285,35 @@ struct ReplicaView {
     receiver: Option<crate::pg::facts::Receiver>,
     lag_bytes: Option<f64>,
     paused: bool,
+    /// What it has replayed (`X/Y`).
+    replay_lsn: Option<String>,
 }
 
 const PRIMARY_SQL: &str = "SELECT json_build_object(
   'in_recovery', pg_is_in_recovery(),
+  'position', now.position::text,
   'sync_names', current_setting('synchronous_standby_names'),
   'sync_source', (SELECT sourcefile || ':' || sourceline FROM pg_settings WHERE name = 'synchronous_standby_names'),
   'sync_waiting', (SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'),
-  'replication', CASE WHEN pg_is_in_recovery() THEN '[]'::json ELSE (SELECT coalesce(json_agg(json_build_object(
+  'replication', (SELECT coalesce(json_agg(json_build_object(
      'application_name', application_name, 'client_addr', host(client_addr), 'state', state, 'sync_state', sync_state,
-     'write_lag_bytes', pg_wal_lsn_diff(pg_current_wal_lsn(), write_lsn),
-     'flush_lag_bytes', pg_wal_lsn_diff(pg_current_wal_lsn(), flush_lsn),
-     'replay_lag_bytes', pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn),
+     'write_lag_bytes', pg_wal_lsn_diff(now.position, write_lsn),
+     'flush_lag_bytes', pg_wal_lsn_diff(now.position, flush_lsn),
+     'replay_lag_bytes', pg_wal_lsn_diff(now.position, replay_lsn),
      'write_lag_s', extract(epoch FROM write_lag), 'flush_lag_s', extract(epoch FROM flush_lag),
-     'replay_lag_s', extract(epoch FROM replay_lag))), '[]') FROM pg_stat_replication) END,
-  'slots', CASE WHEN pg_is_in_recovery() THEN '[]'::json ELSE (SELECT coalesce(json_agg(json_build_object('name', slot_name, 'active', active,
-     'retained_bytes', pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn))), '[]') FROM pg_replication_slots) END)";
+     'replay_lag_s', extract(epoch FROM replay_lag))), '[]') FROM pg_stat_replication),
+  'slots', (SELECT coalesce(json_agg(json_build_object('name', slot_name, 'active', active,
+     'retained_bytes', pg_wal_lsn_diff(now.position, restart_lsn))), '[]') FROM pg_replication_slots))
+FROM (SELECT CASE WHEN pg_is_in_recovery() THEN greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())
+  ELSE pg_current_wal_lsn() END AS position) now";
 
 const REPLICA_SQL: &str = "SELECT json_build_object(
   'in_recovery', pg_is_in_recovery(),
   'sync_names', current_setting('synchronous_standby_names'),
   'receiver', (SELECT row_to_json(r) FROM (SELECT status, slot_name, sender_host, sender_port FROM pg_stat_wal_receiver) r),
   'lag_bytes', CASE WHEN pg_is_in_recovery() THEN pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) END,
-  'paused', CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END)";
+  'paused', CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END,
+  'replay_lsn', pg_last_wal_replay_lsn()::text)";
 
 /// Verifies the cluster through the given sessions.
 pub async fn run(target: &Target<'_>) -> VerifyReport {
@@ -313,21 +345,38 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
     let replica_futures = replicas.iter().map(|&(i, host)| {
         let s = session(i);
         let sync_names = sync_names.as_deref();
+        let upstream = inv.upstream_of(host).unwrap_or(primary);
         async move {
             let mut checks = HostChecks::new(host);
+            checks.upstream = Some(upstream.name.clone());
             match s {
-                Some(s) => check_replica(&s, host, primary, opts, sync_names, &mut checks).await,
+                Some(s) => check_replica(&s, host, upstream, opts, sync_names, &mut checks).await,
                 None => checks.add("reachable", Health::Fail, unreachable(target, i).await),
             }
             checks
         }
     });
+    // Replicas that serve cascaded replicas: their view of them, like the primary's.
+    let cascading: Vec<usize> = replicas
+        .iter()
+        .map(|&(i, _)| i)
+        .filter(|&i| !inv.children_of(i).is_empty())
+        .collect();
+    let upstream_views = futures::future::join_all(cascading.iter().map(|&i| {
+        let s = session(i);
+        async move {
+            match &s {
+                Some(s) => primary_view(s, &inv.hosts[i]).await,
+                None => Err(unreachable(target, i).await),
+            }
+        }
+    }));
     // The probe goes alongside the checks: its one write disturbs none of them, and a primary
     // that turns out to be a standby refuses it (its result is then dropped below).
     let probe = async {
         match &primary_session {
             Some(ps) => run_probe(target, ps, primary, &replicas, opts).await,
-            None => Vec::new(),
+            None => (Vec::new(), None),
         }
     };
     // Data dirs moved aside by earlier copies, on every host: their share of the disk.
@@ -343,9 +392,10 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
     // The primary's view, each replica's checks and the probe are independent round trips.
     // Who accepts writes, on every host (a split brain is named with each timeline).
     // The endpoints (HAProxy's pools, their ports) are read alongside too.
-    let (view, mut replica_checks, probe, seen, asides, endpoints) = tokio::join!(
+    let (view, mut replica_checks, upstream_views, probe, seen, asides, endpoints) = tokio::join!(
         view,
         futures::future::join_all(replica_futures),
+        upstream_views,
         probe,
         crate::status::gather(target),
         asides,
@@ -376,10 +426,46 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
             }
         }
     }
-    let probe = match &view {
+    for (&u, uv) in cascading.iter().zip(&upstream_views) {
+        check_cascaded(inv, u, uv, opts, &mut replica_checks);
+    }
+    let primary_position = view
+        .as_ref()
+        .ok()
+        .and_then(|v| v.position.as_deref())
+        .and_then(crate::actions::switchover::parse_lsn);
+    for rc in &mut replica_checks {
+        if let (Some(at), Some(replayed)) = (primary_position, rc.replayed) {
+            let behind = at.saturating_sub(replayed);
+            rc.primary_lag_bytes = Some(behind);
+            if rc.upstream.as_deref() != Some(primary.name.as_str()) {
+                let (status, more) = if behind > opts.max_lag_bytes {
+                    (
+                        Health::Warn,
+                        format!(", above --max-lag-bytes {}", opts.max_lag_bytes),
+                    )
+                } else {
+                    (Health::Ok, String::new())
+                };
+                let through = rc.upstream.clone().unwrap_or_default();
+                rc.add(
+                    "behind the primary",
+                    status,
+                    format!(
+                        "replayed {behind} B behind {} (through `{through}`){more}",
+                        primary.name
+                    ),
+                );
+            }
+        }
+    }
+    let (probe, write_error) = match &view {
         Ok(v) if !v.in_recovery => probe,
-        _ => Vec::new(),
+        _ => (Vec::new(), None),
     };
+    if let Some(e) = write_error {
+        primary_checks.add("probe", Health::Fail, e);
+    }
     {
         for p in &probe {
             if let Some(c) = replica_checks.iter_mut().find(|c| c.name == p.host) {
@@ -462,8 +548,65 @@ fn check_primary(
     }
     pc.add("not in recovery", Health::Ok, "accepts writes");
     pc.slots = v.slots.iter().map(SlotRow::state).collect();
+    let direct: Vec<(&Host, &mut HostChecks)> = replicas
+        .iter()
+        .zip(rcs.iter_mut())
+        .filter(|(_, rc)| rc.upstream.as_deref() == Some(primary.name.as_str()))
+        .map(|((_, h), rc)| (*h, rc))
+        .collect();
+    let served = direct.len();
+    let known: Vec<&str> = direct
+        .iter()
+        .filter_map(|(h, _)| h.slot.as_deref())
+        .collect();
+    let matched = check_links(v, primary, direct, opts);
+    pc.add(
+        "replicas connected",
+        if matched == served {
+            Health::Ok
+        } else {
+            Health::Fail
+        },
+        format!("{matched} of {served} inventory replicas stream from it"),
+    );
+    for s in v.slots.iter().filter(|s| !known.contains(&s.name.as_str())) {
+        let retained = s.retained_bytes.unwrap_or(0.0).max(0.0) as u64;
+        if let Some(h) = out_of_service
+            .iter()
+            .find(|h| h.slot.as_deref() == Some(s.name.as_str()))
+        {
+            pc.add(
+                "kept slot",
+                Health::Ok,
+                format!(
+                    "slot {} kept for `{}` (out of service) so it can rejoin without a copy; retains {retained} B; `pgrepl rejoin {}`",
+                    s.name, h.name, h.name
+                ),
+            );
+            continue;
+        }
+        if !s.active {
+            pc.add("extra slot", Health::Warn, format!("inactive slot {} retains {retained} B of WAL and is not in the inventory: it will fill the disk; drop it with SELECT pg_drop_replication_slot('{}')", s.name, s.name));
+        } else {
+            pc.add(
+                "extra slot",
+                Health::Warn,
+                format!("active slot {} is not in the inventory", s.name),
+            );
+        }
+    }
+}
+
+/// The replicas a member serves (the primary, or a cascading replica), as it sees them:
+/// each one's walsender row and slot there. Returns how many stream from it.
+fn check_links(
+    v: &PrimaryView,
+    sender: &Host,
+    links: Vec<(&Host, &mut HostChecks)>,
+    opts: &VerifyOptions,
+) -> usize {
     let mut matched = 0;
-    for ((_, host), rc) in replicas.iter().zip(rcs.iter_mut()) {
+    for (host, rc) in links {
         let rows: Vec<&StatRow> = v
             .replication
             .iter()
@@ -484,11 +627,16 @@ fn check_primary(
             rc.add(
                 "extra walsenders",
                 Health::Warn,
-                format!("{} connections from {} on the primary; the extra ones end at wal_sender_timeout", rows.len(), host.name),
+                format!(
+                    "{} connections from {} on {}; the extra ones end at wal_sender_timeout",
+                    rows.len(),
+                    host.name,
+                    sender.name
+                ),
             );
         }
         match row {
-            None => rc.add("pg_stat_replication", Health::Fail, format!("no pg_stat_replication row on {} for application_name {} from {}: the replica is not connected", primary.name, host.name, host.address)),
+            None => rc.add("pg_stat_replication", Health::Fail, format!("no pg_stat_replication row on {} for application_name {} from {}: the replica is not connected", sender.name, host.name, host.address)),
             Some(r) => {
                 matched += 1;
                 rc.lag = Some(r.lag());
@@ -530,7 +678,7 @@ fn check_primary(
         let slot = host.slot.as_deref().unwrap_or_default();
         rc.slot = v.slots.iter().find(|s| s.name == slot).map(SlotRow::state);
         match v.slots.iter().find(|s| s.name == slot) {
-            None => rc.add("slot", Health::Fail, format!("slot {slot} is missing on the primary: the primary may remove WAL this replica still needs (re-run bootstrap to create it)")),
+            None => rc.add("slot", Health::Fail, format!("slot {slot} is missing on {}: it may remove WAL this replica still needs (re-run bootstrap to create it)", sender.name)),
             Some(s) => {
                 let retained = s.retained_bytes.unwrap_or(0.0).max(0.0) as u64;
                 if !s.active {
@@ -543,47 +691,59 @@ fn check_primary(
             }
         }
     }
-    pc.add(
-        "replicas connected",
-        if matched == replicas.len() {
-            Health::Ok
-        } else {
-            Health::Fail
-        },
-        format!(
-            "{matched} of {} inventory replicas stream from it",
-            replicas.len()
-        ),
-    );
-    let known: Vec<&str> = replicas
-        .iter()
-        .filter_map(|(_, h)| h.slot.as_deref())
+    matched
+}
+
+/// A replica serving cascaded replicas: its walsenders and slots for them, as for the
+/// primary's replicas; when it is down, its replicas are named with the cause.
+fn check_cascaded(
+    inv: &crate::inventory::Inventory,
+    upstream: usize,
+    view: &Result<PrimaryView, String>,
+    opts: &VerifyOptions,
+    rcs: &mut [HostChecks],
+) {
+    let sender = &inv.hosts[upstream];
+    let children: Vec<&Host> = inv
+        .children_of(upstream)
+        .into_iter()
+        .map(|c| &inv.hosts[c])
         .collect();
-    for s in v.slots.iter().filter(|s| !known.contains(&s.name.as_str())) {
-        let retained = s.retained_bytes.unwrap_or(0.0).max(0.0) as u64;
-        if let Some(h) = out_of_service
-            .iter()
-            .find(|h| h.slot.as_deref() == Some(s.name.as_str()))
-        {
-            pc.add(
-                "kept slot",
-                Health::Ok,
-                format!(
-                    "slot {} kept for `{}` (out of service) so it can rejoin without a copy; retains {retained} B; `pgrepl rejoin {}`",
-                    s.name, h.name, h.name
-                ),
-            );
-            continue;
+    let is_child = |rc: &HostChecks| children.iter().any(|h| h.name == rc.name);
+    let v = match view {
+        Ok(v) => v,
+        Err(e) => {
+            for rc in rcs.iter_mut().filter(|rc| is_child(rc)) {
+                rc.add(
+                    "upstream",
+                    Health::Fail,
+                    format!(
+                        "its upstream `{}` is down ({e}): it cannot stream until `{}` runs again, or `pgrepl remove-replica {}` moves it to `{}`'s upstream",
+                        sender.name, sender.name, sender.name, sender.name
+                    ),
+                );
+            }
+            return;
         }
-        if !s.active {
-            pc.add("extra slot", Health::Warn, format!("inactive slot {} retains {retained} B of WAL and is not in the inventory: it will fill the disk; drop it with SELECT pg_drop_replication_slot('{}')", s.name, s.name));
-        } else {
-            pc.add(
-                "extra slot",
-                Health::Warn,
-                format!("active slot {} is not in the inventory", s.name),
-            );
-        }
+    };
+    let links: Vec<(&Host, &mut HostChecks)> = rcs
+        .iter_mut()
+        .filter(|rc| is_child(rc))
+        .filter_map(|rc| Some((*children.iter().find(|h| h.name == rc.name)?, rc)))
+        .collect();
+    let served = links.len();
+    let matched = check_links(v, sender, links, opts);
+    if let Some(uc) = rcs.iter_mut().find(|rc| rc.name == sender.name) {
+        uc.slots = v.slots.iter().map(SlotRow::state).collect();
+        uc.add(
+            "replicas connected",
+            if matched == served {
+                Health::Ok
+            } else {
+                Health::Fail
+            },
+            format!("{matched} of {served} cascaded replicas stream from it"),
+        );
     }
 }
 
@@ -699,11 +859,16 @@ async fn check_replica(
             let slot = r.slot_name.clone().unwrap_or_default();
             let want_slot = host.slot.clone().unwrap_or_default();
             if sender != primary.address {
+                let whom = if primary.is_primary() {
+                    "the inventory's primary"
+                } else {
+                    "its upstream"
+                };
                 rc.add(
                     "wal receiver",
                     Health::Fail,
                     format!(
-                        "streams from {sender}, not from the inventory's primary {} ({})",
+                        "streams from {sender}, not from {whom} {} ({})",
                         primary.name, primary.address
                     ),
                 );
@@ -728,6 +893,10 @@ async fn check_replica(
             }
         }
     }
+    rc.replayed = view
+        .replay_lsn
+        .as_deref()
+        .and_then(crate::actions::switchover::parse_lsn);
     let lag = view.lag_bytes.unwrap_or(0.0).max(0.0) as u64;
     rc.replay_backlog_bytes = view.lag_bytes.map(|b| b.max(0.0) as u64);
     if view.paused {
@@ -764,14 +933,15 @@ async fn check_replica(
 }
 
 /// Replicas wait for a fresh token; once all wait, the primary writes it; each replica
-/// reports the delay between the primary's commit time and when it saw the row.
+/// reports the delay between the primary's commit time and when it saw the row. Also says
+/// why the primary could not write it, if it could not.
 async fn run_probe(
     target: &Target<'_>,
     primary_session: &Session,
     primary: &Host,
     replicas: &[(usize, &Host)],
     opts: &VerifyOptions,
-) -> Vec<Probe> {
+) -> (Vec<Probe>, Option<String>) {
     let token: String = (0..16)
         .map(|_| format!("{:x}", rand::random::<u8>() & 15))
         .collect();
@@ -808,12 +978,13 @@ SELECT current_setting('pgrepl.probe_ms');",
         let host = host.clone();
         let sql = wait_sql.clone();
         let tx = ready_tx.clone();
+        let database = opts.probe_database.clone();
         let started = std::time::Instant::now();
         waiters.push((
             host.name.clone(),
             started,
             tokio::spawn(async move {
-                let pg = Pg::new(&session, &host);
+                let pg = Pg::new(&session, &host).in_database(&database);
                 let cmd = pg.psql().stdin(sql).timeout(Some(Duration::from_secs(60)));
                 let result = session
                     .run_streaming(&cmd, |stream, line| {
@@ -846,7 +1017,11 @@ COMMENT ON TABLE pgrepl.probe IS 'pgrepl verify: one row, rewritten by each prob
 INSERT INTO pgrepl.probe VALUES (1, {}, clock_timestamp()) ON CONFLICT (id) DO UPDATE SET token = excluded.token, written_at = excluded.written_at;",
         literal(&token)
     );
-    let written = Pg::new(primary_session, primary).sql(&write).await;
+    let written = Pg::new(primary_session, primary)
+        .in_database(&opts.probe_database)
+        .sql(&write)
+        .await
+        .map_err(|e| write_error(&e.to_string(), &opts.probe_database, &primary.name));
     let mut out = Vec::new();
     for (name, started, task) in waiters {
         let (result, waited) = match task.await {
@@ -854,12 +1029,7 @@ INSERT INTO pgrepl.probe VALUES (1, {}, clock_timestamp()) ON CONFLICT (id) DO U
             Err(e) => (Err(e.to_string()), started.elapsed()),
         };
         let (delay, error) = match (&written, result) {
-            (Err(e), _) => (
-                None,
-                Some(format!(
-                    "the probe row could not be written on the primary: {e}"
-                )),
-            ),
+            (Err(e), _) => (None, Some(e.clone())),
             (Ok(_), Ok(Ok(o))) => {
                 let delay = o
                     .stdout
@@ -894,7 +1064,18 @@ INSERT INTO pgrepl.probe VALUES (1, {}, clock_timestamp()) ON CONFLICT (id) DO U
             error,
         });
     }
-    out
+    (out, written.err())
+}
+
+/// Why the primary could not write the probe row; a missing probe database by its name.
+fn write_error(error: &str, database: &str, primary: &str) -> String {
+    if error.contains(&format!("database \"{database}\" does not exist")) {
+        format!(
+            "no probe: the probe database `{database}` does not exist on the primary `{primary}` (create it, or pass --probe-database with one that exists; the default is postgres)"
+        )
+    } else {
+        format!("no probe: the probe row could not be written on the primary `{primary}`: {error}")
+    }
 }
 
 #[cfg(test)]

@@ -108,7 +108,7 @@ fn plans_print_without_contacting_hosts_as_text_or_json() {
         "{out}"
     );
     assert_eq!(
-        step("clone replica")["block"][3]["action"],
+        step("clone replica")["block"][4]["action"],
         "base_backup",
         "{out}"
     );
@@ -247,4 +247,269 @@ fn the_recap_total_counts_the_time_spent_connecting() {
         "the total leaves out the 2 s connect timeout: {total}\n{out}"
     );
     drop(silent);
+}
+
+/// Whether `--help` output lists `flag` as an option (not merely mentions it in a text).
+fn lists(help: &str, flag: &str) -> bool {
+    help.lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with('-'))
+        .any(|l| {
+            l.split([' ', ',', '='])
+                .any(|w| w.trim_end_matches("...") == flag)
+        })
+}
+
+#[test]
+fn each_command_help_lists_only_the_options_it_takes() {
+    // (command, options it must list, options it must not list)
+    let ssh = [
+        "--ssh-config",
+        "--accept-new-host-keys",
+        "--connect-timeout",
+        "--ssh-keepalive",
+    ];
+    let cases: &[(&[&str], &[&str], &[&str])] = &[
+        (
+            &["completions"],
+            &[],
+            &[
+                "--inventory",
+                "--format",
+                "--verbose",
+                "--log-file",
+                "--break-lock",
+                "--forks",
+                "--limit",
+                "--playbooks",
+                "--templates",
+                "--ssh-config",
+                "--connect-timeout",
+            ],
+        ),
+        (
+            &["plan"],
+            &[
+                "--inventory",
+                "--format",
+                "--limit",
+                "--playbooks",
+                "--templates",
+            ],
+            &[
+                "--break-lock",
+                "--forks",
+                "--verbose",
+                "--log-file",
+                "--ssh-config",
+                "--accept-new-host-keys",
+                "--connect-timeout",
+                "--ssh-keepalive",
+            ],
+        ),
+        (
+            &["status"],
+            &["--inventory", "--format", "--verbose", "--log-file"],
+            &[
+                "--break-lock",
+                "--forks",
+                "--limit",
+                "--playbooks",
+                "--check",
+            ],
+        ),
+        (
+            &["verify"],
+            &[
+                "--inventory",
+                "--forks",
+                "--limit",
+                "--playbooks",
+                "--probe-database",
+                "--probe-timeout",
+            ],
+            &["--break-lock", "--check"],
+        ),
+        (
+            &["bootstrap"],
+            &[
+                "--inventory",
+                "--break-lock",
+                "--forks",
+                "--limit",
+                "--templates",
+                "--check",
+                "--diff",
+                "--probe-database",
+            ],
+            &[],
+        ),
+        (
+            &["remove-replica"],
+            &["--break-lock", "--wipe", "--probe-database"],
+            &["--limit"],
+        ),
+        (
+            &["sync"],
+            &["--break-lock", "--check"],
+            &["--probe-database", "--max-lag-bytes"],
+        ),
+        (
+            &["cleanup"],
+            &["--break-lock", "--limit", "--check", "--probe-database"],
+            &["--forks", "--playbooks", "--templates", "--diff"],
+        ),
+    ];
+    for (cmd, wanted, unwanted) in cases {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let (code, out, err) = pgrepl(&args);
+        assert_eq!(code, 0, "{cmd:?}: {err}");
+        let contacts = !matches!(cmd[0], "completions" | "plan");
+        for flag in wanted.iter().chain(if contacts { &ssh[..] } else { &[] }) {
+            assert!(
+                lists(&out, flag),
+                "`pgrepl {} --help` lacks {flag}:\n{out}",
+                cmd[0]
+            );
+        }
+        for flag in *unwanted {
+            assert!(
+                !lists(&out, flag),
+                "`pgrepl {} --help` lists {flag}, which does nothing there:\n{out}",
+                cmd[0]
+            );
+        }
+    }
+    // The top level lists every option (each goes before the command too).
+    let (_, top, _) = pgrepl(&["--help"]);
+    for flag in [
+        "--break-lock",
+        "--forks",
+        "--limit",
+        "--ssh-config",
+        "--templates",
+    ] {
+        assert!(lists(&top, flag), "top-level help lacks {flag}:\n{top}");
+    }
+}
+
+#[test]
+fn options_work_before_and_after_the_command_and_only_where_they_apply() {
+    // Before and after the command, the same result.
+    let inv = ["-i", "examples/cloud.yaml"];
+    for (before, after) in [
+        (
+            vec![inv[0], inv[1], "plan", "bootstrap"],
+            vec!["plan", "bootstrap", inv[0], inv[1]],
+        ),
+        (
+            vec![
+                inv[0],
+                inv[1],
+                "--format",
+                "json",
+                "--limit",
+                "master-0",
+                "plan",
+                "bootstrap",
+            ],
+            vec![
+                "plan",
+                "bootstrap",
+                "--format=json",
+                "--limit",
+                "master-0",
+                inv[0],
+                inv[1],
+            ],
+        ),
+    ] {
+        let (code, first, err) = pgrepl(&before);
+        assert_eq!(code, 0, "{before:?}: {err}");
+        let (code, second, err) = pgrepl(&after);
+        assert_eq!(code, 0, "{after:?}: {err}");
+        assert_eq!(first, second, "{before:?} and {after:?} differ");
+    }
+    let (_, json, _) = pgrepl(&[
+        "plan",
+        "bootstrap",
+        "--format",
+        "json",
+        "--limit",
+        "master-0",
+        "-i",
+        inv[1],
+    ]);
+    let plan: serde_json::Value = serde_json::from_str(&json).expect("JSON plan");
+    assert!(!json.contains("replica-az"), "--limit after plan: {plan}");
+    // A value reaches the settings from either side: --forks 0 is refused both ways.
+    for args in [
+        &["--forks", "0", "bootstrap"][..],
+        &["bootstrap", "--forks", "0"],
+    ] {
+        let (code, _, err) = pgrepl(args);
+        assert_eq!(code, 64, "{args:?}: {err}");
+        assert!(
+            err.contains("--forks 0 would run nothing"),
+            "{args:?}: {err}"
+        );
+    }
+    // An option a command does not take is a usage error, before or after it.
+    for (args, flag, command) in [
+        (
+            &["--break-lock", "completions", "bash"][..],
+            "--break-lock",
+            "completions",
+        ),
+        (
+            &["completions", "bash", "--break-lock"],
+            "--break-lock",
+            "completions",
+        ),
+        (
+            &["plan", "bootstrap", "--connect-timeout", "2"],
+            "--connect-timeout",
+            "plan",
+        ),
+        (&["verify", "--break-lock"], "--break-lock", "verify"),
+        (
+            &["remove-replica", "pg2", "--limit=pg1"],
+            "--limit",
+            "remove-replica",
+        ),
+        (&["plan", "bootstrap", "-v"], "-v", "plan"),
+        (
+            &["-i", "inventory.yaml", "completions", "bash"],
+            "--inventory",
+            "completions",
+        ),
+        (
+            &["--ssh-config", "x", "plan", "bootstrap"],
+            "--ssh-config",
+            "plan",
+        ),
+        (&["--break-lock", "verify"], "--break-lock", "verify"),
+        (
+            &["--limit", "pg1", "remove-replica", "pg2"],
+            "--limit",
+            "remove-replica",
+        ),
+        (&["--forks", "2", "status"], "--forks", "status"),
+    ] {
+        let (code, out, err) = pgrepl(args);
+        assert_eq!(code, 64, "{args:?}: {out}{err}");
+        assert!(
+            err.contains(&format!("{flag} does not apply to `pgrepl {command}`"))
+                && err.contains(&format!("pgrepl {command} --help")),
+            "{args:?}: {err}"
+        );
+    }
+    // An option of no command at all stays clap's own error.
+    let (code, _, err) = pgrepl(&["verify", "--no-such-option"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("unexpected argument '--no-such-option'"),
+        "{err}"
+    );
 }

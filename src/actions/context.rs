@@ -6,7 +6,7 @@ use tokio::sync::MutexGuard;
 use super::Cluster;
 use crate::inventory::Host;
 use crate::pg::Pg;
-pub use crate::pg::facts::{Facts, Receiver, RoleFacts, ServerFacts, SlotFacts};
+pub use crate::pg::facts::{Facts, Receiver, RoleFacts, ServerFacts, SlotFacts, Tablespace};
 use crate::ssh::Session;
 use crate::step::StepError;
 use crate::templates::{Context, HostView, ReplicationView};
@@ -19,6 +19,11 @@ pub struct HostMemo {
     pub config_changed: bool,
     /// The old data dir, moved aside by this run.
     pub moved_aside: Option<String>,
+    /// The primary's tablespace locations this run moved aside here (location, where it
+    /// went), restored together with the data dir.
+    pub moved_tablespaces: Vec<(String, String)>,
+    /// Tablespace locations that were empty or missing here and this run made for the copy.
+    pub fresh_tablespaces: Vec<String>,
     /// Whether the server was running before this run stopped it.
     pub was_running: Option<bool>,
     /// How it came to follow a new primary: `none` (no copy) or `copy`.
@@ -107,11 +112,59 @@ impl<'e> HostCtx<'e> {
         Ok((&inv.hosts[i], session))
     }
 
+    /// The member this replica streams from (its `upstream`, else the primary) and its
+    /// session.
+    pub fn upstream(&self) -> Result<(&'e Host, &'e Session), StepError> {
+        let inv = &self.cluster.inventory;
+        let up = inv.upstream_of(self.host).ok_or_else(|| {
+            StepError::new(
+                format!("`{}` has no upstream in the inventory", self.host.name),
+                "check its `upstream:` (or the inventory's primary)",
+            )
+        })?;
+        let i = inv
+            .hosts
+            .iter()
+            .position(|h| h.name == up.name)
+            .unwrap_or(0);
+        let session = self.cluster.sessions[i].as_deref().ok_or_else(|| {
+            StepError::new(
+                format!(
+                    "`{}`, which `{}` streams from, is not reachable",
+                    up.name, self.host.name
+                ),
+                format!("check `{}` first", up.name),
+            )
+        })?;
+        Ok((up, session))
+    }
+
+    /// Whether this host streams from another replica rather than from the primary.
+    pub fn cascaded(&self) -> bool {
+        self.cluster
+            .inventory
+            .upstream_of(self.host)
+            .is_some_and(|u| !u.is_primary())
+    }
+
     /// The primary's facts, gathered by preflight.
     pub async fn primary_facts(&self) -> Option<Facts> {
         let inv = &self.cluster.inventory;
         let i = inv.hosts.iter().position(Host::is_primary)?;
         self.cluster.memos[i].lock().await.facts.clone()
+    }
+
+    /// The primary's facts: preflight's, or gathered now if no preflight ran on it.
+    pub async fn primary_facts_or_gather(&self) -> Result<Facts, StepError> {
+        let (primary, session) = self.primary()?;
+        let i = self
+            .cluster
+            .inventory
+            .hosts
+            .iter()
+            .position(Host::is_primary)
+            .unwrap_or(0);
+        super::preflight::facts(self.cluster, i, session, primary).await
     }
 
     /// The typed context templates render with, for this host.

@@ -634,16 +634,7 @@ pub async fn verify(target: &Target<'_>, password: Option<&SecretString>) -> Vec
         let session = target.sessions.get(i).cloned().flatten();
         let why = target.unreachable.get(i).cloned().flatten();
         Some(async move {
-            let mut checks = HostChecks {
-                name: proxy.name.clone(),
-                role: Role::Proxy,
-                status: Health::Ok,
-                checks: Vec::new(),
-                lag: None,
-                replay_backlog_bytes: None,
-                slot: None,
-                slots: Vec::new(),
-            };
+            let mut checks = HostChecks::named(&proxy.name, Role::Proxy);
             match session {
                 None => add(
                     &mut checks,

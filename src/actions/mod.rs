@@ -283,6 +283,13 @@ impl Runner for Cluster {
         self.unreachable[host].clone()
     }
 
+    /// A cascaded replica waits for its upstream (the primary never is in such a step).
+    fn waits_for(&self, host: usize) -> Option<usize> {
+        self.inventory
+            .upstream_index(host)
+            .filter(|_| self.inventory.is_cascaded(host))
+    }
+
     fn left_as(&self, host: usize, failed: bool, interrupted: bool) -> Option<String> {
         if let Some(line) = remove::left_as(self, host, failed || interrupted) {
             return Some(line);
@@ -294,16 +301,37 @@ impl Runner for Cluster {
         if let (None, Some(how), false) = (&memo.moved_aside, &memo.started_standby, failed) {
             return Some(format!("its standby data kept: {how}"));
         }
-        let aside = memo.moved_aside.as_ref()?;
+        let data_dir = &self.host_at(host)?.pg.data_dir;
+        let mut moved: Vec<(&str, &str)> = memo
+            .moved_aside
+            .iter()
+            .map(|a| (data_dir.as_str(), a.as_str()))
+            .collect();
+        moved.extend(
+            memo.moved_tablespaces
+                .iter()
+                .map(|(l, a)| (l.as_str(), a.as_str())),
+        );
+        if moved.is_empty() {
+            return None;
+        }
+        let list = |f: fn(&str, &str) -> String| {
+            moved
+                .iter()
+                .map(|(from, aside)| f(from, aside))
+                .collect::<Vec<_>>()
+        };
         if !failed && !interrupted {
             return Some(format!(
-                "streaming; the previous data dir is kept at {aside}: `pgrepl cleanup` removes it once this replica verifies healthy"
+                "streaming; the previous data is kept at {}: `pgrepl cleanup` removes it once this replica verifies healthy",
+                list(|_, a| a.to_string()).join(", ")
             ));
         }
-        // A rescue that could not run leaves it set: tell the user how to undo by hand.
-        let data_dir = &self.host_at(host)?.pg.data_dir;
+        // A rescue that could not run leaves them set: tell the user how to undo by hand.
         Some(format!(
-            "the previous data dir is still at {aside} (not restored); to put it back: stop PostgreSQL, then `rm -rf {data_dir} && mv {aside} {data_dir}`"
+            "the previous data is still at {} (not restored); to put it back: stop PostgreSQL, then `{}`",
+            list(|from, a| format!("{a} (was {from})")).join(", "),
+            list(|from, a| format!("rm -rf {from} && mv {a} {from}")).join(" && ")
         ))
     }
 }
@@ -335,6 +363,8 @@ pub async fn run(ctx: &HostCtx<'_>, action: &Action) -> Result<Outcome, StepErro
         Action::Apply { restart } => config::apply(ctx, *restart).await,
         Action::ReplicationRole => primary::replication_role(ctx).await,
         Action::Slots { only } => primary::slots(ctx, *only).await,
+        Action::UpstreamSlot => primary::upstream_slot(ctx).await,
+        Action::DropSlotElsewhere => primary::drop_slot_elsewhere(ctx).await,
         Action::Passfile => replica::passfile(ctx).await,
         Action::ReplicationLogin => replica::replication_login(ctx).await,
         Action::Stop => replica::stop(ctx).await,
@@ -461,6 +491,25 @@ pub async fn condition_holds(ctx: &HostCtx<'_>, cond: Condition) -> Result<bool,
         // Check mode: a standby the start step would start is not copied after it either.
         Condition::Streaming if ctx.check_mode() && ctx.state().await.will_stream => Ok(true),
         Condition::StandbyOfPrimary => Ok(standby::can_stream(ctx).await?.is_ok()),
+        Condition::StreamedFromRemoved => Ok(ctx
+            .cluster
+            .removal
+            .as_ref()
+            .is_some_and(|r| r.children.contains(&ctx.host.name))),
+        Condition::Streaming if upstream_copied(ctx).await => {
+            // Its upstream was copied in this run (it came back with this replica's slot
+            // made again): give the WAL receiver its retry interval to reconnect.
+            let started = std::time::Instant::now();
+            loop {
+                if replica::streams_from_upstream(ctx).await? {
+                    return Ok(true);
+                }
+                if started.elapsed() > std::time::Duration::from_secs(15) {
+                    return Ok(false);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+        }
         Condition::Streaming => {
             // Preflight read the wal receiver moments ago; ask again only when it said no
             // and the server could have come to stream since: a standby (its receiver may
@@ -481,17 +530,29 @@ pub async fn condition_holds(ctx: &HostCtx<'_>, cond: Condition) -> Result<bool,
             } else if settled {
                 Ok(false)
             } else {
-                replica::streams_from_primary(ctx).await
+                replica::streams_from_upstream(ctx).await
             }
         }
+    }
+}
+
+/// Whether this replica's upstream is a replica whose data this run copied anew.
+async fn upstream_copied(ctx: &HostCtx<'_>) -> bool {
+    let inv = &ctx.cluster.inventory;
+    match inv.upstream_index(ctx.index) {
+        Some(u) if inv.is_cascaded(ctx.index) && !ctx.check_mode() => {
+            ctx.cluster.memos[u].lock().await.moved_aside.is_some()
+        }
+        _ => false,
     }
 }
 
 /// How a condition reads in a report.
 pub fn condition_label(cond: Condition) -> &'static str {
     match cond {
-        Condition::Streaming => "streaming from the primary through its slot",
+        Condition::Streaming => "streaming from its upstream through its slot",
         Condition::StandbyOfPrimary => "a standby of this primary that can stream",
+        Condition::StreamedFromRemoved => "a replica of the host being removed",
     }
 }
 

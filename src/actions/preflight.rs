@@ -9,6 +9,7 @@
 use super::context::ServerFacts;
 use super::context::{Facts, HostCtx};
 use crate::inventory::Host;
+use crate::pg::versions::{self, Mismatch};
 use crate::ssh::{Command, Session};
 use crate::step::{Outcome, StepError};
 
@@ -44,6 +45,9 @@ const SERVER_FACTS_SQL: &str = "SELECT json_build_object(
       'max_locks_per_transaction','max_replication_slots','wal_level','listen_addresses','port')),
   'receiver', (SELECT row_to_json(r) FROM (SELECT status, slot_name, sender_host, sender_port
      FROM pg_stat_wal_receiver) r),
+  'tablespaces', (SELECT coalesce(json_agg(json_build_object('name', spcname, 'location', loc,
+     'bytes', pg_tablespace_size(oid)) ORDER BY spcname), '[]')
+     FROM (SELECT oid, spcname, pg_tablespace_location(oid) AS loc FROM pg_tablespace) t WHERE loc LIKE '/%'),
   'pending_restart', (SELECT coalesce(string_agg(name, ', ' ORDER BY name), '') FROM pg_settings WHERE pending_restart))";
 
 /// Gathers a host's facts (once per run; later callers get the stored ones).
@@ -140,6 +144,14 @@ pub async fn run(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         reach_primary
     );
     let facts = facts?;
+    // Binaries of another major, or no server where the inventory says: name what this
+    // host really has and runs, once, rather than the two problems that follow from it.
+    if let Some(m) = version_mismatch(ctx, &facts).await? {
+        return Err(StepError::new(
+            m.message,
+            format!("{}; nothing was changed on any host", m.hint),
+        ));
+    }
     let mut problems = Vec::new();
     if facts.binary_major == 0 {
         problems.push(format!("no PostgreSQL server binaries in {} (hint: install PostgreSQL {} or set postgres.bin_dir)", host.pg.bin_dir, host.pg.version));
@@ -168,6 +180,28 @@ pub async fn run(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     }
 }
 
+/// What the version probe says when the inventory's binaries are missing, of another
+/// major, or no server runs on its data dir; `None` when the versions agree.
+async fn version_mismatch(ctx: &HostCtx<'_>, facts: &Facts) -> Result<Option<Mismatch>, StepError> {
+    let pg = &ctx.host.pg;
+    if facts.binary_major == pg.version && facts.running {
+        return Ok(None);
+    }
+    let mut dirs = vec![pg.bin_dir.as_str()];
+    dirs.extend(pg.socket_dir.as_deref());
+    let out = ctx
+        .session
+        .run(&Command::script(versions::PROBE_SCRIPT, &dirs).as_root())
+        .await?;
+    let want = versions::Expected {
+        host: &ctx.host.name,
+        version: pg.version,
+        port: pg.port,
+        data_dir: &pg.data_dir,
+    };
+    Ok(versions::check(want, &versions::parse_probe(&out.stdout)))
+}
+
 fn check_primary(facts: &Facts, problems: &mut Vec<String>) {
     match &facts.server {
         None => problems.push("PostgreSQL is not running on the primary (hint: start it; pgrepl configures a running primary)".into()),
@@ -181,40 +215,168 @@ async fn check_replica(
     facts: &Facts,
     problems: &mut Vec<String>,
 ) -> Result<(), StepError> {
-    let (primary, primary_session) = ctx.primary()?;
-    let primary_index = ctx
-        .cluster
-        .inventory
-        .hosts
-        .iter()
-        .position(Host::is_primary)
-        .unwrap_or(0);
-    let Ok(primary_facts) = self::facts(ctx.cluster, primary_index, primary_session, primary).await
-    else {
+    let (primary, _) = ctx.primary()?;
+    let Ok(primary_facts) = ctx.primary_facts_or_gather().await else {
         return Ok(()); // the primary's own preflight reports it
     };
     if primary_facts.binary_major != 0
         && facts.binary_major != 0
-        && primary_facts.binary_major != facts.binary_major
+        && let Some(m) = versions::check_same_major(&[
+            (primary.name.as_str(), primary_facts.binary_major),
+            (ctx.host.name.as_str(), facts.binary_major),
+        ])
     {
-        problems.push(format!("PostgreSQL {} here but {} on the primary `{}` (hint: pg_basebackup needs the same major version on both)", facts.binary_major, primary_facts.binary_major, primary.name));
+        problems.push(m.to_string());
     }
     let streaming = super::replica::receiver_matches(ctx, facts.server.as_ref());
-    if !streaming {
-        let need = primary_facts
-            .server
-            .as_ref()
-            .map(|s| s.db_bytes)
-            .unwrap_or(0);
-        let need = need + need / 10 + (64 << 20);
-        if facts.free_bytes < need {
-            problems.push(format!(
-                "only {} free beside {} but a copy of the primary needs about {} (hint: free disk space; the old data dir is kept beside the new one)",
-                human_bytes(facts.free_bytes), ctx.host.pg.data_dir, human_bytes(need)
-            ));
-        }
+    if streaming {
+        return Ok(());
+    }
+    let (db_bytes, tablespaces) = primary_facts
+        .server
+        .map(|s| (s.db_bytes, s.tablespaces))
+        .unwrap_or_default();
+    if !tablespaces.is_empty() {
+        problems.extend(check_tablespaces(ctx, db_bytes, &tablespaces).await?);
+        return Ok(());
+    }
+    let need = with_margin(db_bytes) + (64 << 20);
+    if facts.free_bytes < need {
+        problems.push(format!(
+            "only {} free beside {} but a copy of the primary needs about {} (hint: free disk space; the old data dir is kept beside the new one)",
+            human_bytes(facts.free_bytes), ctx.host.pg.data_dir, human_bytes(need)
+        ));
     }
     Ok(())
+}
+
+/// A copy's size with room to spare.
+fn with_margin(bytes: u64) -> u64 {
+    bytes + bytes / 10
+}
+
+/// For the data dir and each tablespace location (args): `AVAIL_BYTES STATUS MOUNT`, where
+/// STATUS says whether the location can be made (`ok`, `not-a-dir`: it or the nearest
+/// existing path above it is a file, `read-only`: its parent takes no new entry (a move
+/// aside or mkdir needs that), `no-access`: postgres cannot reach it, `mount-point`: it
+/// holds files and is a mount point, which cannot be renamed aside).
+const PLACES_SCRIPT: &str = r#"for p in "$@"; do
+  q="$p"; while [ ! -e "$q" ] && [ "$q" != / ]; do q=$(dirname "$q"); done
+  w="$q"; [ "$q" = "$p" ] && w=$(dirname "$p")
+  st=ok
+  if [ ! -d "$q" ]; then st=not-a-dir
+  elif t=$(mktemp -d "$w/.pgrepl-check.XXXXXX" 2>/dev/null); then rmdir "$t"
+  else st=read-only; fi
+  [ "$st" = ok ] && ! runuser -u postgres -- test -x "$w" && st=no-access
+  [ "$st" = ok ] && [ "$q" = "$p" ] && [ -n "$(ls -A "$p")" ] \
+    && [ "$(stat -c %d "$p")" != "$(stat -c %d "$w")" ] && st=mount-point
+  printf '%s %s %s\n' "$(df -PB1 "$q" | awk 'NR==2 {print $4}')" "$st" "$(df -P "$q" | awk 'NR==2 {print $6}')"
+done"#;
+
+/// Whether each of the primary's tablespaces can be made at its path here (creatable,
+/// writable, reachable by postgres), and whether every filesystem the copy writes to has
+/// room for its share: the data dir's (the databases less the tablespaces) and each
+/// tablespace's.
+async fn check_tablespaces(
+    ctx: &HostCtx<'_>,
+    db_bytes: u64,
+    tablespaces: &[super::context::Tablespace],
+) -> Result<Vec<String>, StepError> {
+    let data = ctx.host.pg.data_dir.as_str();
+    let mut args = vec![data];
+    args.extend(tablespaces.iter().map(|t| t.location.as_str()));
+    let out = ctx
+        .session
+        .run(&Command::script(PLACES_SCRIPT, &args).as_root())
+        .await?;
+    let places: Vec<(u64, &str, &str)> = out
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.splitn(3, ' ');
+            Some((w.next()?.parse().ok()?, w.next()?, w.next()?))
+        })
+        .collect();
+    if places.len() != args.len() {
+        return Err(StepError::new(
+            format!(
+                "cannot read where the tablespaces would go: {}",
+                out.stdout.trim()
+            ),
+            "is df available on this host?",
+        ));
+    }
+    let ts_bytes: u64 = tablespaces.iter().map(|t| t.bytes).sum();
+    let mut needs = vec![with_margin(db_bytes.saturating_sub(ts_bytes)) + (64 << 20)];
+    needs.extend(tablespaces.iter().map(|t| with_margin(t.bytes)));
+    let mut problems = Vec::new();
+    for (t, (_, status, _)) in tablespaces.iter().zip(&places[1..]) {
+        let why = match *status {
+            "ok" => continue,
+            "not-a-dir" => "it, or a path above it, is not a directory",
+            "read-only" => "its parent directory cannot be written (read-only?)",
+            "mount-point" => {
+                problems.push(format!(
+                    "tablespace {} is at {}, a mount point holding files on this replica: the copy needs it empty and pgrepl moves old data aside by renaming, which a mount point refuses (hint: move its contents elsewhere yourself, or give the tablespace a directory below the mount point)",
+                    t.name, t.location
+                ));
+                continue;
+            }
+            _ => "the postgres user cannot reach its parent directory",
+        };
+        problems.push(format!(
+            "tablespace {} needs {} on this replica, but {why} (hint: create it as a directory postgres owns, e.g. `install -d -o postgres -g postgres -m 700 {}`)",
+            t.name, t.location, t.location
+        ));
+    }
+    let names = std::iter::once(data).chain(tablespaces.iter().map(|t| t.location.as_str()));
+    let writes: Vec<Write> = places
+        .iter()
+        .zip(needs.iter().zip(names))
+        .map(|(&(free, _, mount), (&need, path))| Write {
+            path,
+            mount,
+            free,
+            need,
+        })
+        .collect();
+    problems.extend(short_of_room(&writes));
+    Ok(problems)
+}
+
+/// What a copy writes under one path, and the filesystem that holds it.
+#[derive(Debug, Clone, Copy)]
+struct Write<'a> {
+    path: &'a str,
+    /// The filesystem's mount point and its free bytes.
+    mount: &'a str,
+    free: u64,
+    need: u64,
+}
+
+/// The filesystems without room for what the copy writes to them: needs add up per
+/// mount point (a tablespace beside the data dir shares its disk).
+fn short_of_room(writes: &[Write<'_>]) -> Vec<String> {
+    let mut mounts: Vec<&str> = writes.iter().map(|w| w.mount).collect();
+    mounts.sort_unstable();
+    mounts.dedup();
+    mounts
+        .into_iter()
+        .filter_map(|mount| {
+            let on: Vec<&Write> = writes.iter().filter(|w| w.mount == mount).collect();
+            let need: u64 = on.iter().map(|w| w.need).sum();
+            let free = on[0].free;
+            (free < need).then(|| {
+                let paths: Vec<&str> = on.iter().map(|w| w.path).collect();
+                format!(
+                    "only {} free on {mount} but the copy of the primary writes about {} there ({}) (hint: free disk space; old data is kept beside the new)",
+                    human_bytes(free),
+                    human_bytes(need),
+                    paths.join(", ")
+                )
+            })
+        })
+        .collect()
 }
 
 /// Checks the replica reaches the primary's port. A refused connection is fine before
@@ -243,4 +405,35 @@ async fn reach(ctx: &HostCtx<'_>, primary: &Host) -> Result<Option<String>, Step
 /// Bytes as people read them (`1.50 GiB`).
 pub fn human_bytes(bytes: u64) -> String {
     indicatif::HumanBytes(bytes).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Write, short_of_room};
+
+    fn write<'a>(path: &'a str, mount: &'a str, free: u64, need: u64) -> Write<'a> {
+        Write {
+            path,
+            mount,
+            free,
+            need,
+        }
+    }
+
+    #[test]
+    fn needs_add_up_per_filesystem() {
+        // Each fits alone; the data dir and ts1 share `/` and together do not.
+        let writes = [
+            write("/var/lib/postgresql/15/main", "/", 1000, 600),
+            write("/srv/ts1", "/", 1000, 500),
+            write("/mnt/ts2", "/mnt", 100, 100),
+        ];
+        let short = short_of_room(&writes);
+        assert_eq!(short.len(), 1, "{short:?}");
+        assert!(
+            short[0].starts_with("only 1000 B free on / but the copy of the primary writes about 1.07 KiB there (/var/lib/postgresql/15/main, /srv/ts1)"),
+            "{short:?}"
+        );
+        assert!(short_of_room(&writes[1..]).is_empty());
+    }
 }

@@ -67,58 +67,32 @@ pub async fn replication_role(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     )))
 }
 
-/// Ensures one physical slot per replica (or for the command's target only).
+/// Ensures one physical slot for each replica that streams from this host (or for the
+/// command's target only). Cascaded replicas have theirs on their upstream
+/// ([`upstream_slot`]).
 pub async fn slots(ctx: &HostCtx<'_>, scope: SlotScope) -> Result<Outcome, StepError> {
     let inv = &ctx.cluster.inventory;
     let wanted: Vec<&str> = inv
-        .hosts
-        .iter()
+        .children_of(ctx.index)
+        .into_iter()
+        .map(|c| &inv.hosts[c])
         .filter(|h| {
             scope == SlotScope::All || ctx.cluster.target.as_deref() == Some(h.name.as_str())
         })
         .filter_map(|h| h.slot.as_deref())
         .collect();
-    let pg = ctx.pg();
-    let seen = ctx
-        .state()
-        .await
-        .facts
-        .as_ref()
-        .and_then(|f| f.server.as_ref())
-        .map(|s| s.slots.clone());
-    let rows: Vec<SlotFacts> = match seen {
-        Some(rows) => rows,
-        None => pg
-            .query("SELECT coalesce(json_agg(json_build_object('name', slot_name, 'physical', slot_type = 'physical')), '[]') FROM pg_replication_slots")
-            .await?,
+    // Preflight's list of slots holds on the primary; a replica's may be from before a copy.
+    let seen = match ctx.host.is_primary() {
+        true => ctx
+            .state()
+            .await
+            .facts
+            .as_ref()
+            .and_then(|f| f.server.as_ref())
+            .map(|s| s.slots.clone()),
+        false => None,
     };
-    let mut created = Vec::new();
-    for slot in wanted {
-        match rows.iter().find(|r| r.name == slot) {
-            Some(r) if r.physical => continue,
-            Some(_) => {
-                return Err(StepError::new(
-                    format!("slot {slot} exists but is a logical slot"),
-                    "pick another slot name for this replica (hosts[].slot) or drop the logical slot",
-                ));
-            }
-            None => {}
-        }
-        created.push(slot.to_string());
-    }
-    if !ctx.check_mode() && !created.is_empty() {
-        // One round trip for all of them (each its own statement, as one at a time would).
-        let sql: String = created
-            .iter()
-            .map(|slot| {
-                format!(
-                    "SELECT pg_create_physical_replication_slot({}, true);\n",
-                    literal(slot)
-                )
-            })
-            .collect();
-        pg.sql(&sql).await?;
-    }
+    let created = ensure_slots(&ctx.pg(), seen, &wanted, ctx.check_mode()).await?;
     if created.is_empty() {
         Ok(Outcome::ok("every replica has its slot"))
     } else if ctx.check_mode() {
@@ -132,4 +106,121 @@ pub async fn slots(ctx: &HostCtx<'_>, scope: SlotScope) -> Result<Outcome, StepE
             created.join(", ")
         )))
     }
+}
+
+/// On a replica: its slot on the member it streams from (the primary's step made those of
+/// the primary's replicas already; a cascaded replica's upstream is a standby, which can
+/// hold physical slots too). Runs after the upstream's own copy: a copy has no slots.
+pub async fn upstream_slot(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
+    let Some(slot) = ctx.host.slot.as_deref() else {
+        return Ok(Outcome::skipped("not a replica"));
+    };
+    let (upstream, session) = ctx.upstream()?;
+    let pg = crate::pg::Pg::new(session, upstream);
+    if ctx.check_mode() && pg.state().await? != crate::pg::ServerState::Running {
+        return Ok(Outcome::changed(format!(
+            "would create slot {slot} on `{}` once it runs",
+            upstream.name
+        )));
+    }
+    let created = ensure_slots(&pg, None, &[slot], ctx.check_mode()).await?;
+    let would = if ctx.check_mode() {
+        "would create"
+    } else {
+        "created"
+    };
+    Ok(match created.is_empty() {
+        true => Outcome::ok(format!("slot {slot} is on `{}`", upstream.name)),
+        false => Outcome::changed(format!("{would} slot {slot} on `{}`", upstream.name)),
+    })
+}
+
+/// On a replica now streaming from its upstream: its slot on any other member (where it
+/// streamed before its `upstream:` changed) is dropped, if unused, so it pins no WAL there.
+pub async fn drop_slot_elsewhere(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
+    let Some(slot) = ctx.host.slot.as_deref() else {
+        return Ok(Outcome::skipped("not a replica"));
+    };
+    let upstream = ctx.upstream()?.0.name.clone();
+    let inv = &ctx.cluster.inventory;
+    let mut dropped = Vec::new();
+    for (i, member) in inv.hosts.iter().enumerate() {
+        if member.name == ctx.host.name || member.name == upstream {
+            continue;
+        }
+        let Some(session) = ctx.cluster.sessions[i].as_deref() else {
+            continue;
+        };
+        let pg = crate::pg::Pg::new(session, member);
+        let verb = if ctx.check_mode() {
+            "count(*)"
+        } else {
+            "count(pg_drop_replication_slot(slot_name))"
+        };
+        let sql = format!(
+            "SELECT coalesce(json_agg(n), '[]') FROM (SELECT {verb} AS n FROM pg_replication_slots WHERE slot_name = {} AND NOT active) s",
+            literal(slot)
+        );
+        if let Some(counts) = pg.query_if_running::<Vec<i64>>(&sql).await?
+            && counts.iter().sum::<i64>() > 0
+        {
+            dropped.push(format!("`{}`", member.name));
+        }
+    }
+    if dropped.is_empty() {
+        return Ok(Outcome::ok(format!("no slot {slot} elsewhere")));
+    }
+    let would = if ctx.check_mode() {
+        "would drop"
+    } else {
+        "dropped"
+    };
+    Ok(Outcome::changed(format!(
+        "{would} its unused slot {slot} on {} (it streams from `{upstream}` now)",
+        dropped.join(", ")
+    )))
+}
+
+/// Creates the physical slots in `wanted` that the server lacks (reserving WAL at once);
+/// returns their names. `seen`: the server's slots if already read.
+async fn ensure_slots(
+    pg: &crate::pg::Pg<'_>,
+    seen: Option<Vec<SlotFacts>>,
+    wanted: &[&str],
+    check: bool,
+) -> Result<Vec<String>, StepError> {
+    let rows: Vec<SlotFacts> = match seen {
+        Some(rows) => rows,
+        None => pg
+            .query("SELECT coalesce(json_agg(json_build_object('name', slot_name, 'physical', slot_type = 'physical')), '[]') FROM pg_replication_slots")
+            .await?,
+    };
+    let mut created = Vec::new();
+    for &slot in wanted {
+        match rows.iter().find(|r| r.name == slot) {
+            Some(r) if r.physical => continue,
+            Some(_) => {
+                return Err(StepError::new(
+                    format!("slot {slot} exists but is a logical slot"),
+                    "pick another slot name for this replica (hosts[].slot) or drop the logical slot",
+                ));
+            }
+            None => {}
+        }
+        created.push(slot.to_string());
+    }
+    if !check && !created.is_empty() {
+        // One round trip for all of them (each its own statement, as one at a time would).
+        let sql: String = created
+            .iter()
+            .map(|slot| {
+                format!(
+                    "SELECT pg_create_physical_replication_slot({}, true);\n",
+                    literal(slot)
+                )
+            })
+            .collect();
+        pg.sql(&sql).await?;
+    }
+    Ok(created)
 }

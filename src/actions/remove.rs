@@ -52,6 +52,8 @@ pub struct Removal {
     pub wipe: bool,
     /// Go on without it when it cannot be reached.
     pub force: bool,
+    /// The cascaded replicas that streamed from it (they move to its upstream first).
+    pub children: Vec<String>,
     /// What its steps did, for the recap.
     done: Mutex<Done>,
 }
@@ -101,6 +103,7 @@ impl Removal {
             host: Some(host),
             wipe,
             force,
+            children: Vec::new(),
             done: Mutex::default(),
         }
     }
@@ -114,6 +117,7 @@ impl Removal {
             host: None,
             wipe: false,
             force: false,
+            children: Vec::new(),
             done: Mutex::default(),
         }
     }

@@ -34,34 +34,44 @@ fn pgpass_field(text: &str) -> String {
     text.replace('\\', "\\\\").replace(':', "\\:")
 }
 
-/// The libpq connection string to the primary, without any password.
-async fn primary_conninfo(ctx: &HostCtx<'_>) -> Result<String, StepError> {
-    let (primary, _) = ctx.primary()?;
+/// The libpq connection string to its upstream (the primary, or the replica it cascades
+/// from), without any password.
+async fn upstream_conninfo(ctx: &HostCtx<'_>) -> Result<String, StepError> {
+    let (upstream, _) = ctx.upstream()?;
     let user = &ctx.cluster.inventory.replication.user;
     Ok(Conninfo::new()
-        .set("host", &primary.address)
-        .set("port", primary.pg.port)
+        .set("host", &upstream.address)
+        .set("port", upstream.pg.port)
         .set("user", user)
         .set("passfile", passfile_path(ctx).await?)
         .set("application_name", &ctx.host.name)
         .to_string())
 }
 
+/// The replication password for its upstream and for the primary (a cascaded replica
+/// moves to the primary when its upstream leaves), in a 0600 file owned by postgres.
 pub async fn passfile(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     let (primary, _) = ctx.primary()?;
+    let (upstream, _) = ctx.upstream()?;
     let password = ctx.cluster.password.as_ref().ok_or_else(|| {
         StepError::new(
             "no replication password",
             "set replication.password_env or password_file",
         )
     })?;
-    let line = format!(
-        "{}:{}:replication:{}:{}\n",
-        pgpass_field(&primary.address),
-        primary.pg.port,
-        pgpass_field(&ctx.cluster.inventory.replication.user),
-        pgpass_field(password.expose_secret())
-    );
+    let entry = |host: &crate::inventory::Host| {
+        format!(
+            "{}:{}:replication:{}:{}\n",
+            pgpass_field(&host.address),
+            host.pg.port,
+            pgpass_field(&ctx.cluster.inventory.replication.user),
+            pgpass_field(password.expose_secret())
+        )
+    };
+    let mut line = entry(primary);
+    if upstream.name != primary.name {
+        line.push_str(&entry(upstream));
+    }
     let digest: String = Sha256::digest(line.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -102,15 +112,16 @@ pub async fn passfile(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     Ok(Outcome::changed(format!("wrote {path} (0600, postgres)")))
 }
 
-/// Logs in to the primary as the replication role from this host, before anything stops.
+/// Logs in to its upstream (the primary, or the replica it cascades from) as the
+/// replication role from this host, before anything stops.
 pub async fn replication_login(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     if ctx.check_mode() {
         return Ok(Outcome::skipped("check mode: the role may not exist yet"));
     }
-    let (primary, _) = ctx.primary()?;
+    let (primary, _) = ctx.upstream()?;
     let conninfo = format!(
         "{} dbname=replication replication=true connect_timeout=10",
-        primary_conninfo(ctx).await?
+        upstream_conninfo(ctx).await?
     );
     let cmd = Command::new(ctx.pg().bin("psql"))
         .args([
@@ -141,7 +152,12 @@ pub async fn replication_login(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> 
     };
     Err(StepError::new(
         format!(
-            "replication login to the primary `{}` failed, nothing was stopped: {err}",
+            "replication login to {} `{}` failed, nothing was stopped: {err}",
+            if primary.is_primary() {
+                "the primary"
+            } else {
+                "its upstream"
+            },
             primary.name
         ),
         hint,
@@ -189,12 +205,47 @@ pub async fn start(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     }))
 }
 
+/// Moves the data dir aside and, with it, each of the primary's tablespace locations that
+/// holds anything here (pg_basebackup writes a tablespace at the primary's path and
+/// refuses a non-empty one); all get one timestamp. Prints `aside PATH` per move as it
+/// happens (so a failure half-way still tells what to put back), `fresh PATH` for a
+/// location made empty for the copy, and `not-empty PATH` if a rename left files behind.
+const MOVE_ASIDE: &str = r#"d="$1"; shift; stamp=$(date +%Y%m%dT%H%M%S)
+for t in "$d" "$@"; do
+  if [ -e "$t" ] && [ -n "$(ls -A "$t")" ]; then
+    mv "$t" "$t.pgrepl-$stamp" || exit 1; printf 'aside %s\n' "$t.pgrepl-$stamp"
+  else
+    if [ "$t" = "$d" ]; then rm -rf "$t" || exit 1; else printf 'fresh %s\n' "$t"; fi
+  fi
+  mkdir -p "$t" && chown postgres:postgres "$t" && chmod 700 "$t" || exit 1
+  # A rename that copies (some overlay filesystems) can leave files behind: say so.
+  if [ -n "$(ls -A "$t")" ]; then printf 'not-empty %s\n' "$t"; fi
+done"#;
+
+/// The primary's tablespace locations (from preflight's facts).
+async fn tablespace_locations(ctx: &HostCtx<'_>) -> Result<Vec<String>, StepError> {
+    Ok(ctx
+        .primary_facts_or_gather()
+        .await?
+        .server
+        .map(|s| s.tablespaces.into_iter().map(|t| t.location).collect())
+        .unwrap_or_default())
+}
+
 pub async fn move_aside(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     // The data dir (and, in some layouts, the config inside it) changes under us.
     ctx.state().await.forget_files(&ctx.host.pg.data_dir);
     let data = &ctx.host.pg.data_dir;
+    let locations = tablespace_locations(ctx).await?;
+    let with_ts = if locations.is_empty() {
+        String::new()
+    } else {
+        format!(" and tablespace dir(s) {}", locations.join(", "))
+    };
     if ctx.check_mode() {
-        return Ok(Outcome::changed(format!("would move {data} aside")));
+        return Ok(Outcome::changed(format!(
+            "would move {data}{with_ts} aside"
+        )));
     }
     if ctx.pg().state().await? == ServerState::Running {
         return Err(StepError::new(
@@ -202,41 +253,78 @@ pub async fn move_aside(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
             "stop it first (the stop step)",
         ));
     }
-    let script = r#"set -e; d="$1"
-if [ -e "$d" ] && [ -n "$(ls -A "$d")" ]; then aside="$d.pgrepl-$(date +%Y%m%dT%H%M%S)"; mv "$d" "$aside"; else aside=""; rm -rf "$d"; fi
-mkdir -p "$d"; chown postgres:postgres "$d"; chmod 700 "$d"; echo "$aside"
-# A rename that copies (some overlay filesystems) can leave files behind: say so.
-if [ -n "$(ls -A "$d")" ]; then echo "not empty"; fi"#;
+    let mut args = vec![data.as_str()];
+    args.extend(locations.iter().map(String::as_str));
     let out = ctx
         .session
-        .run(&Command::script(script, &[data]).as_root())
+        .output(&Command::script(MOVE_ASIDE, &args).as_root())
         .await?;
-    let mut lines = out.stdout.lines();
-    let aside = lines.next().unwrap_or_default().trim().to_string();
-    let leftovers = lines.next().is_some_and(|l| l.trim() == "not empty");
-    if !aside.is_empty() {
-        ctx.state().await.moved_aside = Some(aside.clone());
+    // Record every move before judging the run: the rescue puts back whatever moved.
+    let mut moved = Vec::new();
+    let mut leftovers = Vec::new();
+    {
+        let mut state = ctx.state().await;
+        for line in out.stdout.lines() {
+            if let Some(aside) = line.strip_prefix("aside ") {
+                let Some(from) = aside.rsplit_once(".pgrepl-").map(|(f, _)| f.to_string()) else {
+                    continue;
+                };
+                if &from == data {
+                    state.moved_aside = Some(aside.to_string());
+                } else {
+                    state
+                        .moved_tablespaces
+                        .push((from.clone(), aside.to_string()));
+                }
+                moved.push(format!("{from} to {aside}"));
+            } else if let Some(t) = line.strip_prefix("fresh ") {
+                state.fresh_tablespaces.push(t.to_string());
+            } else if let Some(t) = line.strip_prefix("not-empty ") {
+                leftovers.push(t.to_string());
+            }
+        }
     }
-    if leftovers {
+    if !out.success() {
         return Err(StepError::new(
             format!(
-                "{data} is not empty after moving it aside{}",
-                if aside.is_empty() {
+                "could not move {data}{with_ts} aside{}: {}",
+                if moved.is_empty() {
                     String::new()
                 } else {
-                    format!(" to {aside}")
-                }
+                    format!(" (moved so far: {})", moved.join(", "))
+                },
+                out.stderr.trim()
             ),
-            "the filesystem did not really rename the directory (an overlay filesystem copies, and may leave files); keep data dirs on a real filesystem or volume",
+            "whatever was moved is put back; fix the cause above and re-run",
         ));
     }
-    if aside.is_empty() {
+    if !leftovers.is_empty() {
+        return Err(StepError::new(
+            format!(
+                "{} not empty after moving aside{}",
+                leftovers.join(", "),
+                if moved.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", moved.join(", "))
+                }
+            ),
+            "the filesystem did not really rename the directory (an overlay filesystem copies, and may leave files); keep data dirs and tablespaces on a real filesystem or volume",
+        ));
+    }
+    if moved.is_empty() {
         return Ok(Outcome::changed(format!(
-            "{data} was empty; made a fresh one"
+            "{data}{with_ts} empty; made fresh one(s)"
         )));
     }
+    let together = if moved.len() > 1 {
+        "; restored together if the copy fails"
+    } else {
+        ""
+    };
     Ok(Outcome::changed(format!(
-        "moved {data} to {aside} (kept; `pgrepl cleanup` removes it once the replica verifies healthy)"
+        "moved {} (kept{together}; `pgrepl cleanup` removes them once the replica verifies healthy)",
+        moved.join(", ")
     )))
 }
 
@@ -262,17 +350,45 @@ pub async fn restore_datadir(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
             .await?;
     }
     let mut done = Vec::new();
-    if let Some(aside) = &aside {
-        if pg.state().await.unwrap_or(ServerState::Stopped) == ServerState::Running {
-            let _ = pg.stop().await;
-        }
-        let script = r#"set -e; [ -d "$2" ]; rm -rf "$1"; mv "$2" "$1""#;
+    let (tablespaces, fresh) = {
+        let s = ctx.state().await;
+        (s.moved_tablespaces.clone(), s.fresh_tablespaces.clone())
+    };
+    if (aside.is_some() || !tablespaces.is_empty() || !fresh.is_empty())
+        && pg.state().await.unwrap_or(ServerState::Stopped) == ServerState::Running
+    {
+        let _ = pg.stop().await;
+    }
+    // Locations that were empty before this copy hold only what it wrote. Emptied first:
+    // one inside the data dir must not be emptied once the old data dir is back.
+    for location in &fresh {
+        let empty = r#"if [ -d "$1" ]; then find "$1" -mindepth 1 -delete; fi"#;
         ctx.session
-            .run(&Command::script(script, &[&ctx.host.pg.data_dir, aside]).as_root())
+            .run(&Command::script(empty, &[location]).as_root())
             .await?;
-        let mut s = ctx.state().await;
-        s.moved_aside = None;
+        ctx.state()
+            .await
+            .fresh_tablespaces
+            .retain(|l| l != location);
+    }
+    let put_back = r#"set -e; [ -d "$2" ]; rm -rf "$1"; mv "$2" "$1""#;
+    if let Some(aside) = &aside {
+        ctx.session
+            .run(&Command::script(put_back, &[&ctx.host.pg.data_dir, aside]).as_root())
+            .await?;
+        ctx.state().await.moved_aside = None;
         done.push(format!("previous data dir restored from {aside}"));
+    }
+    // The tablespaces go back with the data dir: its pg_tblspc links point at them.
+    for (location, aside) in &tablespaces {
+        ctx.session
+            .run(&Command::script(put_back, &[location, aside]).as_root())
+            .await?;
+        ctx.state()
+            .await
+            .moved_tablespaces
+            .retain(|(l, _)| l != location);
+        done.push(format!("tablespace dir {location} restored from {aside}"));
     }
     if was_running && pg.state().await? != ServerState::Running {
         pg.start().await?;
@@ -285,29 +401,29 @@ pub async fn restore_datadir(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     if let Some(slot) = &ctx.host.slot
         && release_slot(ctx, slot).await.is_ok()
     {
-        let (primary, session) = ctx.primary()?;
+        let (upstream, session) = ctx.upstream()?;
         let sql = format!(
             "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots WHERE slot_name = {} AND NOT active",
             literal(slot)
         );
-        if Pg::new(session, primary)
+        if Pg::new(session, upstream)
             .sql(&sql)
             .await
             .is_ok_and(|n| n == "1")
         {
-            done.push(format!("unused slot {slot} dropped on the primary"));
+            done.push(format!("unused slot {slot} dropped on `{}`", upstream.name));
         }
     }
     Ok(Outcome::changed(done.join("; ")))
 }
 
-/// Ends walsenders still serving this replica on the primary (its slot, its name). Only a replica being
+/// Ends walsenders still serving this replica on its upstream (its slot, its name). Only a replica being
 /// rebuilt calls this: its server is stopped, so whoever holds the slot is a ghost, such as
 /// the walsender of a copy cut off by a lost network, which the primary only notices after
 /// `wal_sender_timeout`.
 async fn release_slot(ctx: &HostCtx<'_>, slot: &str) -> Result<(), StepError> {
-    let (primary, session) = ctx.primary()?;
-    let pg = Pg::new(session, primary);
+    let (upstream, session) = ctx.upstream()?;
+    let pg = Pg::new(session, upstream);
     // The slot's holder, and any walsender still serving this host's name (the base backup
     // connection of a cut-off copy holds none).
     let sql = format!(
@@ -330,8 +446,14 @@ async fn release_slot(ctx: &HostCtx<'_>, slot: &str) -> Result<(), StepError> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Err(StepError::new(
-        format!("slot {slot} on the primary stays in use by another connection"),
-        "check pg_stat_replication on the primary for who holds it",
+        format!(
+            "slot {slot} on `{}` stays in use by another connection",
+            upstream.name
+        ),
+        format!(
+            "check pg_stat_replication on `{}` for who holds it",
+            upstream.name
+        ),
     ))
 }
 
@@ -339,13 +461,17 @@ pub async fn base_backup(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     // The data dir (and, in some layouts, the config inside it) changes under us.
     ctx.state().await.forget_files(&ctx.host.pg.data_dir);
     let slot = ctx.host.slot.clone().unwrap_or_default();
+    let source = match ctx.upstream()?.0 {
+        up if up.is_primary() => "the primary".to_string(),
+        up => format!("`{}` (its upstream)", up.name),
+    };
     if ctx.check_mode() {
         return Ok(Outcome::changed(format!(
-            "would copy the primary through slot {slot}"
+            "would copy {source} through slot {slot}"
         )));
     }
     let data = &ctx.host.pg.data_dir;
-    let conninfo = primary_conninfo(ctx).await?;
+    let conninfo = upstream_conninfo(ctx).await?;
     release_slot(ctx, &slot).await?;
     let pg = ctx.pg();
     // `exec` keeps the pid the shell printed, so a rescue can end the copy.
@@ -427,7 +553,7 @@ pub async fn base_backup(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         .map(|w| format!(" ({w})"))
         .unwrap_or_default();
     Ok(Outcome::changed(format!(
-        "copied the primary through slot {slot} in {:.1}s{why}",
+        "copied {source} through slot {slot} in {:.1}s{why}",
         started.elapsed().as_secs_f64()
     )))
 }
@@ -462,7 +588,7 @@ pub async fn standby(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         .collect();
     desired.push_str(&format!(
         "primary_conninfo = {}\n",
-        conf_literal(&primary_conninfo(ctx).await?)
+        conf_literal(&upstream_conninfo(ctx).await?)
     ));
     desired.push_str(&format!("primary_slot_name = {}\n", literal(&slot)));
     let normalized: String = current
@@ -484,7 +610,7 @@ touch "$2"; chown postgres:postgres "$2"; chmod 600 "$2""#;
     ctx.session.run(&cmd).await?;
     Ok(Outcome::changed(format!(
         "standby of {} through slot {slot}",
-        ctx.primary()?.0.name
+        ctx.upstream()?.0.name
     )))
 }
 
@@ -500,7 +626,7 @@ pub async fn wait_streaming(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     }
     let started = Instant::now();
     loop {
-        if streams_from_primary(ctx).await? {
+        if streams_from_upstream(ctx).await? {
             return Ok(Outcome::ok(format!(
                 "streaming after {:.1}s",
                 started.elapsed().as_secs_f64()
@@ -518,8 +644,9 @@ pub async fn wait_streaming(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
 
 const RECEIVER_SQL: &str = "SELECT coalesce((SELECT row_to_json(r) FROM (SELECT status, slot_name, sender_host, sender_port FROM pg_stat_wal_receiver) r), 'null')";
 
-/// Whether the host streams from the inventory's primary through its own slot, right now.
-pub async fn streams_from_primary(ctx: &HostCtx<'_>) -> Result<bool, StepError> {
+/// Whether the host streams from its upstream (the inventory's primary, or the replica it
+/// cascades from) through its own slot, right now.
+pub async fn streams_from_upstream(ctx: &HostCtx<'_>) -> Result<bool, StepError> {
     let Some(receiver) = ctx.pg().query_if_running(RECEIVER_SQL).await? else {
         return Ok(false);
     };
@@ -531,9 +658,9 @@ pub async fn streams_from_primary(ctx: &HostCtx<'_>) -> Result<bool, StepError> 
     Ok(receiver_matches(ctx, Some(&facts)))
 }
 
-/// Whether server facts show streaming from the inventory's primary through this host's slot.
+/// Whether server facts show streaming from its upstream through this host's slot.
 pub fn receiver_matches(ctx: &HostCtx<'_>, server: Option<&ServerFacts>) -> bool {
-    let Ok((primary, _)) = ctx.primary() else {
+    let Some(primary) = ctx.cluster.inventory.upstream_of(ctx.host) else {
         return false;
     };
     let Some(r) = server.and_then(|s| s.receiver.as_ref()) else {

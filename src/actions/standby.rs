@@ -176,6 +176,12 @@ struct PrimaryRow {
     slot_restart: Option<String>,
 }
 
+#[derive(Debug, Deserialize)]
+struct UpstreamRow {
+    oldest_wal: Option<String>,
+    slot_restart: Option<String>,
+}
+
 async fn primary_side(ctx: &HostCtx<'_>) -> Result<PrimarySide, StepError> {
     let (primary, session) = ctx.primary()?;
     let slot = ctx.host.slot.clone().unwrap_or_default();
@@ -189,7 +195,20 @@ async fn primary_side(ctx: &HostCtx<'_>) -> Result<PrimarySide, StepError> {
 FROM (SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int AS tl) t",
         literal(&slot)
     );
-    let row: PrimaryRow = Pg::new(session, primary).query(&sql).await?;
+    let mut row: PrimaryRow = Pg::new(session, primary).query(&sql).await?;
+    // A cascaded replica's WAL and slot are on its upstream, a standby: read them there.
+    if ctx.cascaded() {
+        let (upstream, session) = ctx.upstream()?;
+        let sql = format!(
+            "SELECT json_build_object(
+  'oldest_wal', (SELECT min(name) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{{24}}$'),
+  'slot_restart', (SELECT restart_lsn::text FROM pg_replication_slots WHERE slot_name = {}))",
+            literal(&slot)
+        );
+        let there: UpstreamRow = Pg::new(session, upstream).query(&sql).await?;
+        row.oldest_wal = there.oldest_wal;
+        row.slot_restart = there.slot_restart;
+    }
     let forks = row
         .history
         .unwrap_or_default()
@@ -234,8 +253,8 @@ pub async fn check(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
 /// The `start_standby` action: start (or reload) a standby of this primary and wait until
 /// it streams. One that does not is left, not failed, for the copy after it.
 pub async fn start(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
-    if replica::streams_from_primary(ctx).await? {
-        return Ok(Outcome::ok("streaming from the primary"));
+    if replica::streams_from_upstream(ctx).await? {
+        return Ok(Outcome::ok("streaming from its upstream"));
     }
     if ctx.check_mode() {
         ctx.state().await.will_stream = true;
@@ -244,7 +263,7 @@ pub async fn start(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         ));
     }
     let pg = ctx.pg();
-    let primary = ctx.primary()?.0.name.clone();
+    let primary = ctx.upstream()?.0.name.clone();
     let how = if pg.state().await? == ServerState::Running {
         pg.reload().await?;
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -268,7 +287,7 @@ pub async fn start(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     };
     let started = Instant::now();
     while started.elapsed() < START_TIMEOUT {
-        if replica::streams_from_primary(ctx).await? {
+        if replica::streams_from_upstream(ctx).await? {
             let done = format!(
                 "{how}; streaming from {primary} after {:.1}s, no copy",
                 started.elapsed().as_secs_f64()

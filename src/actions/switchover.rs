@@ -109,6 +109,21 @@ pub async fn check(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
             "a switchover needs the primary up; if it is down, use `pgrepl failover`",
         )
     })?;
+    // A cascaded candidate would catch up through its upstream and its lag is measured
+    // there: not supported yet, say what works instead.
+    if ctx.cascaded() {
+        let upstream = ctx.upstream()?.0.name.clone();
+        return Err(StepError::new(
+            format!(
+                "cannot switch over to `{}`: it is a cascaded replica (it streams from `{upstream}`, not from the primary); nothing was changed",
+                ctx.host.name
+            ),
+            format!(
+                "switch over to `{upstream}` (its children follow it), or remove `upstream: {upstream}` from `{}` in the inventory and run `pgrepl bootstrap` first",
+                ctx.host.name
+            ),
+        ));
+    }
     let mut problems = Vec::new();
     // Exactly one host runs as a primary: the inventory's.
     let mut primaries = Vec::new();
@@ -233,13 +248,17 @@ pub async fn check(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     Ok(Outcome::ok(detail))
 }
 
-/// The slot each other member will stream through once the candidate is primary.
+/// The slot each member that will stream from the candidate once it is primary streams
+/// through: the old primary and the replicas of the primary, and the candidate's own
+/// cascaded replicas (which have theirs already). Replicas whose `upstream:` names another
+/// member (the old primary included: it becomes a replica) stay where they are.
 fn slots_for_others(ctx: &HostCtx<'_>) -> Vec<String> {
     ctx.cluster
         .inventory
         .hosts
         .iter()
         .filter(|h| h.name != ctx.host.name)
+        .filter(|h| h.upstream.as_deref().is_none_or(|u| u == ctx.host.name))
         .map(|h| {
             h.slot
                 .clone()
@@ -500,8 +519,8 @@ pub async fn promote(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
 /// reloads its new `primary_conninfo`; a stopped one (the old primary) starts as a standby.
 /// One that does not stream within the limit is left to the copy step that follows.
 pub async fn follow(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
-    if replica::streams_from_primary(ctx).await? {
-        return Ok(Outcome::ok("streaming from the primary"));
+    if replica::streams_from_upstream(ctx).await? {
+        return Ok(Outcome::ok("streaming from its upstream"));
     }
     if ctx.state().await.diverged {
         ctx.state().await.rejoined = Some("copy");
@@ -510,7 +529,10 @@ pub async fn follow(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         ));
     }
     if ctx.check_mode() {
-        return Ok(Outcome::changed("would follow the new primary"));
+        return Ok(Outcome::changed(format!(
+            "would follow `{}`",
+            ctx.upstream()?.0.name
+        )));
     }
     let pg = ctx.pg();
     let how = if pg.state().await? == ServerState::Running {
@@ -527,10 +549,11 @@ pub async fn follow(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     };
     let started = Instant::now();
     while started.elapsed() < FOLLOW_TIMEOUT {
-        if replica::streams_from_primary(ctx).await? {
+        if replica::streams_from_upstream(ctx).await? {
             ctx.state().await.rejoined = Some("none");
             return Ok(Outcome::changed(format!(
-                "{how}; streaming from the new primary after {:.1}s, no copy",
+                "{how}; streaming from `{}` after {:.1}s, no copy",
+                ctx.upstream()?.0.name,
                 started.elapsed().as_secs_f64()
             )));
         }
@@ -555,6 +578,17 @@ pub async fn drop_standby_slots(ctx: &HostCtx<'_>) -> Result<Outcome, StepError>
     else {
         return Ok(Outcome::skipped("not running"));
     };
+    // Its cascaded replicas' slots stay, streaming or not.
+    let inv = &ctx.cluster.inventory;
+    let children: Vec<&str> = inv
+        .children_of(ctx.index)
+        .into_iter()
+        .filter_map(|c| inv.hosts[c].slot.as_deref())
+        .collect();
+    let idle: Vec<String> = idle
+        .into_iter()
+        .filter(|s| !children.contains(&s.as_str()))
+        .collect();
     if idle.is_empty() {
         return Ok(Outcome::ok("no slot left over"));
     }

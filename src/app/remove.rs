@@ -44,6 +44,8 @@ struct Leaving {
     /// The run's members: `reduced`'s hosts, then the host (what the plan resolves against).
     members: Inventory,
     host: Host,
+    /// The replicas that stream from it (`upstream:`), in file order.
+    children: Vec<String>,
 }
 
 fn removing(path: &Path, name: &str) -> Result<Removing, Error> {
@@ -65,12 +67,19 @@ fn removing(path: &Path, name: &str) -> Result<Removing, Error> {
     let reduced = inventory::parse(path, &reduced_text).map_err(|e| without_it(&full, name, &e))?;
     let mut members = reduced.clone();
     members.hosts.push(host.clone());
+    let children = full
+        .hosts
+        .iter()
+        .filter(|h| h.upstream.as_deref() == Some(name))
+        .map(|h| h.name.clone())
+        .collect();
     Ok(Removing::Host(Box::new(Leaving {
         text,
         reduced_text,
         reduced,
         members,
         host,
+        children,
     })))
 }
 
@@ -145,6 +154,7 @@ fn leftover_plan(inventory: &Inventory) -> plan::Plan {
             work: plan::Work::Action(Action::DropRemovedSlot),
             on_failure: OnFailure::Stop,
             serial: false,
+            waves: false,
             unless: None,
             only_if: None,
             point_of_no_return: false,
@@ -191,12 +201,6 @@ pub(super) async fn run(
     run: &RunSettings,
     reporter: Arc<Reporter>,
 ) -> Result<Finished, Error> {
-    if settings.limit.is_some() {
-        return Err(Error::usage(
-            "--limit does not apply to remove-replica: it changes the host and every member that stays",
-            "drop --limit",
-        ));
-    }
     let name = run.target.clone().unwrap_or_default();
     match removing(&settings.inventory, &name)? {
         Removing::Gone(inventory) => gone(settings, run, &name, *inventory, reporter).await,
@@ -218,6 +222,7 @@ async fn remove(
         reduced,
         members,
         host,
+        children,
     } = leaving;
     let (templates, mut plan) = prepare(settings, run.command, Some(name), &members)?;
     note_inventory_secrets(&reduced, &reporter);
@@ -229,7 +234,9 @@ async fn remove(
         .unwrap_or_default();
     let mut cluster = new_cluster(settings, run, reduced, templates, &reporter);
     let index = cluster.inventory.node_count();
-    cluster.add_removal(Removal::of(host, run.wipe, run.force));
+    let mut removal = Removal::of(host, run.wipe, run.force);
+    removal.children = children;
+    cluster.add_removal(removal);
     renumber(&mut plan, &members, &cluster.inventory, index);
     cluster
         .connect(

@@ -6,8 +6,10 @@
 //! implements it). The engine owns only the control flow that protects data:
 //!
 //! - steps run in order; within a step, hosts run concurrently up to `forks`, or one at a
-//!   time for a `serial` step; consecutive steps in named lanes (on disjoint hosts) run
-//!   lane beside lane, each lane in order;
+//!   time for a `serial` step; a step in `waves` starts a host only once the host it
+//!   waits for ([`Runner::waits_for`], say its upstream) has finished the step, and fails
+//!   it unstarted when that one failed; consecutive steps in named lanes (on disjoint
+//!   hosts) run lane beside lane, each lane in order;
 //! - a host that failed is left out of later steps; a step whose [`OnFailure`] is `Stop`
 //!   ends the run after it (steps on the primary default to that);
 //! - a block runs its actions in order per host and calls its rescue on a host whose block
@@ -55,6 +57,9 @@ pub struct Step<A, C> {
     pub on_failure: OnFailure,
     /// One host at a time.
     pub serial: bool,
+    /// Each host after the one it waits for ([`Runner::waits_for`]) has done this step.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub waves: bool,
     /// Leave a host alone where this holds.
     pub unless: Option<C>,
     /// Run only where this holds.
@@ -140,6 +145,12 @@ pub trait Runner: Send + Sync + 'static {
 
     /// Why the host cannot be worked on at all (e.g. it could not be reached), if so.
     fn unreachable(&self, host: usize) -> Option<String>;
+
+    /// The host that must finish a step in `waves` before this one starts it (a cascaded
+    /// replica's upstream, say). Only hosts of the same step count; `None`: no wait.
+    fn waits_for(&self, _host: usize) -> Option<usize> {
+        None
+    }
 
     /// What state a host is left in, when the runner knows better than the engine (a data
     /// dir still moved aside, say). `failed`: a step failed there; `interrupted`: the run was.
@@ -387,6 +398,87 @@ impl<R: Runner> Engine<R> {
         R::Action: Clone + 'static,
         R::Condition: 'static,
     {
+        if step.waves {
+            return self.run_waves(step, skip_failed).await;
+        }
+        self.run_hosts(step, &step.hosts, skip_failed).await
+    }
+
+    /// Runs a step in waves: hosts whose predecessor is not in the step first, then those
+    /// waiting for them, and so on. A host whose predecessor failed fails unstarted.
+    async fn run_waves(
+        self: &Arc<Self>,
+        step: &Step<R::Action, R::Condition>,
+        skip_failed: bool,
+    ) -> bool
+    where
+        R::Action: Clone + 'static,
+        R::Condition: 'static,
+    {
+        let waits_for = |i: usize| {
+            self.runner
+                .waits_for(i)
+                .filter(|p| *p != i && step.hosts.contains(p))
+        };
+        let mut done: Vec<usize> = Vec::new();
+        let mut any_failed = false;
+        while done.len() < step.hosts.len() {
+            let wave: Vec<usize> = step
+                .hosts
+                .iter()
+                .copied()
+                .filter(|i| !done.contains(i))
+                .filter(|&i| waits_for(i).is_none_or(|p| done.contains(&p)))
+                .collect();
+            // A cycle (which the runner's own checks should make impossible): run the rest
+            // together rather than never.
+            let wave = if wave.is_empty() {
+                step.hosts
+                    .iter()
+                    .copied()
+                    .filter(|i| !done.contains(i))
+                    .collect()
+            } else {
+                wave
+            };
+            let mut ready = Vec::new();
+            for &i in &wave {
+                match waits_for(i) {
+                    Some(p) if self.state(p).failed.is_some() => {
+                        let waited = self.name(p).to_string();
+                        self.fail(
+                            i,
+                            &step.name,
+                            &StepError::new(
+                                format!("not started: it waits for `{waited}`, which failed"),
+                                format!("fix `{waited}` first (see its error), then re-run"),
+                            ),
+                        );
+                        any_failed = true;
+                    }
+                    _ => ready.push(i),
+                }
+            }
+            if self.stopping() {
+                break;
+            }
+            any_failed |= self.run_hosts(step, &ready, skip_failed).await;
+            done.extend(wave);
+        }
+        any_failed
+    }
+
+    /// Runs a step on some of its hosts, concurrently up to `forks` (or one by one).
+    async fn run_hosts(
+        self: &Arc<Self>,
+        step: &Step<R::Action, R::Condition>,
+        hosts: &[usize],
+        skip_failed: bool,
+    ) -> bool
+    where
+        R::Action: Clone + 'static,
+        R::Condition: 'static,
+    {
         let width = if step.serial {
             1
         } else {
@@ -395,7 +487,7 @@ impl<R: Runner> Engine<R> {
         let forks = Arc::new(Semaphore::new(width));
         let step = Arc::new(step.clone());
         let mut tasks = Vec::new();
-        for &i in &step.hosts {
+        for &i in hosts {
             // Only an earlier failure skips a host: an unreachable one must fail this step
             // (and so stop a preflight) rather than be passed over in silence.
             if skip_failed && self.state(i).failed.is_some() {

@@ -143,6 +143,7 @@ fn step(name: &str, hosts: &[usize], act: Act) -> Step<Act, Streaming> {
             OnFailure::Continue
         },
         serial: false,
+        waves: false,
         unless: None,
         only_if: None,
         point_of_no_return: false,
@@ -557,4 +558,98 @@ async fn a_lane_that_stops_the_run_lets_the_other_lane_finish_and_nothing_after_
     assert!(!runner.ran(PRIMARY, "slots"));
     assert!(runner.ran(1, "config") && runner.ran(2, "config"));
     assert!(!runner.ran(1, "clone") && !runner.ran(2, "clone"));
+}
+
+/// A runner whose host `c` waits for `after[c]`.
+struct Tree {
+    inner: Scripted,
+    after: Vec<Option<usize>>,
+}
+
+impl Runner for Tree {
+    type Action = Act;
+    type Condition = Streaming;
+    async fn run(&self, host: usize, action: &Act) -> Result<Outcome, StepError> {
+        self.inner.run(host, action).await
+    }
+    async fn holds(&self, host: usize, c: Streaming) -> Result<bool, StepError> {
+        self.inner.holds(host, c).await
+    }
+    fn describe(&self, c: Streaming) -> String {
+        self.inner.describe(c)
+    }
+    fn action_name(&self, action: &Act) -> String {
+        self.inner.action_name(action)
+    }
+    fn unreachable(&self, host: usize) -> Option<String> {
+        self.inner.unreachable(host)
+    }
+    fn waits_for(&self, host: usize) -> Option<usize> {
+        self.after[host]
+    }
+}
+
+fn tree_engine(after: Vec<Option<usize>>) -> (Arc<Engine<Tree>>, Arc<Recorder>) {
+    let n = after.len();
+    let events = Arc::new(Recorder::default());
+    let runner = Tree {
+        inner: Scripted::default(),
+        after,
+    };
+    let options = Options {
+        check: false,
+        forks: 10,
+    };
+    let engine = Engine::new(runner, events.clone(), members(n), options);
+    (Arc::new(engine), events)
+}
+
+#[tokio::test]
+async fn waves_start_a_host_only_after_the_one_it_waits_for() {
+    // pg1 and pg2 stream from the primary; pg3 from pg1, pg4 from pg3.
+    let (engine, events) = tree_engine(vec![None, None, None, Some(1), Some(3)]);
+    let mut clone = step("clone", &[4, 3, 2, 1], Act::Work("copy", 30));
+    clone.waves = true;
+    let report = engine.run("bootstrap", &[clone]).await;
+    assert!(report.stopped.is_none());
+    let lines = events.0.lock().unwrap().clone();
+    let at = |line: &str| lines.iter().position(|l| l == line).unwrap();
+    // The first wave runs together; each child starts after its upstream is done.
+    assert!(at("pg2 clone started") < at("pg1 clone changed"));
+    assert!(at("pg1 clone changed") < at("pg3 clone started"));
+    assert!(at("pg3 clone changed") < at("pg4 clone started"));
+    assert_eq!(engine.runner().inner.calls().len(), 4);
+}
+
+#[tokio::test]
+async fn waves_fail_a_host_unstarted_when_the_one_it_waits_for_failed() {
+    let (engine, _) = tree_engine(vec![None, None, None, Some(1), Some(3)]);
+    let mut clone = step("clone", &[1, 2, 3, 4], Act::FailOn("copy", vec![1]));
+    clone.waves = true;
+    let report = engine.run("bootstrap", &[clone]).await;
+    let runner = engine.runner();
+    assert!(runner.inner.ran(2, "copy"), "the other branch goes on");
+    assert!(!runner.inner.ran(3, "copy") && !runner.inner.ran(4, "copy"));
+    let pg3 = report.hosts.iter().find(|h| h.name == "pg3").unwrap();
+    let why = pg3.error.as_deref().unwrap_or_default();
+    assert!(why.contains("waits for `pg1`, which failed"), "{why}");
+    let pg4 = report.hosts.iter().find(|h| h.name == "pg4").unwrap();
+    assert!(pg4.error.as_deref().unwrap_or_default().contains("`pg3`"));
+}
+
+#[tokio::test]
+async fn a_host_waiting_for_one_outside_the_step_is_not_held_back() {
+    // pg2 waits for pg1, but pg1 is not in the step: pg2 runs in the first wave.
+    let (engine, events) = tree_engine(vec![None, None, Some(1)]);
+    let mut start = step("start", &[2], Act::Work("start", 5));
+    start.waves = true;
+    engine.run("bootstrap", &[start]).await;
+    assert!(engine.runner().inner.ran(2, "start"));
+    assert!(
+        events
+            .0
+            .lock()
+            .unwrap()
+            .contains(&"pg2 start changed".to_string())
+    );
 }

@@ -160,6 +160,20 @@ pub struct HostSpec {
     pub ssh: SshSpec,
     /// Listed among the synchronous standbys (`true`), or left out of the default list.
     pub synchronous: Option<Spanned<bool>>,
+    /// The member this replica streams from: another replica (a cascaded replica) or the
+    /// primary (the default).
+    pub upstream: Option<Spanned<String>>,
+}
+
+impl InventoryFile {
+    /// Whether this host streams from another replica rather than from the primary.
+    pub fn is_cascaded(&self, host: &HostSpec) -> bool {
+        host.upstream.as_ref().is_some_and(|u| {
+            self.hosts
+                .iter()
+                .any(|h| h.value.name.value == u.value && h.value.role == Role::Replica)
+        })
+    }
 }
 
 /// One read/write endpoint: HAProxy on a proxy host.

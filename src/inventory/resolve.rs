@@ -218,8 +218,12 @@ pub struct Host {
     pub name: String,
     pub address: String,
     pub role: Role,
-    /// The physical replication slot this replica streams through (replicas only).
+    /// The physical replication slot this replica streams through (replicas only), on
+    /// its upstream.
     pub slot: Option<String>,
+    /// The member it streams from, as the inventory names it; `None`: the primary. A name
+    /// may be the primary's too (after a switchover to it): ask [`Inventory::upstream_of`].
+    pub upstream: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub pg: PgLayout,
     pub ssh: SshTarget,
@@ -252,6 +256,68 @@ impl Inventory {
 impl Host {
     pub fn is_primary(&self) -> bool {
         self.role == Role::Primary
+    }
+}
+
+/// The replication tree: who streams from whom. Validation guarantees every chain ends at
+/// the primary, so these walks end.
+impl Inventory {
+    /// The primary's index.
+    pub fn primary_index(&self) -> Option<usize> {
+        self.hosts.iter().position(Host::is_primary)
+    }
+
+    /// The index of the member host `i` streams from: its `upstream`, else the primary.
+    /// `None` for the primary itself (and a name no member has, which validation refuses).
+    pub fn upstream_index(&self, i: usize) -> Option<usize> {
+        let host = self.hosts.get(i)?;
+        if host.is_primary() {
+            return None;
+        }
+        match &host.upstream {
+            Some(name) => self.hosts.iter().position(|h| &h.name == name),
+            None => self.primary_index(),
+        }
+    }
+
+    /// The member a replica streams from (see [`Inventory::upstream_index`]).
+    pub fn upstream_of(&self, host: &Host) -> Option<&Host> {
+        let i = self.hosts.iter().position(|h| h.name == host.name);
+        match i {
+            Some(i) => self.upstream_index(i).map(|u| &self.hosts[u]),
+            // A host outside the inventory (remove-replica's): by its own `upstream`.
+            None => match &host.upstream {
+                Some(name) => self.hosts.iter().find(|h| &h.name == name),
+                None => self.primary_index().map(|p| &self.hosts[p]),
+            },
+        }
+    }
+
+    /// Whether host `i` streams from another replica rather than from the primary.
+    pub fn is_cascaded(&self, i: usize) -> bool {
+        self.upstream_index(i)
+            .is_some_and(|u| !self.hosts[u].is_primary())
+    }
+
+    /// The members that stream from host `i`, in file order.
+    pub fn children_of(&self, i: usize) -> Vec<usize> {
+        (0..self.hosts.len())
+            .filter(|&c| self.upstream_index(c) == Some(i))
+            .collect()
+    }
+
+    /// How many hops host `i` is from the primary (the primary 0, its replicas 1, ...).
+    pub fn depth(&self, i: usize) -> usize {
+        let mut depth = 0;
+        let mut at = i;
+        while let Some(up) = self.upstream_index(at) {
+            depth += 1;
+            at = up;
+            if depth > self.hosts.len() {
+                break; // a cycle: validation refuses it, so never here
+            }
+        }
+        depth
     }
 }
 
@@ -355,6 +421,7 @@ fn resolve_host(
         address: h.address.value.clone(),
         role: h.role,
         slot,
+        upstream: h.upstream.as_ref().map(|u| u.value.clone()),
         labels: h.labels.clone(),
         pg: resolve_pg(&file.postgres, &h.postgres, spec, &h.name.value, problems),
         ssh: resolve_ssh(base, &file.ssh, &h.ssh, &h.address.value),

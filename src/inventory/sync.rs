@@ -76,7 +76,7 @@ fn named(file: &InventoryFile, spec: &SynchronousSpec) -> Vec<String> {
     }
     file.hosts
         .iter()
-        .filter(|h| h.value.role == Role::Replica)
+        .filter(|h| h.value.role == Role::Replica && !file.is_cascaded(&h.value))
         .filter(|h| h.value.synchronous.as_ref().is_none_or(|s| s.value))
         .map(|h| h.value.name.value.clone())
         .collect()
@@ -112,6 +112,17 @@ fn at<T>(
 
 const SETTING: &str = "synchronous_standby_names";
 
+fn cascaded_problem<T>(span: &Spanned<T>, host: &str, field: &str) -> Problem {
+    at(
+        span,
+        field,
+        format!(
+            "`{host}` streams from another replica (upstream): the primary never hears from it, so it can never be a synchronous standby"
+        ),
+        "name standbys that stream from the primary, or remove this host's `upstream:`",
+    )
+}
+
 /// The rules: returns (errors, warnings).
 pub(super) fn check(file: &InventoryFile) -> (Vec<Problem>, Vec<Problem>) {
     let mut errors = Vec::new();
@@ -141,6 +152,34 @@ pub(super) fn check(file: &InventoryFile) -> (Vec<Problem>, Vec<Problem>) {
         return (errors, warnings);
     };
     let spec = &section.value;
+    // A cascaded replica's walsender is on its upstream: the primary never hears from it.
+    let cascaded = |name: &str| {
+        file.hosts
+            .iter()
+            .find(|h| h.value.name.value == name)
+            .is_some_and(|h| file.is_cascaded(&h.value))
+    };
+    for h in &file.hosts {
+        if let Some(flag) = &h.value.synchronous
+            && flag.value
+            && file.is_cascaded(&h.value)
+        {
+            errors.push(cascaded_problem(
+                flag,
+                &h.value.name.value,
+                "hosts[].synchronous",
+            ));
+        }
+    }
+    for name in spec.standbys.iter().flatten() {
+        if cascaded(&name.value) {
+            errors.push(cascaded_problem(
+                name,
+                &name.value,
+                "replication.synchronous.standbys",
+            ));
+        }
+    }
     if let Some(value) = own_setting {
         errors.push(at(
             value,

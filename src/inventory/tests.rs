@@ -361,3 +361,124 @@ fn a_missing_field_names_its_entry() {
         "{err}"
     );
 }
+
+/// GOOD with the last host's entry replaced by `last` and one more replica line appended.
+fn tree(last: &str, extra: &str) -> String {
+    let base = GOOD.replace(
+        "  - { name: replica-az-b-0, address: 10.0.2.20, role: replica, slot: custom_slot }\n",
+        "",
+    );
+    format!("{base}  {last}\n  {extra}\n")
+}
+
+#[test]
+fn a_cascaded_replica_resolves_its_upstream_depth_and_children() {
+    let text = tree(
+        "- { name: replica-az-b-0, address: 10.0.2.20, role: replica, upstream: replica-az-a-0 }",
+        "- { name: replica-az-b-1, address: 10.0.2.21, role: replica, upstream: replica-az-b-0 }",
+    );
+    let inv = parse(Path::new("inv.yaml"), &text).expect("valid");
+    assert_eq!(
+        inv.upstream_index(0),
+        None,
+        "the primary streams from no one"
+    );
+    assert_eq!(inv.upstream_index(1), Some(0), "default: the primary");
+    assert_eq!(inv.upstream_index(2), Some(1));
+    assert_eq!(inv.upstream_index(3), Some(2));
+    assert_eq!(
+        (0..4).map(|i| inv.depth(i)).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
+    assert!(!inv.is_cascaded(1) && inv.is_cascaded(2) && inv.is_cascaded(3));
+    assert_eq!(inv.children_of(0), [1]);
+    assert_eq!(inv.children_of(1), [2]);
+    assert!(inv.children_of(3).is_empty());
+    // `upstream:` naming the primary is the default spelled out.
+    let text = tree(
+        "- { name: replica-az-b-0, address: 10.0.2.20, role: replica, upstream: master-0 }",
+        "",
+    );
+    let inv = parse(Path::new("inv.yaml"), &text).expect("valid");
+    assert!(!inv.is_cascaded(2));
+    assert_eq!(inv.children_of(0), [1, 2]);
+}
+
+#[test]
+fn upstream_must_name_another_member_on_a_replica() {
+    let cases = [
+        ("upstream: nobody", "is not a host of this inventory"),
+        ("upstream: replica-az-b-0", "cannot stream from itself"),
+        ("upstream: proxy-0", "is a proxy"),
+    ];
+    for (upstream, want) in cases {
+        let text = tree(
+            &format!("- {{ name: replica-az-b-0, address: 10.0.2.20, role: replica, {upstream} }}"),
+            "- { name: proxy-0, address: 10.0.3.5, role: proxy }",
+        );
+        let p = one_problem(&text, "upstream");
+        assert_eq!(p.field, "hosts[replica-az-b-0].upstream");
+        assert!(p.message.contains(want), "{upstream}: {p:?}");
+        assert_eq!(p.line, 13, "{p:?}");
+    }
+    let text = GOOD.replace(
+        "role: primary }",
+        "role: primary, upstream: replica-az-a-0 }",
+    );
+    let p = one_problem(&text, "upstream");
+    assert!(p.message.contains("is the primary"), "{p:?}");
+}
+
+#[test]
+fn a_cycle_of_upstreams_is_named_with_its_chain() {
+    let text = tree(
+        "- { name: replica-az-b-0, address: 10.0.2.20, role: replica, upstream: replica-az-b-1 }",
+        "- { name: replica-az-b-1, address: 10.0.2.21, role: replica, upstream: replica-az-b-0 }",
+    );
+    let all = problems(&text);
+    assert!(!all.is_empty());
+    assert!(
+        all.iter().all(|p| p
+            .message
+            .contains("cycle: replica-az-b-0 -> replica-az-b-1 -> replica-az-b-0")
+            || p.message
+                .contains("cycle: replica-az-b-1 -> replica-az-b-0 -> replica-az-b-1")),
+        "{all:#?}"
+    );
+}
+
+#[test]
+fn a_cascaded_replica_is_never_a_synchronous_standby() {
+    let sync = GOOD.replace(
+        "settings: {",
+        "synchronous: { mode: any, count: 1 }\n  settings: {",
+    );
+    // Left out of the default list.
+    let text = sync.replace(
+        "slot: custom_slot }",
+        "slot: custom_slot, upstream: replica-az-a-0 }",
+    );
+    let inv = parse(Path::new("inv.yaml"), &text).expect("valid");
+    let names = inv.replication.synchronous.expect("sync").standbys;
+    assert_eq!(names, ["replica-az-a-0"]);
+    // Refused when marked or named.
+    let marked = sync.replace(
+        "slot: custom_slot }",
+        "slot: custom_slot, upstream: replica-az-a-0, synchronous: true }",
+    );
+    let p = one_problem(&marked, "synchronous");
+    assert!(
+        p.message.contains("never be a synchronous standby"),
+        "{p:?}"
+    );
+    let named = text.replace(
+        "count: 1 }",
+        "count: 1, standbys: [replica-az-a-0, replica-az-b-0] }",
+    );
+    let p = one_problem(&named, "synchronous.standbys");
+    assert!(
+        p.message
+            .contains("`replica-az-b-0` streams from another replica"),
+        "{p:?}"
+    );
+}

@@ -45,6 +45,7 @@ const HBA_METHODS: &[&str] = &[
 pub(super) fn check(file: &InventoryFile) -> Vec<Problem> {
     let mut out = Vec::new();
     check_hosts(file, &mut out);
+    check_upstreams(file, &mut out);
     check_replication(file, &mut out);
     for rule in &file.hba {
         check_hba_rule(rule, &mut out);
@@ -172,6 +173,87 @@ fn check_hosts(file: &InventoryFile, out: &mut Vec<Problem>) {
             ));
         }
         check_ports_and_version(&host.postgres, &host.ssh, &format!("hosts[{name}]."), out);
+    }
+}
+
+/// `upstream:` names a member that is not this host, only on a replica, and every chain of
+/// upstreams ends at the primary (no cycle).
+fn check_upstreams(file: &InventoryFile, out: &mut Vec<Problem>) {
+    let role_of = |name: &str| {
+        file.hosts
+            .iter()
+            .find(|h| h.value.name.value == name)
+            .map(|h| h.value.role)
+    };
+    let members: Vec<&str> = file
+        .hosts
+        .iter()
+        .filter(|h| h.value.role != Role::Proxy)
+        .map(|h| h.value.name.value.as_str())
+        .collect();
+    for h in &file.hosts {
+        let host = &h.value;
+        let name = &host.name.value;
+        let Some(up) = &host.upstream else { continue };
+        let field = format!("hosts[{name}].upstream");
+        if host.role != Role::Replica {
+            out.push(problem(
+                up,
+                field,
+                format!(
+                    "only a replica has an upstream; `{name}` is the {}",
+                    if host.role == Role::Primary {
+                        "primary"
+                    } else {
+                        "proxy"
+                    }
+                ),
+                "remove `upstream:` from this host",
+            ));
+            continue;
+        }
+        match role_of(&up.value) {
+            _ if up.value == *name => out.push(problem(
+                up,
+                field,
+                format!("`{name}` cannot stream from itself"),
+                "name another replica, or remove `upstream:` to stream from the primary",
+            )),
+            None => out.push(problem(
+                up,
+                field,
+                format!("`{}` is not a host of this inventory", up.value),
+                format!("name a member it can stream from: {}", members.join(", ")),
+            )),
+            Some(Role::Proxy) => out.push(problem(
+                up,
+                field,
+                format!("`{}` is a proxy: it runs no PostgreSQL", up.value),
+                format!("name a member it can stream from: {}", members.join(", ")),
+            )),
+            Some(_) => {
+                // Walk up: a chain that comes back to a host it passed is a cycle.
+                let mut chain = vec![name.as_str()];
+                let mut at = up.value.as_str();
+                while let Some(next) = file.hosts.iter().find(|h| h.value.name.value == at) {
+                    if chain.contains(&at) {
+                        chain.push(at);
+                        out.push(problem(
+                            up,
+                            field.clone(),
+                            format!("upstreams form a cycle: {}", chain.join(" -> ")),
+                            "every chain of upstreams must end at the primary: remove `upstream:` from one of them",
+                        ));
+                        break;
+                    }
+                    chain.push(at);
+                    match (&next.value.upstream, next.value.role) {
+                        (Some(u), Role::Replica) => at = u.value.as_str(),
+                        _ => break,
+                    }
+                }
+            }
+        }
     }
 }
 

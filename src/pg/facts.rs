@@ -41,6 +41,18 @@ pub struct ServerFacts {
     /// The server's replication slots.
     #[serde(default)]
     pub slots: Vec<SlotFacts>,
+    /// Its tablespaces outside the data dir (`pg_default` and `pg_global` are not).
+    #[serde(default)]
+    pub tablespaces: Vec<Tablespace>,
+}
+
+/// A tablespace and where it lives: a copy puts it at the same path on the replica.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct Tablespace {
+    pub name: String,
+    pub location: String,
+    /// Its size on the server (`pg_tablespace_size`).
+    pub bytes: u64,
 }
 
 /// The replication role as `pg_authid` has it.

@@ -41,6 +41,8 @@ echo "PostgreSQL does not accept connections 300 s after start" >&2; cat "$log" 
 pub struct Pg<'a> {
     pub session: &'a Session,
     pub host: &'a Host,
+    /// The database psql connects to (`postgres` unless [`Pg::in_database`] says another).
+    database: &'a str,
 }
 
 /// What `pg_ctl status` says about the data directory.
@@ -54,7 +56,16 @@ pub enum ServerState {
 
 impl<'a> Pg<'a> {
     pub fn new(session: &'a Session, host: &'a Host) -> Self {
-        Pg { session, host }
+        Pg {
+            session,
+            host,
+            database: "postgres",
+        }
+    }
+
+    /// The same server, with SQL run in another database.
+    pub fn in_database(self, database: &'a str) -> Self {
+        Pg { database, ..self }
     }
 
     /// A path to one of the PostgreSQL binaries on this host.
@@ -62,7 +73,8 @@ impl<'a> Pg<'a> {
         format!("{}/{}", self.host.pg.bin_dir, program)
     }
 
-    /// psql as the postgres user, reading SQL from stdin.
+    /// psql as the postgres user, reading SQL from stdin, in the `postgres` database (or
+    /// the one [`Pg::in_database`] named).
     ///
     /// Its session runs with `synchronous_commit = local`: pgrepl's own writes (the
     /// replication role, the probe row, a promoted primary's first write) never wait for
@@ -72,7 +84,13 @@ impl<'a> Pg<'a> {
         let mut cmd = Command::new(self.bin("psql"))
             .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
             .args(["-p", &pg.port.to_string()])
-            .args(["-d", "dbname=postgres options=-csynchronous_commit=local"]);
+            .args([
+                "-d",
+                &conninfo::Conninfo::new()
+                    .set("dbname", self.database)
+                    .set("options", "-csynchronous_commit=local")
+                    .to_string(),
+            ]);
         if let Some(dir) = &pg.socket_dir {
             cmd = cmd.args(["-h", dir.as_str()]);
         }

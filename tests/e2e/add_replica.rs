@@ -230,3 +230,77 @@ fn add_replica_refuses_a_primary_restart_unless_allowed() {
     assert_eq!(lab.sql(0, "SHOW max_wal_senders"), "10");
     assert_eq!(lab.sql(2, "SELECT pg_is_in_recovery()"), "t");
 }
+
+/// Issue 13.1, its exact repro: bootstrap 1+2, `lab add` a fourth node, add it with
+/// `add-replica NAME --address ADDR`, then `bootstrap`. max_wal_senders is sized from the
+/// inventory alone, so the bootstrap after add-replica finds every setting as add-replica
+/// left it: 0 changed on every host, nothing restarted (it used to raise max_wal_senders
+/// 10 → 11 and restart the primary and every replica).
+///
+/// Sized from the inventory, a third replica needs max_wal_senders 11 (3 replicas + 2 per
+/// concurrent copy + 2) on every member, so add-replica itself needs `--allow-restart`
+/// here: without it, it refuses and changes nothing (tested in
+/// `add_replica_refuses_a_primary_restart_unless_allowed`).
+#[test]
+fn bootstrap_after_add_replica_changes_nothing_and_restarts_nothing() {
+    if !enabled() {
+        return;
+    }
+    let mut lab = Lab::up("addboot", 3, "bookworm", "debian");
+    let boot = lab.pgrepl(&["bootstrap"]);
+    assert_eq!(boot.code, 0, "{boot:?}");
+    let new = lab.add();
+    let add = lab.pgrepl(&[
+        "add-replica",
+        &new.name,
+        "--address",
+        &new.address,
+        "--allow-restart",
+    ]);
+    assert_eq!(add.code, 0, "{add:?}");
+    let starts = |lab: &Lab| -> Vec<String> {
+        (0..lab.nodes.len())
+            .map(|i| lab.sql(i, "SELECT pg_postmaster_start_time()"))
+            .collect()
+    };
+    let before = starts(&lab);
+    assert_eq!(before.len(), 4, "{:?}", lab.nodes);
+
+    let zero_changed = |run: &crate::support::Run, what: &str| {
+        assert_eq!(run.code, 0, "{what}: {run:?}");
+        let doc = run.json();
+        let hosts = doc["hosts"].as_array().expect("hosts");
+        assert_eq!(hosts.len(), 4, "{what}: {run:?}");
+        for h in hosts {
+            assert_eq!(
+                (h["changed"].as_u64(), h["failed"].as_u64()),
+                (Some(0), Some(0)),
+                "{what} changed something on {}: {run:?}",
+                h["name"]
+            );
+        }
+        assert!(
+            !run.stderr.contains("max_wal_senders")
+                && !run.stderr.contains("would restart")
+                && !run.stderr.contains("restarted"),
+            "{what} would change or restart something: {run:?}"
+        );
+    };
+    let check = lab.pgrepl(&["bootstrap", "--check", "--diff", "--format", "json"]);
+    zero_changed(&check, "bootstrap --check --diff");
+    let again = lab.pgrepl(&["bootstrap", "--format", "json"]);
+    zero_changed(&again, "bootstrap");
+    assert_eq!(
+        starts(&lab),
+        before,
+        "a PostgreSQL restarted during the bootstrap after add-replica ({:?})",
+        lab.nodes.iter().map(|n| &n.name).collect::<Vec<_>>()
+    );
+    let senders: Vec<String> = (0..4).map(|i| lab.sql(i, "SHOW max_wal_senders")).collect();
+    assert!(
+        senders.iter().all(|s| s == &senders[0]),
+        "max_wal_senders differs between members: {senders:?}"
+    );
+    let verify = lab.pgrepl(&["verify"]);
+    assert_eq!(verify.code, 0, "{verify:?}");
+}

@@ -1,13 +1,12 @@
 //! Faults and secrets: what really goes wrong, on real hosts. Nothing is lost (old data
 //! dirs come back, no orphan slot keeps WAL), nothing is leaked, and a re-run finishes.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support::{Lab, Run, enabled, pgrepl_with};
+use crate::support::{Lab, enabled, pgrepl_with, run_with_trigger};
 
 /// Loads about 160 MB into the primary and caps backups at 20 MB/s, so a base backup takes
 /// long enough (~8 s) to be interrupted, cut off or starved of disk on purpose.
@@ -48,47 +47,6 @@ fn aside_dirs(lab: &Lab, node: usize) -> String {
     )
     .trim()
     .to_string()
-}
-
-/// Runs pgrepl; the first stderr line containing `trigger` fires `action` once.
-fn run_with_trigger(
-    lab: &Lab,
-    args: &[&str],
-    trigger: &str,
-    action: impl FnOnce(u32) + Send + 'static,
-) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pgrepl"))
-        .arg("-i")
-        .arg(lab.inventory())
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pgrepl");
-    let pid = child.id();
-    let stderr = child.stderr.take().unwrap();
-    let trigger = trigger.to_string();
-    let reader = std::thread::spawn(move || {
-        let mut action = Some(action);
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains(&trigger)
-                && let Some(act) = action.take()
-            {
-                act(pid);
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let out = child.wait_with_output().expect("wait pgrepl");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: reader.join().unwrap(),
-    }
 }
 
 fn no_orphan_slots(lab: &Lab) -> bool {
@@ -243,18 +201,7 @@ fn preflight_refusals_and_the_run_lock_change_nothing() {
         return;
     }
     let lab = Lab::up("fpre", 3, "bookworm", "debian");
-    let watched = "md5sum /etc/postgresql/15/main/pg_hba.conf /etc/postgresql/15/main/conf.d/* 2>/dev/null; ls /var/lib/postgresql/15";
-    let snapshot = || -> Vec<String> {
-        (0..3)
-            .map(|i| {
-                format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&lab.exec(i, watched).stdout),
-                    lab.sql(i, "SELECT pg_postmaster_start_time()")
-                )
-            })
-            .collect()
-    };
+    let snapshot = || lab.snapshot("");
     let before = snapshot();
 
     // A replica unreachable at the start: nothing changes on any host.

@@ -1,7 +1,8 @@
 //! A small builder for running the real binary against a lab of containers.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 /// Whether end-to-end tests run here (they need docker and the lab images).
@@ -226,10 +227,15 @@ impl Lab {
 
     /// Runs SQL as postgres on a node and returns trimmed unaligned output (panics on error).
     pub fn sql(&self, node: usize, sql: &str) -> String {
-        let out = self.try_sql(node, sql);
+        self.sql_in(node, "postgres", sql)
+    }
+
+    /// [`Lab::sql`] in another database.
+    pub fn sql_in(&self, node: usize, database: &str, sql: &str) -> String {
+        let out = self.try_sql_in(node, database, sql);
         assert!(
             out.status.success(),
-            "SQL on {} failed: {sql}\n{}",
+            "SQL in {database} on {} failed: {sql}\n{}",
             self.nodes[node].name,
             String::from_utf8_lossy(&out.stderr)
         );
@@ -237,6 +243,10 @@ impl Lab {
     }
 
     pub fn try_sql(&self, node: usize, sql: &str) -> Output {
+        self.try_sql_in(node, "postgres", sql)
+    }
+
+    pub fn try_sql_in(&self, node: usize, database: &str, sql: &str) -> Output {
         Command::new("docker")
             .args([
                 "exec",
@@ -250,12 +260,33 @@ impl Lab {
                 "-v",
                 "ON_ERROR_STOP=1",
                 "-d",
-                "postgres",
+                database,
                 "-c",
                 sql,
             ])
             .output()
             .expect("docker exec psql")
+    }
+
+    /// What a run that changes nothing leaves alone, per node: the managed config files,
+    /// the data dirs, when PostgreSQL started, and the answer to `sql` (if not empty).
+    /// Debian layout, PostgreSQL 15.
+    pub fn snapshot(&self, sql: &str) -> Vec<String> {
+        let watched = "md5sum /etc/postgresql/15/main/pg_hba.conf /etc/postgresql/15/main/conf.d/* 2>/dev/null; ls /var/lib/postgresql/15";
+        (0..self.nodes.len())
+            .map(|i| {
+                format!(
+                    "{}{}{}",
+                    String::from_utf8_lossy(&self.exec(i, watched).stdout),
+                    self.sql(i, "SELECT pg_postmaster_start_time()"),
+                    if sql.is_empty() {
+                        String::new()
+                    } else {
+                        self.sql(i, sql)
+                    }
+                )
+            })
+            .collect()
     }
 
     /// Waits until `check` holds, up to `limit`.
@@ -455,5 +486,46 @@ impl Lab {
         let run = lab.pgrepl(&["bootstrap"]);
         assert_eq!(run.code, 0, "{run:?}");
         lab
+    }
+}
+
+/// Runs pgrepl; the first stderr line containing `trigger` fires `action` once.
+pub fn run_with_trigger(
+    lab: &Lab,
+    args: &[&str],
+    trigger: &str,
+    action: impl FnOnce(u32) + Send + 'static,
+) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgrepl"))
+        .arg("-i")
+        .arg(lab.inventory())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pgrepl");
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    let trigger = trigger.to_string();
+    let reader = std::thread::spawn(move || {
+        let mut action = Some(action);
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(&trigger)
+                && let Some(act) = action.take()
+            {
+                act(pid);
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let out = child.wait_with_output().expect("wait pgrepl");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: reader.join().unwrap(),
     }
 }

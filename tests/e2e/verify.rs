@@ -152,6 +152,70 @@ fn verify_reports_health_and_names_each_failure() {
         "{run:?}"
     );
 
+    // 1b. The probe database: verify writes its one row in `pgrepl.probe` of the database
+    // --probe-database names, and creates nothing anywhere else.
+    lab.sql(0, "CREATE DATABASE appdb");
+    for i in 1..3 {
+        let has = lab.wait_for(Duration::from_secs(10), || {
+            lab.sql_in(
+                i,
+                "postgres",
+                "SELECT count(*) FROM pg_database WHERE datname = 'appdb'",
+            ) == "1"
+        });
+        assert!(has, "appdb did not reach {}", lab.nodes[i].name);
+    }
+    // Bootstrap's own verify probed in postgres: start from a postgres without pgrepl's schema.
+    lab.sql(0, "DROP SCHEMA pgrepl CASCADE");
+    let (run, doc) = verify_json(&lab, &["--probe-database", "appdb"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    for r in ["pg1", "pg2"] {
+        assert_eq!(probe(&doc, r)["status"], "ok", "{run:?}");
+    }
+    for i in 0..3 {
+        assert_eq!(
+            lab.sql_in(i, "appdb", "SELECT count(*) FROM pgrepl.probe"),
+            "1",
+            "no probe row in appdb on {}",
+            lab.nodes[i].name
+        );
+        assert_eq!(
+            lab.sql_in(i, "postgres", "SELECT to_regnamespace('pgrepl') IS NULL"),
+            "t",
+            "verify --probe-database appdb created schema pgrepl in postgres on {}",
+            lab.nodes[i].name
+        );
+    }
+    // A probe database that does not exist: a failed check naming it, with a hint.
+    let (run, doc) = verify_json(
+        &lab,
+        &["--probe-database", "nosuchdb", "--probe-timeout", "2"],
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    let (status, detail) =
+        check(&doc, "pg0", "probe").unwrap_or_else(|| panic!("no probe check on pg0: {run:?}"));
+    assert_eq!(status, "fail", "{run:?}");
+    assert!(
+        detail.contains("the probe database `nosuchdb` does not exist on the primary `pg0`")
+            && detail.contains("--probe-database"),
+        "{run:?}"
+    );
+    for r in ["pg1", "pg2"] {
+        let p = probe(&doc, r);
+        assert_eq!(p["status"], "fail", "{run:?}");
+        assert!(
+            p["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("`nosuchdb` does not exist")),
+            "{run:?}"
+        );
+    }
+    let human = lab.pgrepl(&["verify", "--probe-database", "nosuchdb"]);
+    assert!(
+        human.code == 2 && human.stdout.contains("`nosuchdb` does not exist"),
+        "{human:?}"
+    );
+
     // 2. Replay paused on pg1: it warns about the paused replay and the probe times out.
     lab.sql(1, "SELECT pg_wal_replay_pause()");
     lab.sql(
