@@ -144,6 +144,7 @@ pub async fn drop_slot_elsewhere(ctx: &HostCtx<'_>) -> Result<Outcome, StepError
     let upstream = ctx.upstream()?.0.name.clone();
     let inv = &ctx.cluster.inventory;
     let mut dropped = Vec::new();
+    let mut unchecked = Vec::new();
     for (i, member) in inv.hosts.iter().enumerate() {
         if member.name == ctx.host.name || member.name == upstream {
             continue;
@@ -161,14 +162,27 @@ pub async fn drop_slot_elsewhere(ctx: &HostCtx<'_>) -> Result<Outcome, StepError
             "SELECT coalesce(json_agg(n), '[]') FROM (SELECT {verb} AS n FROM pg_replication_slots WHERE slot_name = {} AND NOT active) s",
             literal(slot)
         );
-        if let Some(counts) = pg.query_if_running::<Vec<i64>>(&sql).await?
-            && counts.iter().sum::<i64>() > 0
-        {
+        let counts = match pg.query_if_running::<Vec<i64>>(&sql).await {
+            Ok(counts) => counts,
+            // Another replica of this run may be starting (not yet accepting connections)
+            // or stopping right now: this cleanup must not fail this replica's copy for it.
+            Err(e) if !member.is_primary() => {
+                unchecked.push(format!("`{}` ({})", member.name, e.to_string().trim()));
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if counts.is_some_and(|c| c.iter().sum::<i64>() > 0) {
             dropped.push(format!("`{}`", member.name));
         }
     }
+    let unchecked = if unchecked.is_empty() {
+        String::new()
+    } else {
+        format!("; not checked on {}", unchecked.join(", "))
+    };
     if dropped.is_empty() {
-        return Ok(Outcome::ok(format!("no slot {slot} elsewhere")));
+        return Ok(Outcome::ok(format!("no slot {slot} elsewhere{unchecked}")));
     }
     let would = if ctx.check_mode() {
         "would drop"
@@ -176,7 +190,7 @@ pub async fn drop_slot_elsewhere(ctx: &HostCtx<'_>) -> Result<Outcome, StepError
         "dropped"
     };
     Ok(Outcome::changed(format!(
-        "{would} its unused slot {slot} on {} (it streams from `{upstream}` now)",
+        "{would} its unused slot {slot} on {} (it streams from `{upstream}` now){unchecked}",
         dropped.join(", ")
     )))
 }
