@@ -137,6 +137,7 @@ pub async fn upstream_slot(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
 
 /// On a replica now streaming from its upstream: its slot on any other member (where it
 /// streamed before its `upstream:` changed) is dropped, if unused, so it pins no WAL there.
+/// Only members whose slots preflight listed with it are asked.
 pub async fn drop_slot_elsewhere(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     let Some(slot) = ctx.host.slot.as_deref() else {
         return Ok(Outcome::skipped("not a replica"));
@@ -152,6 +153,17 @@ pub async fn drop_slot_elsewhere(ctx: &HostCtx<'_>) -> Result<Outcome, StepError
         let Some(session) = ctx.cluster.sessions[i].as_deref() else {
             continue;
         };
+        // Only where preflight saw the slot: no query at all in the usual case.
+        let seen_there = ctx.cluster.memos[i]
+            .lock()
+            .await
+            .facts
+            .as_ref()
+            .and_then(|f| f.server.as_ref())
+            .is_some_and(|s| s.slots.iter().any(|r| r.name == slot));
+        if !seen_there {
+            continue;
+        }
         let pg = crate::pg::Pg::new(session, member);
         let verb = if ctx.check_mode() {
             "count(*)"
