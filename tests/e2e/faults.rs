@@ -283,14 +283,15 @@ fn preflight_refusals_and_the_run_lock_change_nothing() {
         .1;
     let dir = lab.dir.join("no-role");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("bootstrap.yaml"),
-        book.replace(
-            "  - name: replication role\n    hosts: primary\n    action: replication_role\n",
-            "",
-        ),
-    )
-    .unwrap();
+    let without_role = book.replace(
+        "  - name: replication role\n    hosts: primary\n    lane: primary\n    action: replication_role\n",
+        "",
+    );
+    assert_ne!(
+        without_role, book,
+        "the role step was not found in the playbook"
+    );
+    std::fs::write(dir.join("bootstrap.yaml"), without_role).unwrap();
     let run = lab.pgrepl(&["bootstrap", "--playbooks", dir.to_str().unwrap()]);
     assert_eq!(run.code, 2, "{run:?}");
     assert!(
