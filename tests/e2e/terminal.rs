@@ -120,6 +120,18 @@ fn bootstrap_on_a_terminal_shows_bars_and_recap_and_piped_output_has_no_escapes(
         String::from_utf8_lossy(&load.stderr)
     );
     eprintln!("pgbench -i -s 20: {:.1}s", started.elapsed().as_secs_f64());
+    // And a capped copy rate (pg_basebackup --max-rate), so each copy lasts several of
+    // pg_basebackup's one-second progress reports however fast the machine is.
+    let inventory = std::fs::read_to_string(lab.inventory()).unwrap();
+    let capped = inventory.replace(
+        "  password_file: replication-password\n",
+        "  password_file: replication-password\n  backup_max_rate: 40M\n",
+    );
+    assert_ne!(
+        capped, inventory,
+        "the lab inventory names its password file"
+    );
+    std::fs::write(lab.inventory(), capped).unwrap();
 
     // The real binary under a pty of 120x40 (util-linux `script`), as a person runs it:
     // no NO_COLOR, a real TERM. Paths go through the environment to avoid quoting.
