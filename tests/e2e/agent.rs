@@ -72,6 +72,15 @@ fn agent_keys_and_non_default_ports() {
 
     // sshd on port 2222 too; known_hosts lists it as [address]:2222.
     assert!(lab.exec(0, "/usr/sbin/sshd -p 2222").status.success());
+    // sshd daemonizes before it listens: wait for the port, not for the command.
+    assert!(
+        lab.wait_for(std::time::Duration::from_secs(10), || {
+            lab.exec(0, "bash -c 'exec 3<>/dev/tcp/127.0.0.1/2222'")
+                .status
+                .success()
+        }),
+        "sshd listens on 2222"
+    );
     let address = &lab.nodes[0].address;
     let known = std::fs::read_to_string(lab.dir.join("known_hosts")).unwrap();
     let line = known
