@@ -419,6 +419,10 @@ pub fn without_host(text: &str, name: &str) -> Result<String, String> {
         name: String,
     }
     #[derive(serde::Deserialize)]
+    struct Entry {
+        upstream: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
     struct Hosts {
         hosts: Vec<Named>,
     }
@@ -445,20 +449,10 @@ pub fn without_host(text: &str, name: &str) -> Result<String, String> {
         })
         .ok_or("no top-level `hosts:` list in block style (`hosts:` then `  - ...` lines)")?;
     let spans = entry_spans(&lines, start);
-    let entry_name = |(from, to): (usize, usize)| -> Option<String> {
-        // The entry as a mapping of its own: its dash becomes a space, so the indentation
-        // of a block entry's keys still lines up.
-        let mut entry: Vec<String> = lines[from..to].iter().map(|l| l.to_string()).collect();
-        let dash = entry[0].find('-')?;
-        entry[0].replace_range(dash..dash + 1, " ");
-        crate::yaml::from_str::<Named>(&entry.join("\n"))
-            .ok()
-            .map(|n| n.name)
-    };
     let hits: Vec<(usize, usize)> = spans
         .iter()
         .copied()
-        .filter(|&span| entry_name(span).as_deref() == Some(name))
+        .filter(|&span| parse_entry::<Named>(&lines, span).is_some_and(|n| n.name == name))
         .collect();
     let [(from, to)] = hits[..] else {
         return Err(format!(
@@ -466,7 +460,7 @@ pub fn without_host(text: &str, name: &str) -> Result<String, String> {
             hits.len()
         ));
     };
-    let its_upstream = entry_upstream(&lines, (from, to));
+    let its_upstream = parse_entry::<Entry>(&lines, (from, to)).and_then(|e| e.upstream);
     let mut out: Vec<&str> = lines[..from].to_vec();
     out.extend(&lines[to..]);
     let out = out.join("\n") + "\n";
@@ -479,18 +473,17 @@ pub fn without_host(text: &str, name: &str) -> Result<String, String> {
     }
 }
 
-/// The `upstream:` of the host entry at `span`, if it has one.
-fn entry_upstream(lines: &[&str], (from, to): (usize, usize)) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        upstream: Option<String>,
-    }
+/// The host entry at `span` read as a mapping of its own (its dash becomes a space, so
+/// the indentation of a block entry's keys still lines up); `None` if it does not read as
+/// a `T`.
+fn parse_entry<T: serde::de::DeserializeOwned>(
+    lines: &[&str],
+    (from, to): (usize, usize),
+) -> Option<T> {
     let mut entry: Vec<String> = lines[from..to].iter().map(|l| l.to_string()).collect();
     let dash = entry[0].find('-')?;
     entry[0].replace_range(dash..dash + 1, " ");
-    crate::yaml::from_str::<Entry>(&entry.join("\n"))
-        .ok()?
-        .upstream
+    crate::yaml::from_str::<T>(&entry.join("\n")).ok()
 }
 
 /// Returns `text` with every host entry that says `upstream: FROM` saying `upstream: TO`
@@ -517,18 +510,10 @@ fn rewrite_upstreams(
     };
     let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
     for span in entry_spans(&lines, start) {
-        let mut entry: Vec<String> = lines[span.0..span.1]
-            .iter()
-            .map(|l| l.to_string())
-            .collect();
-        let Some(dash) = entry[0].find('-') else {
-            continue;
-        };
-        entry[0].replace_range(dash..dash + 1, " ");
-        let Ok(Entry {
+        let Some(Entry {
             name,
             upstream: Some(from),
-        }) = crate::yaml::from_str::<Entry>(&entry.join("\n"))
+        }) = parse_entry::<Entry>(&lines, span)
         else {
             continue;
         };

@@ -556,10 +556,7 @@ pub async fn leftover(ctx: &HostCtx<'_>, name: &str, slot: &str) -> Result<Outco
         name = literal(name),
         slot = literal(slot)
     );
-    let drop = format!(
-        "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots WHERE slot_name = {} AND slot_type = 'physical' AND NOT active",
-        literal(slot)
-    );
+    let drop = crate::pg::drop_unused_slot_sql(slot);
     // A walsender takes a moment to exit; a standby that still runs may reconnect before
     // the slot goes (its pg_hba rule went first, so not for long): try a few times.
     for _ in 0..DROP_ATTEMPTS {

@@ -402,12 +402,8 @@ pub async fn restore_datadir(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         && release_slot(ctx, slot).await.is_ok()
     {
         let (upstream, session) = ctx.upstream()?;
-        let sql = format!(
-            "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots WHERE slot_name = {} AND NOT active",
-            literal(slot)
-        );
         if Pg::new(session, upstream)
-            .sql(&sql)
+            .sql(&crate::pg::drop_unused_slot_sql(slot))
             .await
             .is_ok_and(|n| n == "1")
         {

@@ -319,12 +319,7 @@ pub async fn drop_prepared_slots(ctx: &HostCtx<'_>) -> Result<Outcome, StepError
         return Ok(Outcome::ok("no slot was made"));
     }
     for slot in &made {
-        ctx.pg()
-            .sql(&format!(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = {} AND NOT active",
-                literal(slot)
-            ))
-            .await?;
+        ctx.pg().sql(&crate::pg::drop_unused_slot_sql(slot)).await?;
     }
     Ok(Outcome::changed(format!(
         "dropped slots {}",

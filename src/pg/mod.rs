@@ -249,6 +249,16 @@ pub fn conf_literal(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
 }
 
+/// The query that drops physical slot `slot` if nothing streams through it, and returns
+/// how many it dropped (0 or 1): a slot in use belongs to a standby that still streams,
+/// and dropping it would fail (or cut that standby off).
+pub fn drop_unused_slot_sql(slot: &str) -> String {
+    format!(
+        "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots WHERE slot_name = {} AND slot_type = 'physical' AND NOT active",
+        literal(slot)
+    )
+}
+
 /// Quotes a name as an SQL identifier.
 pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
