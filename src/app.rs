@@ -269,13 +269,15 @@ async fn execute(
         refuse_healthy_target(engine.runner(), run.target.as_deref()).await?;
     }
     // The preflight's facts of every host are read alongside the primary's forecast
-    // (which reads the primary's): one round trip's time for all of them.
+    // (which reads the primary's): one round trip's time for all of them. The run lock is
+    // taken alongside: facts are only read, and a refused lock ends the run before any step.
     let looked_at = preflight_hosts(&plan);
-    tokio::join!(
+    let (_, _, lock) = tokio::join!(
         note_primary_restart(engine.runner(), &plan, run.check, &reporter),
-        engine.runner().prefetch_facts(&looked_at)
+        engine.runner().prefetch_facts(&looked_at),
+        take_lock(settings, run, engine.runner(), &reporter)
     );
-    let report = locked_run(settings, run, &engine, &plan, &reporter).await?;
+    let report = run_holding(&engine, &plan, lock?).await;
     let cluster = engine.runner();
     let mut verify_report = cluster.verify_report.lock().await.clone();
     if run.command == CommandKind::Verify && verify_report.is_none() {
@@ -486,25 +488,51 @@ pub(crate) async fn locked_run(
     plan: &plan::Plan,
     reporter: &Reporter,
 ) -> Result<RunReport, Error> {
+    let lock = take_lock(settings, run, engine.runner(), reporter).await?;
+    Ok(run_holding(engine, plan, lock).await)
+}
+
+/// The run lock on the primary, for a run that changes hosts (`None` for one that only
+/// looks, or without a reachable primary: its steps say so).
+pub(crate) async fn take_lock(
+    settings: &Settings,
+    run: &RunSettings,
+    cluster: &Cluster,
+    reporter: &Reporter,
+) -> Result<Option<RunLock>, Error> {
     let holder = lock::Holder::this_run(run.command.as_str());
-    let cluster = engine.runner();
     let primary = cluster
         .inventory
         .hosts
         .iter()
         .position(|h| h.is_primary())
         .and_then(|i| cluster.sessions[i].clone());
-    let locked = match (run.changes_hosts(), &primary) {
+    match (run.changes_hosts(), primary) {
         (true, Some(primary)) => {
-            match lock::acquire(primary, &holder, settings.break_lock).await {
+            match lock::acquire(&primary, &holder, settings.break_lock).await {
                 Ok(Some(notice)) => reporter.note(&format!("pgrepl: {notice}")),
                 Ok(None) => {}
                 Err(e) => return Err(Error::Refused(e)),
             }
-            Some(primary)
+            Ok(Some(RunLock { primary, holder }))
         }
-        _ => None,
-    };
+        _ => Ok(None),
+    }
+}
+
+/// A run lock taken by [`take_lock`]: where it is, and whose.
+pub(crate) struct RunLock {
+    primary: Arc<crate::ssh::Session>,
+    holder: lock::Holder,
+}
+
+/// Runs the plan's steps, then gives back the run lock (if one was taken).
+async fn run_holding(
+    engine: &Arc<Engine<Cluster>>,
+    plan: &plan::Plan,
+    lock: Option<RunLock>,
+) -> RunReport {
+    let cluster = engine.runner();
     let mut report = engine
         .run_guarded(plan.command.as_str(), &plan.steps, &plan.rollback)
         .await;
@@ -512,10 +540,10 @@ pub(crate) async fn locked_run(
     if let Some(since) = cluster.connecting_since {
         report.elapsed_ms = report.elapsed_ms.max(since.elapsed().as_millis());
     }
-    if let Some(primary) = locked {
-        lock::release(primary, &holder).await;
+    if let Some(lock) = lock {
+        lock::release(&lock.primary, &lock.holder).await;
     }
-    Ok(report)
+    report
 }
 
 /// The settings of a command that runs no playbook and changes nothing through the actions

@@ -84,23 +84,36 @@ pub fn is_moved_aside(data_dir: &str, path: &str) -> bool {
         && !data_dir.trim_end_matches('/').is_empty()
 }
 
-const LIST_SCRIPT: &str = r#"d="${1%/}"; parent=$(dirname "$d"); while [ ! -d "$parent" ]; do parent=$(dirname "$parent"); done
-printf 'disk %s\n' "$(df -PB1 "$parent" | awk 'NR==2 {print $2}')"
+/// Lists, beside data dir `$d`: the disk's size, each moved-aside data dir and each
+/// moved-aside tablespace dir, with sizes (`disk N`, `dir N PATH`, `tsdir N LOC\tPATH`).
+/// Shell built-ins where they do (verify runs it on every host): `du` only per dir found.
+pub(crate) const LIST_BODY: &str = r#"parent=${d%/*}; while [ -n "$parent" ] && [ ! -d "$parent" ]; do parent=${parent%/*}; done
+if fs=$(stat -f -c '%b %S' "${parent:-/}"); then printf 'disk %s\n' "$(( ${fs% *} * ${fs#* } ))"; fi
 for a in "$d".pgrepl-*; do [ -d "$a" ] || continue; printf 'dir %s %s\n' "$(du -sb "$a" | cut -f1)" "$a"; done
 # Tablespace dirs moved aside with a data dir: beside each location a data dir links to.
+links=false; for l in "$d"/pg_tblspc/* "$d".pgrepl-*/pg_tblspc/*; do if [ -L "$l" ]; then links=true; break; fi; done
+if [ "$links" = true ]; then
 for l in "$d"/pg_tblspc/* "$d".pgrepl-*/pg_tblspc/*; do [ -L "$l" ] && readlink "$l"; done | sort -u | while IFS= read -r t; do
   for a in "$t".pgrepl-*; do [ -d "$a" ] || continue; printf 'tsdir %s %s\t%s\n' "$(du -sb "$a" | cut -f1)" "$t" "$a"; done
-done"#;
+done
+fi"#;
 
 /// Finds the moved-aside data dirs beside the host's data dir, with their sizes.
 pub async fn list(session: &Session, host: &Host) -> Result<Aside, crate::ssh::Error> {
     let out = session
-        .run(&Command::script(LIST_SCRIPT, &[&host.pg.data_dir]).as_root())
+        .run(
+            &Command::script(
+                &format!("d=\"${{1%/}}\"\n{LIST_BODY}"),
+                &[&host.pg.data_dir],
+            )
+            .as_root(),
+        )
         .await?;
     Ok(parse_list(&out.stdout, &host.pg.data_dir))
 }
 
-fn parse_list(text: &str, data_dir: &str) -> Aside {
+/// Reads [`LIST_BODY`]'s lines for data dir `data_dir`.
+pub(crate) fn parse_list(text: &str, data_dir: &str) -> Aside {
     let mut aside = Aside::default();
     for line in text.lines() {
         if let Some(n) = line.strip_prefix("disk ") {

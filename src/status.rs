@@ -194,8 +194,9 @@ impl StatusReport {
     }
 }
 
+/// One host's answer to [`STATUS_SQL`].
 #[derive(Debug, Deserialize)]
-struct Row {
+pub(crate) struct Row {
     in_recovery: bool,
     timeline: Option<u32>,
     current_lsn: Option<i64>,
@@ -231,7 +232,9 @@ struct SlotRow {
     retained_bytes: Option<i64>,
 }
 
-const STATUS_SQL: &str = "SELECT json_build_object(
+/// What each host says about its role and replication (one JSON row); verify asks it in
+/// its own round trip to each host.
+pub(crate) const STATUS_SQL: &str = "SELECT json_build_object(
   'in_recovery', pg_is_in_recovery(),
   'timeline', CASE WHEN pg_is_in_recovery()
       THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))
@@ -265,6 +268,16 @@ pub async fn gather(target: &Target<'_>) -> StatusReport {
         }
     }))
     .await;
+    assemble(target, rows)
+}
+
+/// A host's answer to [`STATUS_SQL`]: `Ok(None)` when its server is down, `Err(None)` when
+/// it was not reached, `Err(Some(why))` when it could not answer.
+pub(crate) type Answer = Result<Option<Row>, Option<String>>;
+
+/// Judges the cluster from every host's answer (in inventory order).
+pub(crate) fn assemble(target: &Target<'_>, rows: Vec<Answer>) -> StatusReport {
+    let inv = target.inventory;
     let name_of = |address: &str| {
         inv.hosts
             .iter()

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::inventory::{Host, Role};
 use crate::pg::{Pg, literal};
-use crate::ssh::{Session, Stream};
+use crate::ssh::{Command, Session, Stream};
+use crate::status::STATUS_SQL;
 use crate::step::{Outcome, StepError};
 
 /// Thresholds for warnings.
@@ -331,43 +332,43 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
 
     let mut primary_checks = HostChecks::new(primary);
     let primary_session = session(primary_index);
-    let view = async {
-        match &primary_session {
-            Some(s) => primary_view(s, primary).await,
-            None => Err(unreachable(target, primary_index).await),
-        }
-    };
     let sync_names = inv
         .replication
         .synchronous
         .as_ref()
         .map(|s| s.standby_names());
-    let replica_futures = replicas.iter().map(|&(i, host)| {
-        let s = session(i);
-        let sync_names = sync_names.as_deref();
-        let upstream = inv.upstream_of(host).unwrap_or(primary);
-        async move {
-            let mut checks = HostChecks::new(host);
-            checks.upstream = Some(upstream.name.clone());
-            match s {
-                Some(s) => check_replica(&s, host, upstream, opts, sync_names, &mut checks).await,
-                None => checks.add("reachable", Health::Fail, unreachable(target, i).await),
-            }
-            checks
-        }
-    });
     // Replicas that serve cascaded replicas: their view of them, like the primary's.
     let cascading: Vec<usize> = replicas
         .iter()
         .map(|&(i, _)| i)
         .filter(|&i| !inv.children_of(i).is_empty())
         .collect();
-    let upstream_views = futures::future::join_all(cascading.iter().map(|&i| {
+    // One round trip per host reads all it says (see `look`): the lines of its answer.
+    let sql_for = |i: usize| {
+        if i == primary_index {
+            format!("{PRIMARY_SQL};\n{STATUS_SQL};\n")
+        } else if replicas.iter().any(|&(r, _)| r == i) {
+            let upstream_view = if cascading.contains(&i) {
+                format!("{PRIMARY_SQL};\n")
+            } else {
+                String::new()
+            };
+            // The write attempt last: it must fail, so errors may not stop the script;
+            // whatever it did is rolled back.
+            format!(
+                "{REPLICA_SQL};\n{STATUS_SQL};\n{upstream_view}\\set ON_ERROR_STOP 0\nBEGIN; SET TRANSACTION READ WRITE; CREATE TABLE pgrepl_write_check (x int); ROLLBACK;\n"
+            )
+        } else {
+            format!("{STATUS_SQL};\n")
+        }
+    };
+    let looks = futures::future::join_all(inv.hosts.iter().enumerate().map(|(i, h)| {
         let s = session(i);
+        let sql = sql_for(i);
         async move {
-            match &s {
-                Some(s) => primary_view(s, &inv.hosts[i]).await,
-                None => Err(unreachable(target, i).await),
+            match s {
+                Some(s) => Some(look(&s, h, sql).await),
+                None => None,
             }
         }
     }));
@@ -380,27 +381,66 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
         }
     };
     // Data dirs moved aside by earlier copies, on every host: their share of the disk.
-    let asides = futures::future::join_all(inv.hosts.iter().enumerate().map(|(i, h)| {
-        let s = session(i);
-        async move {
-            match s {
-                Some(s) => crate::cleanup::list(&s, h).await.ok(),
-                None => None,
-            }
-        }
-    }));
-    // The primary's view, each replica's checks and the probe are independent round trips.
-    // Who accepts writes, on every host (a split brain is named with each timeline).
-    // The endpoints (HAProxy's pools, their ports) are read alongside too.
-    let (view, mut replica_checks, upstream_views, probe, seen, asides, endpoints) = tokio::join!(
-        view,
-        futures::future::join_all(replica_futures),
-        upstream_views,
+    // The looks, the probe and the endpoints (HAProxy's pools, their ports) are
+    // independent round trips.
+    let (looks, probe, endpoints) = tokio::join!(
+        looks,
         probe,
-        crate::status::gather(target),
-        asides,
         crate::actions::endpoints::verify(target, target.password)
     );
+    let look_at = |i: usize| -> Result<&Look, String> {
+        match &looks[i] {
+            Some(Ok(l)) => Ok(l),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(format!(
+                "cannot reach host `{}`: {}",
+                inv.hosts[i].name,
+                target.unreachable[i].clone().unwrap_or_default()
+            )),
+        }
+    };
+    let view = look_at(primary_index).and_then(|l| l.answer(0));
+    let mut replica_checks: Vec<HostChecks> = replicas
+        .iter()
+        .map(|&(i, host)| {
+            let upstream = inv.upstream_of(host).unwrap_or(primary);
+            let mut checks = HostChecks::new(host);
+            checks.upstream = Some(upstream.name.clone());
+            match (&looks[i], look_at(i)) {
+                (None, Err(e)) => checks.add("reachable", Health::Fail, e),
+                (_, Err(e)) => checks.add("query", Health::Fail, e),
+                (_, Ok(l)) => {
+                    check_replica(l, host, upstream, opts, sync_names.as_deref(), &mut checks)
+                }
+            }
+            checks
+        })
+        .collect();
+    let upstream_views: Vec<Result<PrimaryView, String>> = cascading
+        .iter()
+        .map(|&i| look_at(i).and_then(|l| l.answer(2)))
+        .collect();
+    // Who accepts writes, on every host (a split brain is named with each timeline).
+    let status_line = |i: usize| {
+        if i == primary_index || replicas.iter().any(|&(r, _)| r == i) {
+            1
+        } else {
+            0
+        }
+    };
+    let answers: Vec<crate::status::Answer> = (0..inv.hosts.len())
+        .map(|i| match (&looks[i], look_at(i)) {
+            (None, _) => Err(None),
+            (_, Err(e)) => Err(Some(e)),
+            (_, Ok(l)) if !l.running => Ok(None),
+            (_, Ok(l)) => l.answer(status_line(i)).map(Some).map_err(Some),
+        })
+        .collect();
+    let seen = crate::status::assemble(target, answers);
+    // Data dirs moved aside by earlier copies, on every host: their share of the disk.
+    let asides: Vec<Option<&crate::cleanup::Aside>> = (0..inv.hosts.len())
+        .map(|i| look_at(i).ok().map(|l| &l.aside))
+        .collect();
 
     match &view {
         Err(e) => primary_checks.add("reachable", Health::Fail, e.clone()),
@@ -491,7 +531,7 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
     for (h, aside) in inv.hosts.iter().zip(&asides) {
         if let (Some(checks), Some((status, detail))) = (
             hosts.iter_mut().find(|c| c.name == h.name),
-            aside.as_ref().and_then(|a| a.check(h.is_primary())),
+            aside.and_then(|a| a.check(h.is_primary())),
         ) {
             checks.add("old data dirs", status, detail);
         }
@@ -513,20 +553,64 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
     }
 }
 
-async fn unreachable(target: &Target<'_>, i: usize) -> String {
-    let why = target.unreachable[i].clone().unwrap_or_default();
-    format!(
-        "cannot reach host `{}`: {why}",
-        target.inventory.hosts[i].name
-    )
+/// What one round trip to a host reads for verify (see [`look`]).
+struct Look {
+    /// The data dirs moved aside beside its own.
+    aside: crate::cleanup::Aside,
+    /// Whether its server runs (its postmaster.pid names a live process).
+    running: bool,
+    /// psql's answer to the host's SQL, when the server runs.
+    psql: Option<crate::ssh::Output>,
 }
 
-async fn primary_view(session: &Session, host: &Host) -> Result<PrimaryView, String> {
-    match Pg::new(session, host).query_if_running(PRIMARY_SQL).await {
-        Ok(Some(view)) => Ok(view),
-        Ok(None) => Err("PostgreSQL is not running".into()),
-        Err(e) => Err(e.to_string()),
+impl Look {
+    /// Line `n` of psql's answer, read as JSON; why not, when it cannot be.
+    fn answer<T: serde::de::DeserializeOwned>(&self, n: usize) -> Result<T, String> {
+        let out = match &self.psql {
+            None => return Err("PostgreSQL is not running".into()),
+            Some(out) if !out.success() => return Err(out.stderr.trim().to_string()),
+            Some(out) => out,
+        };
+        let text = out.stdout.lines().nth(n).unwrap_or_default();
+        serde_json::from_str(text)
+            .map_err(|e| format!("unexpected answer from PostgreSQL ({e}): {text}"))
     }
+}
+
+/// Reads, in one round trip to the host: the data dirs moved aside beside its own, whether
+/// its server runs, and (when it does) psql's answer to `sql`. One program per question
+/// would cost a loaded host more than the questions.
+async fn look(session: &Session, host: &Host, sql: String) -> Result<Look, String> {
+    let data = &host.pg.data_dir;
+    let script = format!(
+        "d=\"${{1%/}}\"; data=\"$1\"; shift\n{{\n{}\n}} 2>/dev/null\n{}\necho \"pgrepl-running $r\"\nif [ \"$r\" = true ]; then exec runuser -u postgres -- \"$@\"; fi",
+        crate::cleanup::LIST_BODY,
+        crate::pg::RUNNING_SH
+    );
+    let psql = Pg::new(session, host).psql().argv();
+    let mut args: Vec<&str> = vec![data];
+    args.extend(psql.iter().map(String::as_str));
+    let out = session
+        .output(&Command::script(&script, &args).stdin(sql).as_root())
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some((list, answer)) = out.stdout.split_once("pgrepl-running ") else {
+        return Err(format!(
+            "cannot read the host's state: {}",
+            out.stderr.trim()
+        ));
+    };
+    let running = answer.starts_with("true");
+    let answer = answer.split_once('\n').map_or("", |(_, rest)| rest);
+    Ok(Look {
+        aside: crate::cleanup::parse_list(list, data),
+        running,
+        psql: running.then(|| crate::ssh::Output {
+            status: out.status,
+            stdout: answer.to_string(),
+            stderr: out.stderr.clone(),
+        }),
+    })
 }
 
 fn check_primary(
@@ -780,37 +864,27 @@ fn check_sync(
     pc.add("synchronous", status, detail);
 }
 
-async fn check_replica(
-    session: &Session,
+fn check_replica(
+    look: &Look,
     host: &Host,
     primary: &Host,
     opts: &VerifyOptions,
     sync_names: Option<&str>,
     rc: &mut HostChecks,
 ) {
-    let pg = Pg::new(session, host);
-    // One psql for the state and the write attempt: the attempt must fail, so errors may
-    // not stop the script; whatever it did is rolled back.
-    let script = format!(
-        "{REPLICA_SQL};\n\\set ON_ERROR_STOP 0\nBEGIN; SET TRANSACTION READ WRITE; CREATE TABLE pgrepl_write_check (x int); ROLLBACK;\n"
-    );
-    let out = match session.output(&pg.psql().stdin(script)).await {
-        Ok(out) => out,
-        Err(e) => return rc.add("query", Health::Fail, e.to_string()),
-    };
-    if !out.success() {
-        return match pg.state().await {
-            Ok(crate::pg::ServerState::Running) => {
-                rc.add("query", Health::Fail, out.stderr.trim().to_string())
-            }
-            Ok(_) => rc.add(
+    let out = match &look.psql {
+        None => {
+            return rc.add(
                 "running",
                 Health::Fail,
                 format!("PostgreSQL is not running on {}", host.name),
-            ),
-            Err(e) => rc.add("running", Health::Fail, e.to_string()),
-        };
-    }
+            );
+        }
+        Some(out) if !out.success() => {
+            return rc.add("query", Health::Fail, out.stderr.trim().to_string());
+        }
+        Some(out) => out,
+    };
     let view: ReplicaView =
         match serde_json::from_str(out.stdout.lines().next().unwrap_or_default()) {
             Ok(v) => v,
@@ -1003,25 +1077,33 @@ SELECT current_setting('pgrepl.probe_ms');",
     }
     drop(ready_tx);
     let expected = waiters.len();
-    let mut ready = 0;
-    let _ = tokio::time::timeout(opts.probe_timeout.min(Duration::from_secs(5)), async {
-        while ready < expected && ready_rx.recv().await.is_some() {
-            ready += 1;
-        }
-    })
-    .await;
     let write = format!(
         "CREATE SCHEMA IF NOT EXISTS pgrepl;
 CREATE TABLE IF NOT EXISTS pgrepl.probe (id int PRIMARY KEY, token text NOT NULL, written_at timestamptz NOT NULL);
 COMMENT ON TABLE pgrepl.probe IS 'pgrepl verify: one row, rewritten by each probe';
-INSERT INTO pgrepl.probe VALUES (1, {}, clock_timestamp()) ON CONFLICT (id) DO UPDATE SET token = excluded.token, written_at = excluded.written_at;",
+INSERT INTO pgrepl.probe VALUES (1, {}, clock_timestamp()) ON CONFLICT (id) DO UPDATE SET token = excluded.token, written_at = excluded.written_at;
+",
         literal(&token)
     );
-    let written = Pg::new(primary_session, primary)
+    // The primary's psql starts alongside the waiters (starting one costs a loaded host
+    // tens of ms) and gets the write once every waiter is ready.
+    let (go, when_ready) = tokio::sync::oneshot::channel::<Vec<u8>>();
+    let writer = Pg::new(primary_session, primary)
         .in_database(&opts.probe_database)
-        .sql(&write)
-        .await
-        .map_err(|e| write_error(&e.to_string(), &opts.probe_database, &primary.name));
+        .psql();
+    let ready_then_go = async {
+        let _ = tokio::time::timeout(opts.probe_timeout.min(Duration::from_secs(5)), async {
+            let mut ready = 0;
+            while ready < expected && ready_rx.recv().await.is_some() {
+                ready += 1;
+            }
+        })
+        .await;
+        let _ = go.send(write.into_bytes());
+    };
+    let (written, ()) = tokio::join!(primary_session.run_fed(&writer, when_ready), ready_then_go);
+    let written =
+        written.map_err(|e| write_error(&e.to_string(), &opts.probe_database, &primary.name));
     let mut out = Vec::new();
     for (name, started, task) in waiters {
         let (result, waited) = match task.await {

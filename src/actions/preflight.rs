@@ -13,19 +13,28 @@ use crate::pg::versions::{self, Mismatch};
 use crate::ssh::{Command, Session};
 use crate::step::{Outcome, StepError};
 
-const FACTS_SCRIPT: &str = r#"data="$1"; bin="$2"; port="$3"; socket="$4"; shift 4
-v=$("$bin/postgres" --version 2>/dev/null | sed -n 's/.*) \([0-9][0-9]*\).*/\1/p')
-if runuser -u postgres -- "$bin/pg_ctl" status -D "$data" >/dev/null 2>&1; then r=true; else r=false; fi
-parent=$(dirname "$data"); while [ ! -d "$parent" ]; do parent=$(dirname "$parent"); done
-free=$(df -Pk "$parent" | awk 'NR==2 {printf "%.0f", $4*1024}')
-home=$(getent passwd postgres | cut -d: -f6)
-printf '{"binary_major":%s,"running":%s,"free_bytes":%s,"postgres_home":"%s"}\n' "${v:-0}" "$r" "${free:-0}" "$home"
+/// The facts of a host in one round trip. Few programs are started (each costs a loaded
+/// host more than what it reads): the binaries' major from pg_ctl (postgres itself loads
+/// many libraries to say it), whether the server runs from its postmaster.pid, the rest
+/// from shell built-ins.
+fn facts_script() -> String {
+    format!(
+        r#"data="$1"; bin="$2"; port="$3"; socket="$4"; shift 4
+v=0; if [ -x "$bin/postgres" ] && out=$("$bin/pg_ctl" --version 2>/dev/null); then v=${{out#*) }}; v=${{v%%[!0-9]*}}; fi
+{running}
+parent=${{data%/*}}; while [ -n "$parent" ] && [ ! -d "$parent" ]; do parent=${{parent%/*}}; done
+free=0; if blocks=$(stat -f -c '%a %S' "${{parent:-/}}"); then free=$(( ${{blocks% *}} * ${{blocks#* }} )); fi
+eval "home=~postgres"; case $home in "~"*) home= ;; esac
+printf '{{"binary_major":%s,"running":%s,"free_bytes":%s,"postgres_home":"%s"}}\n' "${{v:-0}}" "$r" "${{free:-0}}" "$home"
 # The managed files and the passfile, so a converged run need not fetch them one by one.
 for f in "$@"; do if [ -f "$f" ]; then printf 'file %s ' "$f"; base64 -w0 < "$f"; echo; else printf 'file %s -\n' "$f"; fi; done
 pf="$home/.pgrepl_pgpass"
-if [ -f "$pf" ]; then printf 'passfile %s %s\n' "$(stat -c '%U %a' "$pf")" "$(sha256sum < "$pf" | cut -d' ' -f1)"; fi
+if [ -f "$pf" ]; then sum=$(sha256sum < "$pf"); printf 'passfile %s %s\n' "$(stat -c '%U %a' "$pf")" "${{sum%% *}}"; fi
 # The server's own facts come in the same round trip; the SQL arrives on stdin.
-if [ "$r" = true ]; then exec runuser -u postgres -- "$bin/psql" -X -A -t -q -v ON_ERROR_STOP=1 -p "$port" ${socket:+-h "$socket"} -d postgres; fi"#;
+if [ "$r" = true ]; then exec runuser -u postgres -- "$bin/psql" -X -A -t -q -v ON_ERROR_STOP=1 -p "$port" ${{socket:+-h "$socket"}} -d postgres; fi"#,
+        running = crate::pg::RUNNING_SH
+    )
+}
 
 /// What a running server says about itself, for the replication role `user`.
 fn server_facts_sql(user: &str) -> String {
@@ -72,7 +81,7 @@ pub async fn gather(session: &Session, host: &Host, user: &str) -> Result<Facts,
     let socket = host.pg.socket_dir.clone().unwrap_or_default();
     let [settings, hba] = super::config::managed_paths(host);
     let cmd = Command::script(
-        FACTS_SCRIPT,
+        &facts_script(),
         &[
             &host.pg.data_dir,
             &host.pg.bin_dir,

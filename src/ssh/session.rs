@@ -40,7 +40,19 @@ pub struct Session {
 impl Session {
     /// Runs a command and returns its output, whatever its exit status.
     pub async fn output(&self, cmd: &Command) -> Result<Output, Error> {
-        self.stream(cmd, |_, _| {}).await
+        self.stream(cmd, None, |_, _| {}).await
+    }
+
+    /// Like [`Session::run`], with more stdin once `later` yields it (then stdin closes):
+    /// a program started ahead of its moment (psql, say) is told what to do when it comes.
+    /// Nothing more is sent if `later`'s sender is dropped.
+    pub async fn run_fed(
+        &self,
+        cmd: &Command,
+        later: tokio::sync::oneshot::Receiver<Vec<u8>>,
+    ) -> Result<Output, Error> {
+        let out = self.stream(cmd, Some(later), |_, _| {}).await?;
+        self.check(cmd, out)
     }
 
     /// Runs a command and fails unless it exits 0.
@@ -55,7 +67,7 @@ impl Session {
         cmd: &Command,
         on_line: impl FnMut(Stream, &str) + Send,
     ) -> Result<Output, Error> {
-        let out = self.stream(cmd, on_line).await?;
+        let out = self.stream(cmd, None, on_line).await?;
         self.check(cmd, out)
     }
 
@@ -83,13 +95,14 @@ impl Session {
     async fn stream(
         &self,
         cmd: &Command,
+        later: Option<tokio::sync::oneshot::Receiver<Vec<u8>>>,
         on_line: impl FnMut(Stream, &str) + Send,
     ) -> Result<Output, Error> {
         let display = cmd.display(self.login_is_root);
         if let Some(trace) = &self.trace {
             trace(&self.host, &display);
         }
-        let work = self.exchange(cmd, on_line);
+        let work = self.exchange(cmd, later, on_line);
         match cmd.timeout {
             Some(limit) => tokio::time::timeout(limit, work)
                 .await
@@ -105,6 +118,7 @@ impl Session {
     async fn exchange(
         &self,
         cmd: &Command,
+        later: Option<tokio::sync::oneshot::Receiver<Vec<u8>>>,
         mut on_line: impl FnMut(Stream, &str) + Send,
     ) -> Result<Output, Error> {
         let channel = self
@@ -118,8 +132,14 @@ impl Session {
             .map_err(|e| self.protocol(e))?;
         let (mut reader, writer) = channel.split();
         let stdin = cmd.stdin_bytes();
+        let waits_for_more = later.is_some();
         let feed = async move {
             if let Some(bytes) = stdin {
+                writer.data_bytes(bytes).await?;
+            }
+            if let Some(later) = later
+                && let Ok(bytes) = later.await
+            {
                 writer.data_bytes(bytes).await?;
             }
             writer.eof().await?;
@@ -161,6 +181,10 @@ impl Session {
             }
         }
         // The writer half must outlive the read loop, or the channel would be dropped early.
+        // A command that ended before its later stdin came needs none.
+        if waits_for_more {
+            feeder.abort();
+        }
         let _writer = feeder.await;
         stdout.finish(|l| on_line(Stream::Stdout, l));
         stderr.finish(|l| on_line(Stream::Stderr, l));
