@@ -24,11 +24,47 @@ pub enum Format {
     Prometheus,
 }
 
+/// A transfer's bar, with where and when it was first seen.
+struct Transfer {
+    bar: ProgressBar,
+    since: std::time::Instant,
+    from: u64,
+}
+
+impl Transfer {
+    fn new(bar: ProgressBar, done: u64) -> Self {
+        Transfer {
+            bar,
+            since: std::time::Instant::now(),
+            from: done,
+        }
+    }
+
+    /// `12.5 MiB/s ETA 3s`: the average since the bar appeared, once it has run long
+    /// enough to mean something. (pg_basebackup's lines can arrive together, and a rate
+    /// measured between two of them in no time at all read as GiB/s.)
+    fn rate_and_eta(&self, done: u64, total: u64) -> String {
+        let seconds = self.since.elapsed().as_secs_f64();
+        let moved = done.saturating_sub(self.from);
+        if seconds < 0.5 || moved == 0 {
+            return "-- B/s ETA --".into();
+        }
+        let rate = moved as f64 / seconds;
+        let eta =
+            std::time::Duration::from_secs_f64((total.saturating_sub(done) as f64 / rate).ceil());
+        format!(
+            "{}/s ETA {:#}",
+            HumanBytes(rate as u64),
+            indicatif::HumanDuration(eta)
+        )
+    }
+}
+
 /// Progress and log output for one run.
 pub struct Reporter {
     bars: Option<MultiProgress>,
     lines: Mutex<HashMap<String, ProgressBar>>,
-    backups: Mutex<HashMap<String, ProgressBar>>,
+    backups: Mutex<HashMap<String, Transfer>>,
     verbose: u8,
     log: Option<Mutex<std::fs::File>>,
     /// Diffs are printed to stdout in human format, kept out of JSON.
@@ -297,36 +333,36 @@ impl Events for Reporter {
 
     /// Progress of a transfer: a bar on a terminal, a line at each tenth otherwise.
     fn progress(&self, host: &str, what: &str, done: u64, total: u64) {
-        let Ok(mut bars_by_host) = self.backups.lock() else {
+        let Ok(mut transfers) = self.backups.lock() else {
             return;
         };
         match &self.bars {
             Some(bars) => {
-                let bar = bars_by_host.entry(host.to_string()).or_insert_with(|| {
+                let transfer = transfers.entry(host.to_string()).or_insert_with(|| {
                     let bar = bars.add(ProgressBar::new(total));
                     bar.set_style(
-                        ProgressStyle::with_template(&format!("  {{prefix:<14}} {what} [{{bar:30}}] {{bytes}}/{{total_bytes}} {{bytes_per_sec}} ETA {{eta}}"))
-                            .unwrap_or_else(|_| ProgressStyle::default_bar())
-                            .progress_chars("=> "),
+                        ProgressStyle::with_template(&format!(
+                            "  {{prefix:<14}} {what} [{{bar:30}}] {{bytes}}/{{total_bytes}} {{msg}}"
+                        ))
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
                     );
                     bar.set_prefix(host.to_string());
-                    // The copy ran before its first progress line: start the rate from
-                    // here, not from a jump to `done` in no time (it showed GiB/s).
-                    bar.set_position(done);
-                    bar.reset_eta();
-                    bar
+                    Transfer::new(bar, done)
                 });
-                bar.set_length(total.max(done));
-                bar.set_position(done);
+                transfer.bar.set_length(total.max(done));
+                transfer.bar.set_position(done);
+                transfer.bar.set_message(transfer.rate_and_eta(done, total));
             }
             None => {
-                let bar = bars_by_host
+                let transfer = transfers
                     .entry(host.to_string())
-                    .or_insert_with(ProgressBar::hidden);
+                    .or_insert_with(|| Transfer::new(ProgressBar::hidden(), 0));
+                let bar = &transfer.bar;
                 let step = (total / 10).max(1);
                 let due = done / step > bar.position() / step || bar.position() == 0;
                 bar.set_position(done.max(1));
-                drop(bars_by_host);
+                drop(transfers);
                 if due {
                     self.line(&format!(
                         "[{host}] {what}: {} of {} ({}%)",
@@ -340,10 +376,10 @@ impl Events for Reporter {
     }
 
     fn progress_done(&self, host: &str) {
-        if let Ok(mut backups) = self.backups.lock()
-            && let Some(bar) = backups.remove(host)
+        if let Ok(mut transfers) = self.backups.lock()
+            && let Some(transfer) = transfers.remove(host)
         {
-            bar.finish();
+            transfer.bar.finish();
         }
     }
 

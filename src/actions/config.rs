@@ -174,8 +174,8 @@ async fn ensure(
     }
     write_file(ctx, &target.path, &desired, target.owner, target.mode).await?;
     let mut needs_restart = Vec::new();
-    if ctx.pg().state().await? == crate::pg::ServerState::Running {
-        match validate_pending(ctx).await {
+    if let Some(errors) = ctx.pg().query_when_running(FILE_ERRORS_SQL).await? {
+        match judge_file_errors(ctx, errors).await {
             Ok(pending) => needs_restart = pending,
             Err(e) => {
                 restore_file(ctx, &target.path).await?;
@@ -363,6 +363,8 @@ struct SettingError {
     file: Option<String>,
     line: Option<i64>,
     name: Option<String>,
+    /// The value as written in the file.
+    setting: Option<String>,
     error: String,
     postmaster: Option<bool>,
 }
@@ -378,18 +380,32 @@ pub(super) async fn validate(ctx: &HostCtx<'_>) -> Result<(), String> {
     validate_pending(ctx).await.map(|_| ())
 }
 
-/// [`validate`], returning the changed settings that only a restart applies (which the
-/// server accepts).
-async fn validate_pending(ctx: &HostCtx<'_>) -> Result<Vec<String>, String> {
-    let sql = "SELECT json_build_object(
+/// What the server says is wrong with the config files on disk now: settings it cannot
+/// apply (restart-only ones that changed among them) and hba lines it cannot read.
+const FILE_ERRORS_SQL: &str = "SELECT json_build_object(
       'settings', (SELECT json_agg(json_build_object('file', f.sourcefile, 'line', f.sourceline, 'name', f.name,
-                    'error', f.error, 'postmaster', s.context = 'postmaster'))
+                    'setting', f.setting, 'error', f.error, 'postmaster', s.context = 'postmaster'))
                    FROM pg_file_settings f LEFT JOIN pg_settings s ON s.name = f.name WHERE f.error IS NOT NULL),
       'hba', (SELECT json_agg(json_build_object('line', line_number, 'error', error))
               FROM pg_hba_file_rules WHERE error IS NOT NULL))";
-    let errors: FileErrors = ctx.pg().query(sql).await.map_err(|e| e.to_string())?;
+
+/// [`validate`], returning the changed settings that only a restart applies (which the
+/// server accepts).
+async fn validate_pending(ctx: &HostCtx<'_>) -> Result<Vec<String>, String> {
+    let errors: FileErrors = ctx
+        .pg()
+        .query(FILE_ERRORS_SQL)
+        .await
+        .map_err(|e| e.to_string())?;
+    judge_file_errors(ctx, errors).await
+}
+
+/// The problems in `errors`, or the changed restart-only settings (which the postmaster's
+/// own parser accepts: one `postgres -C` reads every file, and names each bad value).
+async fn judge_file_errors(ctx: &HostCtx<'_>, errors: FileErrors) -> Result<Vec<String>, String> {
     let mut problems = Vec::new();
     let mut pending = Vec::new();
+    let mut to_ask = Vec::new();
     for e in errors.settings.unwrap_or_default() {
         let at = format!(
             "{}:{}",
@@ -398,16 +414,25 @@ async fn validate_pending(ctx: &HostCtx<'_>) -> Result<Vec<String>, String> {
         );
         match (e.postmaster, e.name) {
             // A changed restart-only setting reads as "could not be applied" until a restart;
-            // let the postmaster's own parser judge its value.
-            (Some(true), Some(name)) => match postmaster_accepts(ctx, &name).await {
-                Ok(()) => pending.push(name),
-                Err(message) => problems.push(format!("{at}: {message}")),
-            },
+            // the postmaster's own parser judges its value.
+            (Some(true), Some(name)) => {
+                let key = (name.clone(), e.setting.unwrap_or_default());
+                if !ctx.state().await.accepted_settings.contains(&key) {
+                    to_ask.push(key);
+                }
+                pending.push(name);
+            }
             (_, name) => problems.push(format!(
                 "{at}: {}{}",
                 name.map(|n| format!("{n}: ")).unwrap_or_default(),
                 e.error
             )),
+        }
+    }
+    if let Some((first, _)) = to_ask.first() {
+        match postmaster_accepts(ctx, first).await {
+            Ok(()) => ctx.state().await.accepted_settings.extend(to_ask),
+            Err(message) => problems.push(message),
         }
     }
     for e in errors.hba.unwrap_or_default() {
@@ -424,6 +449,8 @@ async fn validate_pending(ctx: &HostCtx<'_>) -> Result<Vec<String>, String> {
     }
 }
 
+/// Whether the postmaster would start with the config files as they are: `postgres -C`
+/// reads them all, whichever setting it is asked for; its complaints name each bad value.
 async fn postmaster_accepts(ctx: &HostCtx<'_>, name: &str) -> Result<(), String> {
     let pg = ctx.pg();
     let cmd = Command::new(pg.bin("postgres"))
@@ -431,9 +458,32 @@ async fn postmaster_accepts(ctx: &HostCtx<'_>, name: &str) -> Result<(), String>
         .as_postgres();
     let out = ctx.session.output(&cmd).await.map_err(|e| e.to_string())?;
     if out.success() {
-        Ok(())
+        return Ok(());
+    }
+    Err(postmaster_complaints(&out.stderr))
+}
+
+/// What `postgres -C` said is wrong: its `invalid value` lines (and hints), else all of
+/// its lines, without the log prefixes.
+fn postmaster_complaints(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let invalid: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.contains("invalid value") || l.contains("HINT:"))
+        .map(|l| {
+            l.split_once("LOG:  ")
+                .or_else(|| l.split_once("HINT:  "))
+                .map_or(*l, |(_, m)| m)
+        })
+        .collect();
+    if invalid.is_empty() {
+        lines.join(" ")
     } else {
-        Err(out.stderr.trim().to_string())
+        invalid.join("; ")
     }
 }
 
@@ -446,9 +496,26 @@ pub async fn apply(ctx: &HostCtx<'_>, restart: RestartPolicy) -> Result<Outcome,
         (false, Some(f)) => f.server.as_ref().map(|s| s.pending_restart.clone()),
         _ => None,
     };
+    // Standbys that streamed from this server reconnect on their own after a restart,
+    // within wal_retrieve_retry_interval: who streams now is read with what is pending.
+    let streaming_sql = "SELECT coalesce(json_agg(application_name ORDER BY application_name), '[]') FROM pg_stat_replication WHERE state = 'streaming'";
+    let mut streaming: Option<Vec<String>> = None;
     let pending = match known {
         Some(p) => Some(p),
-        None => pg.query_if_running::<String>(pending_sql).await?,
+        None => {
+            #[derive(serde::Deserialize)]
+            struct Now {
+                pending: String,
+                streaming: Vec<String>,
+            }
+            let sql = format!(
+                "SELECT json_build_object('pending', ({pending_sql}), 'streaming', ({streaming_sql}))"
+            );
+            pg.query_if_running::<Now>(&sql).await?.map(|now| {
+                streaming = Some(now.streaming);
+                now.pending
+            })
+        }
     };
     let Some(mut pending) = pending else {
         return Ok(Outcome::skipped(
@@ -500,10 +567,11 @@ pub async fn apply(ctx: &HostCtx<'_>, restart: RestartPolicy) -> Result<Outcome,
             "re-run with --allow-restart, or restart PostgreSQL in a maintenance window",
         ));
     }
-    // Standbys that streamed from this server reconnect on their own after its restart,
-    // within wal_retrieve_retry_interval; wait for them, so later steps see them streaming.
-    let streaming_sql = "SELECT coalesce(json_agg(application_name ORDER BY application_name), '[]') FROM pg_stat_replication WHERE state = 'streaming'";
-    let before: Vec<String> = pg.query(streaming_sql).await?;
+    // Wait for the standbys that streamed, so later steps see them streaming again.
+    let before: Vec<String> = match streaming {
+        Some(names) => names,
+        None => pg.query(streaming_sql).await?,
+    };
     pg.restart().await?;
     ctx.state().await.config_changed = false;
     let started = std::time::Instant::now();
@@ -533,6 +601,23 @@ const RECONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn postmaster_complaints_name_each_bad_value() {
+        let stderr = "2026-11-25 23:42:45.123 UTC [2252] LOG:  invalid value for parameter \"max_wal_senders\": \"banana\"
+2026-11-25 23:42:45.124 UTC [2252] LOG:  invalid value for parameter \"wal_level\": \"nope\"
+2026-11-25 23:42:45.124 UTC [2252] HINT:  Available values: minimal, replica, logical.
+2026-11-25 23:42:45.124 UTC [2252] FATAL:  configuration file \"/etc/postgresql/15/main/conf.d/zz.conf\" contains errors
+";
+        assert_eq!(
+            postmaster_complaints(stderr),
+            "invalid value for parameter \"max_wal_senders\": \"banana\"; invalid value for parameter \"wal_level\": \"nope\"; Available values: minimal, replica, logical."
+        );
+        assert_eq!(
+            postmaster_complaints("FATAL:  could not open file\n"),
+            "FATAL:  could not open file"
+        );
+    }
     use super::*;
 
     #[test]

@@ -44,6 +44,9 @@ pub struct HostMemo {
     pub restart_for: Vec<String>,
     /// Changed settings only a restart applies, written by this run and not yet applied.
     pub needs_restart: Vec<String>,
+    /// Restart-only settings (name, value as written) the postmaster's own parser accepted
+    /// in this run: a later step's check of the same files need not ask it again.
+    pub accepted_settings: std::collections::BTreeSet<(String, String)>,
     /// An action of this run may have started, stopped, copied or reconfigured the server
     /// since preflight looked: preflight's word on whether it can stream no longer holds.
     pub server_touched: bool,

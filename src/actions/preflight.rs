@@ -47,6 +47,7 @@ const SERVER_FACTS_SQL: &str = "SELECT json_build_object(
   'slots', (SELECT coalesce(json_agg(json_build_object('name', slot_name, 'physical', slot_type = 'physical')), '[]')
      FROM pg_replication_slots),
   'version_num', current_setting('server_version_num')::int,
+  'system_identifier', (SELECT system_identifier::text FROM pg_control_system()),
   'in_recovery', pg_is_in_recovery(),
   'db_bytes', (SELECT sum(pg_database_size(oid)) FROM pg_database)::bigint,
   'settings', (SELECT json_object_agg(name, setting) FROM pg_settings WHERE name IN

@@ -623,9 +623,15 @@ pub async fn wait_streaming(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     let started = Instant::now();
     loop {
         if streams_from_upstream(ctx).await? {
+            let caught_up = caught_up(ctx).await;
             return Ok(Outcome::ok(format!(
-                "streaming after {:.1}s",
-                started.elapsed().as_secs_f64()
+                "streaming after {:.1}s{}",
+                started.elapsed().as_secs_f64(),
+                if caught_up {
+                    ""
+                } else {
+                    "; its upstream still sends it WAL it lacks (catchup)"
+                }
             )));
         }
         if started.elapsed() > STREAMING_TIMEOUT {
@@ -637,6 +643,36 @@ pub async fn wait_streaming(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Once a replica says it streams: waits (up to [`CATCHUP_WAIT`]) until its upstream's
+/// walsender says so too. It reads `catchup` first, while it sends what the replica lacks
+/// (after a copy, the rest of a WAL segment), and what runs next (verify) would warn.
+/// Whether it got there.
+/// An upstream it cannot ask leaves the answer to verify.
+pub async fn caught_up(ctx: &HostCtx<'_>) -> bool {
+    let Ok((upstream, session)) = ctx.upstream() else {
+        return true;
+    };
+    let sql = format!(
+        "SELECT coalesce(to_json((SELECT state FROM pg_stat_replication WHERE application_name = {} ORDER BY state = 'streaming' DESC LIMIT 1)), 'null')",
+        literal(&ctx.host.name)
+    );
+    let pg = crate::pg::Pg::new(session, upstream);
+    let started = Instant::now();
+    loop {
+        let state: Option<String> = pg.query(&sql).await.ok().flatten();
+        if state.as_deref() == Some("streaming") {
+            return true;
+        }
+        if started.elapsed() > CATCHUP_WAIT {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How long [`caught_up`] waits for an upstream to finish sending a replica what it lacks.
+const CATCHUP_WAIT: Duration = Duration::from_secs(15);
 
 const RECEIVER_SQL: &str = "SELECT coalesce((SELECT row_to_json(r) FROM (SELECT status, slot_name, sender_host, sender_port FROM pg_stat_wal_receiver) r), 'null')";
 

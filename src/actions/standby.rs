@@ -232,7 +232,28 @@ pub async fn can_stream(ctx: &HostCtx<'_>) -> Result<Result<String, String>, Ste
     if let Some(v) = ctx.state().await.standby.clone() {
         return Ok(v);
     }
-    let (replica, primary) = tokio::try_join!(control_data(ctx), primary_side(ctx))?;
+    // Data of another cluster (a fresh host's own, say) needs no more of the primary than
+    // the identifier its facts hold: only a possible standby of it is looked at closer.
+    let primary_id = ctx
+        .primary_facts_or_gather()
+        .await
+        .ok()
+        .and_then(|f| f.server)
+        .and_then(|s| s.system_identifier);
+    let (replica, primary) = match primary_id {
+        Some(id) => {
+            let replica = control_data(ctx).await?;
+            let primary = match &replica {
+                Some(r) if r.system_identifier == id => primary_side(ctx).await?,
+                _ => PrimarySide {
+                    system_identifier: id,
+                    ..PrimarySide::default()
+                },
+            };
+            (replica, primary)
+        }
+        None => tokio::try_join!(control_data(ctx), primary_side(ctx))?,
+    };
     let v = verdict(replica.as_ref(), &primary);
     let mut memo = ctx.state().await;
     memo.standby = Some(v.clone());
@@ -288,6 +309,7 @@ pub async fn start(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     let started = Instant::now();
     while started.elapsed() < START_TIMEOUT {
         if replica::streams_from_upstream(ctx).await? {
+            replica::caught_up(ctx).await;
             let done = format!(
                 "{how}; streaming from {primary} after {:.1}s, no copy",
                 started.elapsed().as_secs_f64()

@@ -27,6 +27,9 @@ pub struct Facts {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ServerFacts {
     pub version_num: u32,
+    /// Which cluster this is (`pg_control_system()`): a copy shares its primary's.
+    #[serde(default)]
+    pub system_identifier: Option<String>,
     pub in_recovery: bool,
     pub db_bytes: u64,
     pub settings: BTreeMap<String, String>,
