@@ -545,6 +545,7 @@ pub async fn follow(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     let started = Instant::now();
     while started.elapsed() < FOLLOW_TIMEOUT {
         if replica::streams_from_upstream(ctx).await? {
+            replica::caught_up(ctx).await;
             ctx.state().await.rejoined = Some("none");
             return Ok(Outcome::changed(format!(
                 "{how}; streaming from `{}` after {:.1}s, no copy",
