@@ -25,6 +25,8 @@ pub struct Aside {
     pub disk_bytes: u64,
     /// Each dir and its size in bytes.
     pub dirs: Vec<(String, u64)>,
+    /// How many of `dirs` are tablespace dirs moved aside with a data dir.
+    pub tablespace_dirs: usize,
 }
 
 impl Aside {
@@ -47,9 +49,13 @@ impl Aside {
         if self.dirs.is_empty() {
             return None;
         }
+        let tablespaces = match self.tablespace_dirs {
+            0 => String::new(),
+            n => format!(" and {n} tablespace dir(s) moved with them"),
+        };
         let used = format!(
-            "{} moved-aside data dir(s) use {}, {:.1}% of the disk",
-            self.dirs.len(),
+            "{} moved-aside data dir(s){tablespaces} use {}, {:.1}% of the disk",
+            self.dirs.len() - self.tablespace_dirs,
             crate::actions::human(self.bytes()),
             self.share() * 100.0
         );
@@ -133,6 +139,7 @@ pub(crate) fn parse_list(text: &str, data_dir: &str) -> Aside {
             aside
                 .dirs
                 .push((path.to_string(), size.parse().unwrap_or(0)));
+            aside.tablespace_dirs += 1;
         }
     }
     aside
@@ -275,6 +282,14 @@ mod tests {
             Some(&("/srv/ts1.pgrepl-20250101T101010".to_string(), 7))
         );
         assert_eq!(with_ts.dirs.len(), 3);
+        assert_eq!(with_ts.tablespace_dirs, 1);
+        assert!(
+            with_ts.check(false).unwrap().1.starts_with(
+                "2 moved-aside data dir(s) and 1 tablespace dir(s) moved with them use"
+            ),
+            "{:?}",
+            with_ts.check(false)
+        );
         assert_eq!(aside.bytes(), 110);
         let (health, detail) = aside.check(false).unwrap();
         assert_eq!(health, Health::Warn, "{detail}");

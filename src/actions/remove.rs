@@ -445,19 +445,46 @@ for a in "$d".pgrepl-removed-*; do [ -e "$a" ] && echo "aside $a"; done; true"#;
             "stop it first (the stop step)",
         ));
     }
-    let script =
-        r#"set -e; d="$1"; a="$d.pgrepl-removed-$(date +%Y%m%dT%H%M%S)"; mv "$d" "$a"; echo "$a""#;
-    let moved = ctx
+    // Its tablespace dirs (where its pg_tblspc links point) go aside with it, with the
+    // same stamp: a host taken out keeps no data of the cluster in place.
+    let script = r#"d="$1"; stamp=$(date +%Y%m%dT%H%M%S); a="$d.pgrepl-removed-$stamp"
+mv "$d" "$a" || exit 1; echo "data $a"
+for l in "$a"/pg_tblspc/*; do
+  [ -L "$l" ] || continue; t=$(readlink "$l")
+  if [ -d "$t" ] && [ -n "$(ls -A "$t")" ]; then
+    if mv "$t" "$t.pgrepl-removed-$stamp"; then echo "tablespace $t.pgrepl-removed-$stamp"; else echo "stayed $t"; fi
+  fi
+done"#;
+    let out = ctx
         .session
         .run(&Command::script(script, &[&data]).as_root())
         .await?
-        .stdout
-        .trim()
-        .to_string();
+        .stdout;
+    let field = |key: &str| -> Vec<String> {
+        out.lines()
+            .filter_map(|l| l.strip_prefix(key))
+            .map(str::to_string)
+            .collect()
+    };
+    let moved = field("data ").pop().unwrap_or_default();
     remember(Data::MovedTo(moved.clone()));
-    Ok(Outcome::changed(format!(
-        "moved {data} to {moved} (never deleted by pgrepl)"
-    )))
+    let tablespaces = field("tablespace ");
+    let stayed = field("stayed ");
+    let mut detail = format!("moved {data} to {moved}");
+    if !tablespaces.is_empty() {
+        detail.push_str(&format!(
+            ", its tablespace dir(s) to {}",
+            tablespaces.join(", ")
+        ));
+    }
+    detail.push_str(" (never deleted by pgrepl)");
+    if !stayed.is_empty() {
+        detail.push_str(&format!(
+            "; could not move tablespace dir(s) {} aside: they still hold its data",
+            stayed.join(", ")
+        ));
+    }
+    Ok(Outcome::changed(detail))
 }
 
 /// On the primary and the other members: ends every walsender still serving the removed

@@ -130,6 +130,13 @@ fn a_promoted_replica_is_copied_again_with_its_tablespace() {
         "a healthy replica was copied again: {run:?}"
     );
 
+    // verify counts it apart from the data dirs (the lab's own, then pg1 promoted).
+    let run = lab.pgrepl(&["verify"]);
+    assert!(
+        run.stdout
+            .contains("2 moved-aside data dir(s) and 1 tablespace dir(s) moved with them use"),
+        "{run:?}"
+    );
     // cleanup lists and removes it with the old data dir.
     let run = lab.pgrepl(&["cleanup", "--check"]);
     assert_eq!(run.code, 0, "{run:?}");
@@ -146,6 +153,24 @@ fn a_promoted_replica_is_copied_again_with_its_tablespace() {
         "{run:?}"
     );
     assert_eq!(rows(&lab, 1), "after,before");
+
+    // remove-replica --wipe moves its tablespace dir aside with its data dir.
+    let run = lab.pgrepl(&["remove-replica", "pg1", "--wipe"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let removed = ls(&lab, 1, &format!("{TS}.pgrepl-removed-*"));
+    assert!(
+        !removed.is_empty() && !removed.contains('\n'),
+        "{removed:?} {run:?}"
+    );
+    assert!(
+        !ls(&lab, 1, &format!("{removed}/PG_15_*")).is_empty(),
+        "the tablespace dir moved aside lost its contents: {run:?}"
+    );
+    assert_eq!(ls(&lab, 1, &format!("{TS}/*")), "", "{run:?}");
+    assert!(
+        !ls(&lab, 1, "/var/lib/postgresql/15/main.pgrepl-removed-*").is_empty(),
+        "{run:?}"
+    );
 }
 
 /// Preflight refuses a copy whose tablespace path cannot be made on the replica, before
