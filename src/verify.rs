@@ -344,10 +344,16 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
         .filter(|&i| !inv.children_of(i).is_empty())
         .collect();
     // One round trip per host reads all it says (see `look`): the lines of its answer.
+    let is_replica = |i: usize| replicas.iter().any(|&(r, _)| r == i);
+    let json_lines_for = |i: usize| match i {
+        _ if i == primary_index => 2,
+        _ if is_replica(i) => 2 + usize::from(cascading.contains(&i)),
+        _ => 1,
+    };
     let sql_for = |i: usize| {
         if i == primary_index {
             format!("{PRIMARY_SQL};\n{STATUS_SQL};\n")
-        } else if replicas.iter().any(|&(r, _)| r == i) {
+        } else if is_replica(i) {
             let upstream_view = if cascading.contains(&i) {
                 format!("{PRIMARY_SQL};\n")
             } else {
@@ -362,32 +368,72 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
             format!("{STATUS_SQL};\n")
         }
     };
+    // The probe rides in the same sessions: each replica, once its checks are answered,
+    // waits for a fresh token; once all wait, the primary's session writes it.
+    let probe_plan = primary_session.as_ref().map(|_| ProbePlan::new(opts));
+    let waiting: Vec<(usize, &Host)> = match &probe_plan {
+        Some(_) => replicas
+            .iter()
+            .copied()
+            .filter(|&(i, _)| target.sessions[i].is_some())
+            .collect(),
+        None => Vec::new(),
+    };
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (go, when_ready) = tokio::sync::oneshot::channel::<Vec<u8>>();
+    let mut when_ready = Some(when_ready);
     let looks = futures::future::join_all(inv.hosts.iter().enumerate().map(|(i, h)| {
         let s = session(i);
-        let sql = sql_for(i);
-        async move {
-            match s {
-                Some(s) => Some(look(&s, h, sql).await),
-                None => None,
+        let json_lines = json_lines_for(i);
+        let mut sql = sql_for(i);
+        let mut later = None;
+        let mut ready = None;
+        if let Some(plan) = &probe_plan {
+            if i == primary_index {
+                later = when_ready.take();
+            } else if waiting.iter().any(|&(w, _)| w == i) {
+                sql.push_str(&plan.wait);
+                ready = Some(ready_tx.clone());
             }
         }
-    }));
-    // The probe goes alongside the checks: its one write disturbs none of them, and a primary
-    // that turns out to be a standby refuses it (its result is then dropped below).
-    let probe = async {
-        match &primary_session {
-            Some(ps) => run_probe(target, ps, primary, &replicas, opts).await,
-            None => (Vec::new(), None),
+        async move {
+            let s = s?;
+            let started = std::time::Instant::now();
+            let look = look(&s, h, sql, json_lines, later, ready.as_ref()).await;
+            // A wait that ended without getting ready (server down) must not hold up the write.
+            if let Some(tx) = ready {
+                let _ = tx.send(());
+            }
+            Some((look, started.elapsed()))
         }
+    }));
+    drop(ready_tx);
+    let write = probe_plan.as_ref().map(|p| p.write.clone());
+    let ready_then_go = async {
+        let Some(write) = write else { return };
+        let expected = waiting.len();
+        let _ = tokio::time::timeout(opts.probe_timeout.min(Duration::from_secs(5)), async {
+            let mut ready = 0;
+            // Each waiter sends once when ready and once when it ends.
+            while ready < expected && ready_rx.recv().await.is_some() {
+                ready += 1;
+            }
+        })
+        .await;
+        let _ = go.send(write.into_bytes());
     };
-    // Data dirs moved aside by earlier copies, on every host: their share of the disk.
-    // The looks, the probe and the endpoints (HAProxy's pools, their ports) are
+    // The looks (with the probe) and the endpoints (HAProxy's pools, their ports) are
     // independent round trips.
-    let (looks, probe, endpoints) = tokio::join!(
-        looks,
-        probe,
+    let ((looks, ()), endpoints) = tokio::join!(
+        async { tokio::join!(looks, ready_then_go) },
         crate::actions::endpoints::verify(target, target.password)
     );
+    let waited: Vec<Duration> = looks
+        .iter()
+        .map(|l| l.as_ref().map_or(Duration::ZERO, |(_, d)| *d))
+        .collect();
+    let looks: Vec<Option<Result<Look, String>>> =
+        looks.into_iter().map(|l| l.map(|(l, _)| l)).collect();
     let look_at = |i: usize| -> Result<&Look, String> {
         match &looks[i] {
             Some(Ok(l)) => Ok(l),
@@ -499,8 +545,11 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
             }
         }
     }
-    let (probe, write_error) = match &view {
-        Ok(v) if !v.in_recovery => probe,
+    // A primary that turns out to be a standby refuses the write: no probe then.
+    let (probe, write_error) = match (&view, &probe_plan) {
+        (Ok(v), Some(_)) if !v.in_recovery => {
+            probe_outcome(&looks, &waited, primary_index, primary, &waiting, opts)
+        }
         _ => (Vec::new(), None),
     };
     if let Some(e) = write_error {
@@ -559,14 +608,18 @@ struct Look {
     aside: crate::cleanup::Aside,
     /// Whether its server runs (its postmaster.pid names a live process).
     running: bool,
-    /// psql's answer to the host's SQL, when the server runs.
-    psql: Option<crate::ssh::Output>,
+    /// psql's answer to the host's checks, when the server runs: their JSON lines, and
+    /// what it said on stderr before the probe's part (a refused write, say).
+    checks: Option<crate::ssh::Output>,
+    /// The probe's part of the session, when it got there: the replay delay a replica
+    /// printed, or why not; what the primary's write said.
+    probe: Option<crate::ssh::Output>,
 }
 
 impl Look {
     /// Line `n` of psql's answer, read as JSON; why not, when it cannot be.
     fn answer<T: serde::de::DeserializeOwned>(&self, n: usize) -> Result<T, String> {
-        let out = match &self.psql {
+        let out = match &self.checks {
             None => return Err("PostgreSQL is not running".into()),
             Some(out) if !out.success() => return Err(out.stderr.trim().to_string()),
             Some(out) => out,
@@ -577,10 +630,22 @@ impl Look {
     }
 }
 
+/// What psql prints on stderr where a session's probe part begins.
+const PROBE_MARKER: &str = "pgrepl-probe";
+
 /// Reads, in one round trip to the host: the data dirs moved aside beside its own, whether
-/// its server runs, and (when it does) psql's answer to `sql`. One program per question
-/// would cost a loaded host more than the questions.
-async fn look(session: &Session, host: &Host, sql: String) -> Result<Look, String> {
+/// its server runs, and (when it does) psql's answer to `sql`, whose first `json_lines`
+/// lines of output are the checks' answers; a probe part may follow (see [`ProbePlan`]),
+/// with more of it sent once `later` yields it, and `ready` told when the replica waits.
+/// One program per question would cost a loaded host more than the questions.
+async fn look(
+    session: &Session,
+    host: &Host,
+    sql: String,
+    json_lines: usize,
+    later: Option<tokio::sync::oneshot::Receiver<Vec<u8>>>,
+    ready: Option<&tokio::sync::mpsc::UnboundedSender<()>>,
+) -> Result<Look, String> {
     let data = &host.pg.data_dir;
     let script = format!(
         "d=\"${{1%/}}\"; data=\"$1\"; shift\n{{\n{}\n}} 2>/dev/null\n{}\necho \"pgrepl-running $r\"\nif [ \"$r\" = true ]; then exec runuser -u postgres -- \"$@\"; fi",
@@ -591,7 +656,18 @@ async fn look(session: &Session, host: &Host, sql: String) -> Result<Look, Strin
     let mut args: Vec<&str> = vec![data];
     args.extend(psql.iter().map(String::as_str));
     let out = session
-        .output(&Command::script(&script, &args).stdin(sql).as_root())
+        .output_with(
+            &Command::script(&script, &args).stdin(sql).as_root(),
+            later,
+            |stream, line| {
+                if stream == Stream::Stderr
+                    && line.contains("pgrepl-probe-ready")
+                    && let Some(tx) = ready
+                {
+                    let _ = tx.send(());
+                }
+            },
+        )
         .await
         .map_err(|e| e.to_string())?;
     let Some((list, answer)) = out.stdout.split_once("pgrepl-running ") else {
@@ -601,16 +677,163 @@ async fn look(session: &Session, host: &Host, sql: String) -> Result<Look, Strin
         ));
     };
     let running = answer.starts_with("true");
-    let answer = answer.split_once('\n').map_or("", |(_, rest)| rest);
+    let lines: Vec<&str> = answer.lines().skip(1).collect();
+    let stderr: Vec<&str> = out.stderr.lines().collect();
+    let marker = stderr.iter().position(|l| l.trim() == PROBE_MARKER);
+    let (checks_err, probe_err) = match marker {
+        Some(m) => (&stderr[..m], &stderr[m + 1..]),
+        None => (&stderr[..], &stderr[stderr.len()..]),
+    };
+    let split = json_lines.min(lines.len());
     Ok(Look {
         aside: crate::cleanup::parse_list(list, data),
         running,
-        psql: running.then(|| crate::ssh::Output {
+        checks: running.then(|| crate::ssh::Output {
+            // Past the marker, the checks were all answered whatever the probe did.
+            status: if marker.is_some() { 0 } else { out.status },
+            stdout: lines[..split].join("\n"),
+            stderr: checks_err.join("\n"),
+        }),
+        probe: (running && marker.is_some()).then(|| crate::ssh::Output {
             status: out.status,
-            stdout: answer.to_string(),
-            stderr: out.stderr.clone(),
+            stdout: lines[split..].join("\n"),
+            stderr: probe_err.join("\n"),
         }),
     })
+}
+
+/// The probe, as parts of the hosts' verify sessions: a fresh token each run.
+struct ProbePlan {
+    /// A replica's part, after its checks: wait for the row with the token, report the
+    /// delay between the primary's commit time and when it saw the row.
+    wait: String,
+    /// The primary's part, sent once every replica waits: write the row.
+    write: String,
+}
+
+impl ProbePlan {
+    fn new(opts: &VerifyOptions) -> Self {
+        let token: String = (0..16)
+            .map(|_| format!("{:x}", rand::random::<u8>() & 15))
+            .collect();
+        let timeout_s = opts.probe_timeout.as_secs_f64();
+        // Into the probe database (schema `pgrepl`), when it is not the session's own.
+        let connect = match opts.probe_database.as_str() {
+            "postgres" => String::new(),
+            db => format!("\\c '{}'\n", db.replace('\'', "''")),
+        };
+        let wait = format!(
+            "\\warn {PROBE_MARKER}
+\\set ON_ERROR_STOP 1
+{connect}SET application_name = 'pgrepl-probe';
+DO $$
+DECLARE written timestamptz; deadline timestamptz := clock_timestamp() + interval '{timeout_s} s';
+BEGIN
+  RAISE NOTICE 'pgrepl-probe-ready';
+  LOOP
+    IF to_regclass('pgrepl.probe') IS NOT NULL THEN
+      EXECUTE 'SELECT written_at FROM pgrepl.probe WHERE id = 1 AND token = $1' INTO written USING {token};
+      IF written IS NOT NULL THEN
+        PERFORM set_config('pgrepl.probe_ms', (extract(epoch FROM clock_timestamp() - written) * 1000)::text, false);
+        RETURN;
+      END IF;
+    END IF;
+    IF clock_timestamp() > deadline THEN RAISE EXCEPTION 'probe row not replayed within {timeout_s} s'; END IF;
+    PERFORM pg_sleep(0.001);
+    -- A new transaction each round sees replayed catalog changes (the table's creation).
+    COMMIT;
+  END LOOP;
+END $$;
+SELECT current_setting('pgrepl.probe_ms');
+",
+            token = literal(&token)
+        );
+        // pgrepl's own write never waits for synchronous standbys (see `Pg::psql`).
+        let write = format!(
+            "\\warn {PROBE_MARKER}
+{connect}SET synchronous_commit = local;
+CREATE SCHEMA IF NOT EXISTS pgrepl;
+CREATE TABLE IF NOT EXISTS pgrepl.probe (id int PRIMARY KEY, token text NOT NULL, written_at timestamptz NOT NULL);
+COMMENT ON TABLE pgrepl.probe IS 'pgrepl verify: one row, rewritten by each probe';
+INSERT INTO pgrepl.probe VALUES (1, {token}, clock_timestamp()) ON CONFLICT (id) DO UPDATE SET token = excluded.token, written_at = excluded.written_at;
+",
+            token = literal(&token)
+        );
+        ProbePlan { wait, write }
+    }
+}
+
+/// The probe's results from the looks: each waiting replica's delay (or why none), and
+/// why the primary could not write the row, if it could not.
+fn probe_outcome(
+    looks: &[Option<Result<Look, String>>],
+    waited: &[Duration],
+    primary_index: usize,
+    primary: &Host,
+    waiting: &[(usize, &Host)],
+    opts: &VerifyOptions,
+) -> (Vec<Probe>, Option<String>) {
+    let written: Result<(), String> = match &looks[primary_index] {
+        None => Err("the primary was not reached".into()),
+        Some(Err(e)) => Err(e.clone()),
+        Some(Ok(l)) => match (&l.checks, &l.probe) {
+            (None, _) => Err("PostgreSQL is not running".into()),
+            (Some(c), None) => Err(c.stderr.trim().to_string()),
+            (_, Some(p)) if !p.success() => Err(p.stderr.trim().to_string()),
+            _ => Ok(()),
+        },
+    };
+    let written = written.map_err(|e| write_error(&e, &opts.probe_database, &primary.name));
+    let mut out = Vec::new();
+    for &(i, host) in waiting {
+        let wait = waited[i];
+        let (delay, error) = match (&written, &looks[i]) {
+            (Err(e), _) => (None, Some(e.clone())),
+            (Ok(()), None) => continue,
+            (Ok(()), Some(Err(e))) => (None, Some(probe_error(e, wait, opts.probe_timeout))),
+            (Ok(()), Some(Ok(l))) => match (&l.checks, &l.probe) {
+                (None, _) => (
+                    None,
+                    Some(format!(
+                        "no probe: the replica was down (its wait ended after {:.1} s)",
+                        wait.as_secs_f64()
+                    )),
+                ),
+                (Some(c), None) => (None, Some(probe_error(&c.stderr, wait, opts.probe_timeout))),
+                (_, Some(p)) => {
+                    let delay = p
+                        .stdout
+                        .trim()
+                        .lines()
+                        .last()
+                        .and_then(|l| l.parse::<f64>().ok());
+                    match delay {
+                        Some(d) if p.success() => (Some(d), None),
+                        _ if !p.success() => {
+                            (None, Some(probe_error(&p.stderr, wait, opts.probe_timeout)))
+                        }
+                        _ => (
+                            None,
+                            Some(format!("unexpected answer: {}", p.stdout.trim())),
+                        ),
+                    }
+                }
+            },
+        };
+        out.push(Probe {
+            host: host.name.clone(),
+            delay_ms: delay.map(|d| d.max(0.0)),
+            delay_seconds: delay.map(|d| d.max(0.0) / 1000.0),
+            status: if delay.is_some() {
+                Health::Ok
+            } else {
+                Health::Fail
+            },
+            waited_seconds: wait.as_secs_f64(),
+            error,
+        });
+    }
+    (out, written.err())
 }
 
 fn check_primary(
@@ -872,7 +1095,7 @@ fn check_replica(
     sync_names: Option<&str>,
     rc: &mut HostChecks,
 ) {
-    let out = match &look.psql {
+    let out = match &look.checks {
         None => {
             return rc.add(
                 "running",
@@ -1006,150 +1229,6 @@ fn check_replica(
     }
 }
 
-/// Replicas wait for a fresh token; once all wait, the primary writes it; each replica
-/// reports the delay between the primary's commit time and when it saw the row. Also says
-/// why the primary could not write it, if it could not.
-async fn run_probe(
-    target: &Target<'_>,
-    primary_session: &Session,
-    primary: &Host,
-    replicas: &[(usize, &Host)],
-    opts: &VerifyOptions,
-) -> (Vec<Probe>, Option<String>) {
-    let token: String = (0..16)
-        .map(|_| format!("{:x}", rand::random::<u8>() & 15))
-        .collect();
-    let timeout_s = opts.probe_timeout.as_secs_f64();
-    let wait_sql = format!(
-        "SET application_name = 'pgrepl-probe';
-DO $$
-DECLARE written timestamptz; deadline timestamptz := clock_timestamp() + interval '{timeout_s} s';
-BEGIN
-  RAISE NOTICE 'pgrepl-probe-ready';
-  LOOP
-    IF to_regclass('pgrepl.probe') IS NOT NULL THEN
-      EXECUTE 'SELECT written_at FROM pgrepl.probe WHERE id = 1 AND token = $1' INTO written USING {token};
-      IF written IS NOT NULL THEN
-        PERFORM set_config('pgrepl.probe_ms', (extract(epoch FROM clock_timestamp() - written) * 1000)::text, false);
-        RETURN;
-      END IF;
-    END IF;
-    IF clock_timestamp() > deadline THEN RAISE EXCEPTION 'probe row not replayed within {timeout_s} s'; END IF;
-    PERFORM pg_sleep(0.001);
-    -- A new transaction each round sees replayed catalog changes (the table's creation).
-    COMMIT;
-  END LOOP;
-END $$;
-SELECT current_setting('pgrepl.probe_ms');",
-        token = literal(&token)
-    );
-    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let mut waiters = Vec::new();
-    for &(i, host) in replicas {
-        let Some(session) = target.sessions[i].clone() else {
-            continue;
-        };
-        let host = host.clone();
-        let sql = wait_sql.clone();
-        let tx = ready_tx.clone();
-        let database = opts.probe_database.clone();
-        let started = std::time::Instant::now();
-        waiters.push((
-            host.name.clone(),
-            started,
-            tokio::spawn(async move {
-                let pg = Pg::new(&session, &host).in_database(&database);
-                let cmd = pg.psql().stdin(sql).timeout(Some(Duration::from_secs(60)));
-                let result = session
-                    .run_streaming(&cmd, |stream, line| {
-                        if stream == Stream::Stderr && line.contains("pgrepl-probe-ready") {
-                            let _ = tx.send(());
-                        }
-                    })
-                    .await;
-                // A waiter that ended without getting ready (server down) must not hold up the write.
-                if result.is_err() {
-                    let _ = tx.send(());
-                }
-                (result, started.elapsed())
-            }),
-        ));
-    }
-    drop(ready_tx);
-    let expected = waiters.len();
-    let write = format!(
-        "CREATE SCHEMA IF NOT EXISTS pgrepl;
-CREATE TABLE IF NOT EXISTS pgrepl.probe (id int PRIMARY KEY, token text NOT NULL, written_at timestamptz NOT NULL);
-COMMENT ON TABLE pgrepl.probe IS 'pgrepl verify: one row, rewritten by each probe';
-INSERT INTO pgrepl.probe VALUES (1, {}, clock_timestamp()) ON CONFLICT (id) DO UPDATE SET token = excluded.token, written_at = excluded.written_at;
-",
-        literal(&token)
-    );
-    // The primary's psql starts alongside the waiters (starting one costs a loaded host
-    // tens of ms) and gets the write once every waiter is ready.
-    let (go, when_ready) = tokio::sync::oneshot::channel::<Vec<u8>>();
-    let writer = Pg::new(primary_session, primary)
-        .in_database(&opts.probe_database)
-        .psql();
-    let ready_then_go = async {
-        let _ = tokio::time::timeout(opts.probe_timeout.min(Duration::from_secs(5)), async {
-            let mut ready = 0;
-            while ready < expected && ready_rx.recv().await.is_some() {
-                ready += 1;
-            }
-        })
-        .await;
-        let _ = go.send(write.into_bytes());
-    };
-    let (written, ()) = tokio::join!(primary_session.run_fed(&writer, when_ready), ready_then_go);
-    let written =
-        written.map_err(|e| write_error(&e.to_string(), &opts.probe_database, &primary.name));
-    let mut out = Vec::new();
-    for (name, started, task) in waiters {
-        let (result, waited) = match task.await {
-            Ok((result, waited)) => (Ok(result), waited),
-            Err(e) => (Err(e.to_string()), started.elapsed()),
-        };
-        let (delay, error) = match (&written, result) {
-            (Err(e), _) => (None, Some(e.clone())),
-            (Ok(_), Ok(Ok(o))) => {
-                let delay = o
-                    .stdout
-                    .trim()
-                    .lines()
-                    .last()
-                    .and_then(|l| l.parse::<f64>().ok());
-                let error = delay
-                    .is_none()
-                    .then(|| format!("unexpected answer: {}", o.stdout.trim()));
-                (delay, error)
-            }
-            (Ok(_), Ok(Err(crate::ssh::Error::CommandFailed { stderr, .. }))) => {
-                (None, Some(probe_error(&stderr, waited, opts.probe_timeout)))
-            }
-            (Ok(_), Ok(Err(e))) => (
-                None,
-                Some(probe_error(&e.to_string(), waited, opts.probe_timeout)),
-            ),
-            (Ok(_), Err(e)) => (None, Some(e)),
-        };
-        out.push(Probe {
-            host: name,
-            delay_ms: delay.map(|d| d.max(0.0)),
-            delay_seconds: delay.map(|d| d.max(0.0) / 1000.0),
-            status: if delay.is_some() {
-                Health::Ok
-            } else {
-                Health::Fail
-            },
-            waited_seconds: waited.as_secs_f64(),
-            error,
-        });
-    }
-    (out, written.err())
-}
-
-/// Why the primary could not write the probe row; a missing probe database by its name.
 fn write_error(error: &str, database: &str, primary: &str) -> String {
     if error.contains(&format!("database \"{database}\" does not exist")) {
         format!(

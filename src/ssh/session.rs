@@ -43,6 +43,17 @@ impl Session {
         self.stream(cmd, None, |_, _| {}).await
     }
 
+    /// Like [`Session::output`], with more stdin once `later` yields it (then stdin
+    /// closes), calling `on_line` for every line as it arrives (see [`Session::run_fed`]).
+    pub async fn output_with(
+        &self,
+        cmd: &Command,
+        later: Option<tokio::sync::oneshot::Receiver<Vec<u8>>>,
+        on_line: impl FnMut(Stream, &str) + Send,
+    ) -> Result<Output, Error> {
+        self.stream(cmd, later, on_line).await
+    }
+
     /// Like [`Session::run`], with more stdin once `later` yields it (then stdin closes):
     /// a program started ahead of its moment (psql, say) is told what to do when it comes.
     /// Nothing more is sent if `later`'s sender is dropped.
