@@ -32,6 +32,9 @@ struct Transfer {
 }
 
 impl Transfer {
+    /// The rate and ETA until they can be measured.
+    const UNMEASURED: &str = "-- B/s ETA --";
+
     fn new(bar: ProgressBar, done: u64) -> Self {
         Transfer {
             bar,
@@ -47,7 +50,7 @@ impl Transfer {
         let seconds = self.since.elapsed().as_secs_f64();
         let moved = done.saturating_sub(self.from);
         if seconds < 0.5 || moved == 0 {
-            return "-- B/s ETA --".into();
+            return Self::UNMEASURED.into();
         }
         let rate = moved as f64 / seconds;
         let eta =
@@ -339,7 +342,8 @@ impl Events for Reporter {
         match &self.bars {
             Some(bars) => {
                 let transfer = transfers.entry(host.to_string()).or_insert_with(|| {
-                    let bar = bars.add(ProgressBar::new(total));
+                    // Its message is set before it is first drawn: every draw shows a rate.
+                    let bar = bars.add(ProgressBar::new(total).with_message(Transfer::UNMEASURED));
                     bar.set_style(
                         ProgressStyle::with_template(&format!(
                             "  {{prefix:<14}} {what} [{{bar:30}}] {{bytes}}/{{total_bytes}} {{msg}}"
@@ -350,9 +354,9 @@ impl Events for Reporter {
                     bar.set_prefix(host.to_string());
                     Transfer::new(bar, done)
                 });
+                transfer.bar.set_message(transfer.rate_and_eta(done, total));
                 transfer.bar.set_length(total.max(done));
                 transfer.bar.set_position(done);
-                transfer.bar.set_message(transfer.rate_and_eta(done, total));
             }
             None => {
                 let transfer = transfers
