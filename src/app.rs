@@ -272,6 +272,13 @@ async fn execute(
     // (which reads the primary's): one round trip's time for all of them. The run lock is
     // taken alongside: facts are only read, and a refused lock ends the run before any step.
     let looked_at = preflight_hosts(&plan);
+    if run.changes_hosts() {
+        let holder = lock::Holder::this_run(run.command.as_str());
+        let _ = engine
+            .runner()
+            .lock_request
+            .set((holder.line(), lock::mode(settings.break_lock)));
+    }
     let (_, _, lock) = tokio::join!(
         note_primary_restart(engine.runner(), &plan, run.check, &reporter),
         engine.runner().prefetch_facts(&looked_at),
@@ -507,9 +514,18 @@ pub(crate) async fn take_lock(
         .iter()
         .position(|h| h.is_primary())
         .and_then(|i| cluster.sessions[i].clone());
+    // Taken with the primary's facts when the run asked for that (see `execute`).
+    let with_facts = async |primary: &crate::ssh::Session| {
+        let answer = cluster.lock_answer().await?;
+        Some(lock::judge(primary, &holder, &answer).await)
+    };
     match (run.changes_hosts(), primary) {
         (true, Some(primary)) => {
-            match lock::acquire(&primary, &holder, settings.break_lock).await {
+            let taken = match with_facts(&primary).await {
+                Some(taken) => taken,
+                None => lock::acquire(&primary, &holder, settings.break_lock).await,
+            };
+            match taken {
                 Ok(Some(notice)) => reporter.note(&format!("pgrepl: {notice}")),
                 Ok(None) => {}
                 Err(e) => return Err(Error::Refused(e)),

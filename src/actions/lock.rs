@@ -35,7 +35,8 @@ impl Holder {
         }
     }
 
-    fn line(&self) -> String {
+    /// The line written in the lock file (before its start time).
+    pub fn line(&self) -> String {
         format!(
             "machine={} pid={} user={} command={}",
             self.machine, self.pid, self.user, self.command
@@ -66,9 +67,17 @@ impl Holder {
     }
 }
 
-const ACQUIRE: &str = r#"f="$1"; mkdir -p "$(dirname "$f")"
-if [ "$3" = break ]; then rm -f "$f"; fi
-if (set -C; printf '%s since=%s\n' "$2" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$f") 2>/dev/null; then echo acquired; else echo "held $(cat "$f")"; fi"#;
+/// Takes the lock file `$lock_file` for holder line `$lock_line` (`$lock_mode` `break`
+/// removes any first), printing `lock acquired` or `lock held LINE`. Shared with the
+/// primary's facts script, which takes the lock in the same round trip.
+pub const ACQUIRE_SH: &str = r#"mkdir -p "${lock_file%/*}"
+if [ "$lock_mode" = break ]; then rm -f "$lock_file"; fi
+if (set -C; printf '%s since=%s\n' "$lock_line" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$lock_file") 2>/dev/null; then echo "lock acquired"; else echo "lock held $(cat "$lock_file")"; fi"#;
+
+/// The mode [`ACQUIRE_SH`] takes the lock in.
+pub fn mode(break_lock: bool) -> &'static str {
+    if break_lock { "break" } else { "take" }
+}
 
 /// Takes the lock on the primary, or says who holds it.
 pub async fn acquire(
@@ -76,19 +85,37 @@ pub async fn acquire(
     holder: &Holder,
     break_lock: bool,
 ) -> Result<Option<String>, StepError> {
-    let run = |mode: &str| Command::script(ACQUIRE, &[LOCK_FILE, &holder.line(), mode]).as_root();
     let out = primary
-        .run(&run(if break_lock { "break" } else { "take" }))
+        .run(&acquire_command(holder, mode(break_lock)))
         .await?;
-    let answer = out.stdout.trim().to_string();
-    let Some(held) = answer.strip_prefix("held ") else {
+    judge(primary, holder, out.stdout.trim()).await
+}
+
+fn acquire_command(holder: &Holder, mode: &str) -> Command {
+    let script = format!("lock_file=\"$1\"; lock_line=\"$2\"; lock_mode=\"$3\"\n{ACQUIRE_SH}");
+    Command::script(&script, &[LOCK_FILE, &holder.line(), mode]).as_root()
+}
+
+/// What [`ACQUIRE_SH`] answered (`lock acquired` or `lock held LINE`), judged: taken (with
+/// a notice when a stale lock was recovered), or held by another run.
+pub async fn judge(
+    primary: &Session,
+    holder: &Holder,
+    answer: &str,
+) -> Result<Option<String>, StepError> {
+    let Some(held) = answer.strip_prefix("lock held ") else {
         return Ok(None);
     };
-    if Holder::parse(held).is_some_and(|h| h.is_dead_local()) {
-        primary.run(&run("break")).await?;
-        return Ok(Some(format!(
-            "recovered a stale lock left by a dead run ({held})"
-        )));
+    match Holder::parse(held) {
+        // This very run took it (its first look did, and is being asked again).
+        Some(h) if h.line() == holder.line() => return Ok(None),
+        Some(h) if h.is_dead_local() => {
+            primary.run(&acquire_command(holder, "break")).await?;
+            return Ok(Some(format!(
+                "recovered a stale lock left by a dead run ({held})"
+            )));
+        }
+        _ => {}
     }
     Err(StepError::new(
         format!("another pgrepl run holds the cluster lock on the primary ({LOCK_FILE}): {held}"),

@@ -78,6 +78,9 @@ pub struct Cluster {
     pub removal: Option<remove::Removal>,
     /// When this cluster began connecting: a run's total time counts from here.
     pub connecting_since: Option<std::time::Instant>,
+    /// The run lock to take in the primary's facts round trip (its holder line and
+    /// mode, see [`lock::ACQUIRE_SH`]); set once the run knows it changes hosts.
+    pub lock_request: std::sync::OnceLock<(String, &'static str)>,
 }
 
 impl Cluster {
@@ -107,6 +110,7 @@ impl Cluster {
             out_of_service: Vec::new(),
             removal: None,
             connecting_since: None,
+            lock_request: std::sync::OnceLock::new(),
         }
     }
 
@@ -459,6 +463,18 @@ impl Cluster {
         config::restart_forecast(&ctx, &templates)
             .await
             .unwrap_or_default()
+    }
+
+    /// What taking the run lock answered in the primary's facts round trip, when it was
+    /// taken there ([`Cluster::lock_request`]); waits for that round trip.
+    pub async fn lock_answer(&self) -> Option<String> {
+        self.lock_request.get()?;
+        let i = self.inventory.hosts.iter().position(|h| h.is_primary())?;
+        let ctx = self.host(i)?;
+        preflight::facts(self, i, ctx.session, ctx.host)
+            .await
+            .ok()?
+            .lock_answer
     }
 
     /// Reads (and keeps) the facts of these PostgreSQL hosts, all at once, ahead of the

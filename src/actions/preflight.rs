@@ -19,7 +19,14 @@ use crate::step::{Outcome, StepError};
 /// from shell built-ins.
 fn facts_script() -> String {
     format!(
-        r#"data="$1"; bin="$2"; port="$3"; socket="$4"; shift 4
+        r#"data="$1"; bin="$2"; port="$3"; socket="$4"; lock_file="$5"; lock_line="$6"; lock_mode="$7"; reach_host="$8"; reach_port="$9"; shift 9
+if [ -n "$lock_file" ]; then
+{acquire}
+fi
+# A replica: whether the primary's port answers from here (a refusal answers too).
+if [ -n "$reach_host" ]; then
+  said=$(timeout 5 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$reach_host" "$reach_port" 2>&1 && echo open); printf 'reach %s\n' "$(echo $said)"
+fi
 v=0; if [ -x "$bin/postgres" ] && out=$("$bin/pg_ctl" --version 2>/dev/null); then v=${{out#*) }}; v=${{v%%[!0-9]*}}; fi
 {running}
 parent=${{data%/*}}; while [ -n "$parent" ] && [ ! -d "$parent" ]; do parent=${{parent%/*}}; done
@@ -32,7 +39,8 @@ pf="$home/.pgrepl_pgpass"
 if [ -f "$pf" ]; then sum=$(sha256sum < "$pf"); printf 'passfile %s %s\n' "$(stat -c '%U %a' "$pf")" "${{sum%% *}}"; fi
 # The server's own facts come in the same round trip; the SQL arrives on stdin.
 if [ "$r" = true ]; then exec runuser -u postgres -- "$bin/psql" -X -A -t -q -v ON_ERROR_STOP=1 -p "$port" ${{socket:+-h "$socket"}} -d postgres; fi"#,
-        running = crate::pg::RUNNING_SH
+        running = crate::pg::RUNNING_SH,
+        acquire = super::lock::ACQUIRE_SH
     )
 }
 
@@ -71,14 +79,45 @@ pub async fn facts(
     if let Some(f) = &state.facts {
         return Ok(f.clone());
     }
-    let f = gather(session, host, &cluster.inventory.replication.user).await?;
+    // The primary's first look takes the run lock too, when the run asked for it.
+    let lock = match host.is_primary() {
+        true => cluster.lock_request.get().map(|(l, m)| (l.as_str(), *m)),
+        false => None,
+    };
+    // A replica's first look also tries the primary's port (see `reach`).
+    let primary = cluster.inventory.hosts.iter().find(|h| h.is_primary());
+    let reach_port = primary.map(|p| p.pg.port.to_string());
+    let reach = match (host.is_primary(), primary, &reach_port) {
+        (false, Some(p), Some(port)) => Some((p.address.as_str(), port.as_str())),
+        _ => None,
+    };
+    let f = gather(
+        session,
+        host,
+        &cluster.inventory.replication.user,
+        lock,
+        reach,
+    )
+    .await?;
     state.facts = Some(f.clone());
     Ok(f)
 }
 
 /// Reads the facts afresh, ignoring any stored ones.
-pub async fn gather(session: &Session, host: &Host, user: &str) -> Result<Facts, StepError> {
+/// With `lock` (holder line, mode), the run lock is taken first in the same round trip.
+async fn gather(
+    session: &Session,
+    host: &Host,
+    user: &str,
+    lock: Option<(&str, &str)>,
+    reach: Option<(&str, &str)>,
+) -> Result<Facts, StepError> {
     let port = host.pg.port.to_string();
+    let (reach_host, reach_port) = reach.unwrap_or(("", ""));
+    let (lock_file, lock_line, lock_mode) = match lock {
+        Some((line, mode)) => (super::lock::LOCK_FILE, line, mode),
+        None => ("", "", ""),
+    };
     let socket = host.pg.socket_dir.clone().unwrap_or_default();
     let [settings, hba] = super::config::managed_paths(host);
     let cmd = Command::script(
@@ -88,6 +127,11 @@ pub async fn gather(session: &Session, host: &Host, user: &str) -> Result<Facts,
             &host.pg.bin_dir,
             &port,
             &socket,
+            lock_file,
+            lock_line,
+            lock_mode,
+            reach_host,
+            reach_port,
             &settings,
             &hba,
         ],
@@ -97,6 +141,8 @@ pub async fn gather(session: &Session, host: &Host, user: &str) -> Result<Facts,
     let out = session.run(&cmd).await?;
     let mut files = std::collections::BTreeMap::new();
     let mut passfile_probe = None;
+    let mut lock_answer = None;
+    let mut reach_said = None;
     let mut rest = Vec::new();
     for line in out.stdout.lines().filter(|l| !l.trim().is_empty()) {
         if let Some(entry) = line.strip_prefix("file ") {
@@ -109,6 +155,10 @@ pub async fn gather(session: &Session, host: &Host, user: &str) -> Result<Facts,
                     .unwrap_or_default()
             });
             files.insert(path.to_string(), content);
+        } else if line.starts_with("lock ") {
+            lock_answer = Some(line.to_string());
+        } else if let Some(said) = line.strip_prefix("reach ") {
+            reach_said = Some(said.to_string());
         } else if let Some(p) = line.strip_prefix("passfile ") {
             // `OWNER MODE SHA` → the passfile step's own probe format.
             let mut words = p.split_whitespace();
@@ -131,6 +181,8 @@ pub async fn gather(session: &Session, host: &Host, user: &str) -> Result<Facts,
         serde_json::from_str(lines.next().unwrap_or_default()).map_err(unreadable)?;
     facts.files = files;
     facts.passfile_probe = passfile_probe;
+    facts.lock_answer = lock_answer;
+    facts.reach_said = reach_said;
     if facts.running {
         facts.server = Some(
             serde_json::from_str::<ServerFacts>(lines.next().unwrap_or_default())
@@ -142,18 +194,12 @@ pub async fn gather(session: &Session, host: &Host, user: &str) -> Result<Facts,
 
 pub async fn run(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
     let host = ctx.host;
-    // A replica probes the primary's port while it gathers its own facts.
-    let reach_primary = async {
-        match (host.is_primary(), ctx.primary()) {
-            (false, Ok((primary, _))) => reach(ctx, primary).await,
-            _ => Ok(None),
-        }
+    let facts = facts(ctx.cluster, ctx.index, ctx.session, host).await?;
+    // A replica's try of the primary's port came with its facts.
+    let reached = match (host.is_primary(), ctx.primary()) {
+        (false, Ok((primary, _))) => reach(ctx, primary).await,
+        _ => Ok(None),
     };
-    let (facts, reached) = tokio::join!(
-        facts(ctx.cluster, ctx.index, ctx.session, host),
-        reach_primary
-    );
-    let facts = facts?;
     // Binaries of another major, or no server where the inventory says: name what this
     // host really has and runs, once, rather than the two problems that follow from it.
     if let Some(m) = version_mismatch(ctx, &facts).await? {
@@ -392,17 +438,30 @@ fn short_of_room(writes: &[Write<'_>]) -> Vec<String> {
 /// Checks the replica reaches the primary's port. A refused connection is fine before
 /// the primary listens on the network (bootstrap changes that); silence is not.
 async fn reach(ctx: &HostCtx<'_>, primary: &Host) -> Result<Option<String>, StepError> {
-    let script = r#"timeout 5 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>&1 && echo open"#;
-    let cmd = Command::script(script, &[&primary.address, &primary.pg.port.to_string()]);
-    let out = ctx.session.output(&cmd).await?;
-    let text = out.stdout.to_lowercase();
+    // Usually asked already, in the facts' round trip.
+    let known = ctx
+        .state()
+        .await
+        .facts
+        .as_ref()
+        .and_then(|f| f.reach_said.clone());
+    let said = match known {
+        Some(said) => said,
+        None => {
+            let script =
+                r#"timeout 5 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>&1 && echo open"#;
+            let cmd = Command::script(script, &[&primary.address, &primary.pg.port.to_string()]);
+            ctx.session.output(&cmd).await?.stdout
+        }
+    };
+    let text = said.to_lowercase();
     if text.contains("open") || text.contains("refused") {
         Ok(None)
     } else {
-        let why = out
-            .stdout
+        let why = said
             .lines()
             .last()
+            .filter(|l| !l.trim().is_empty())
             .unwrap_or("no answer within 5s")
             .to_string();
         Ok(Some(format!(

@@ -21,6 +21,14 @@ pub struct Facts {
     /// `OWNER MODE\nSHA256\n` of the replication passfile as preflight saw it.
     #[serde(skip)]
     pub passfile_probe: Option<String>,
+    /// On the primary, when the run lock was taken in the same round trip: what taking
+    /// it answered (`lock acquired` or `lock held LINE`).
+    #[serde(skip)]
+    pub lock_answer: Option<String>,
+    /// On a replica: what trying the primary's port from here said (`open`, a refusal,
+    /// or why not), asked in the same round trip.
+    #[serde(skip)]
+    pub reach_said: Option<String>,
 }
 
 /// What a running server says about itself.

@@ -256,6 +256,28 @@ fn preflight_refusals_and_the_run_lock_change_nothing() {
     assert!(run.stdout.contains("HOST KEY CHANGED"), "{run:?}");
     assert_eq!(snapshot(), before);
 
+    // A replica that cannot reach the primary's port: named, nothing changed.
+    let drop = format!(
+        "iptables -A OUTPUT -d {} -p tcp --dport 5432 -j DROP",
+        lab.nodes[0].address
+    );
+    assert!(lab.exec(1, &drop).status.success());
+    let run = lab.pgrepl(&["bootstrap"]);
+    assert!(lab.exec(1, "iptables -F OUTPUT").status.success());
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stdout.contains(&format!(
+            "pg1: preflight: cannot reach the primary at {}:5432 (no answer within 5s)",
+            lab.nodes[0].address
+        )),
+        "{run:?}"
+    );
+    assert_eq!(
+        snapshot(),
+        before,
+        "an unreachable primary port let changes through"
+    );
+
     // A missing password: invalid input, before any host is contacted.
     let inv = std::fs::read_to_string(lab.inventory()).unwrap();
     let no_pw = lab.dir.join("no-password.yaml");
