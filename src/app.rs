@@ -549,6 +549,18 @@ async fn run_holding(
     lock: Option<RunLock>,
 ) -> RunReport {
     let cluster = engine.runner();
+    // A plan that ends with verify gives the lock back as verify starts.
+    let ends_with_verify = plan.steps.last().is_some_and(|s| {
+        s.work
+            .actions()
+            .into_iter()
+            .all(|a| matches!(a, crate::playbook::Action::Verify))
+    });
+    if let (Some(lock), true) = (&lock, ends_with_verify)
+        && let Ok(mut slot) = cluster.release_at_verify.lock()
+    {
+        *slot = Some((lock.primary.clone(), lock.holder.clone()));
+    }
     let mut report = engine
         .run_guarded(plan.command.as_str(), &plan.steps, &plan.rollback)
         .await;
@@ -556,7 +568,13 @@ async fn run_holding(
     if let Some(since) = cluster.connecting_since {
         report.elapsed_ms = report.elapsed_ms.max(since.elapsed().as_millis());
     }
-    if let Some(lock) = lock {
+    // Unless verify gave it back already.
+    let still_held = cluster
+        .release_at_verify
+        .lock()
+        .map(|mut l| l.take().is_some())
+        .unwrap_or(true);
+    if let (Some(lock), true) = (lock, still_held || !ends_with_verify) {
         lock::release(&lock.primary, &lock.holder).await;
     }
     report

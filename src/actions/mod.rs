@@ -81,6 +81,10 @@ pub struct Cluster {
     /// The run lock to take in the primary's facts round trip (its holder line and
     /// mode, see [`lock::ACQUIRE_SH`]); set once the run knows it changes hosts.
     pub lock_request: std::sync::OnceLock<(String, &'static str)>,
+    /// The run lock (the primary's session, its holder), when the plan ends with verify:
+    /// verify gives it back as it starts, beside its own round trips (it changes nothing
+    /// but its probe row); whoever takes it out releases it.
+    pub release_at_verify: std::sync::Mutex<Option<(Arc<Session>, lock::Holder)>>,
 }
 
 impl Cluster {
@@ -111,6 +115,7 @@ impl Cluster {
             removal: None,
             connecting_since: None,
             lock_request: std::sync::OnceLock::new(),
+            release_at_verify: std::sync::Mutex::new(None),
         }
     }
 
@@ -418,7 +423,18 @@ async fn verify(ctx: &HostCtx<'_>) -> Result<Outcome, StepError> {
         return Ok(Outcome::skipped("check mode: no probe written"));
     }
     let cluster = ctx.cluster;
-    let report = crate::verify::run(&cluster.verify_target()).await;
+    let lock = cluster
+        .release_at_verify
+        .lock()
+        .map(|mut l| l.take())
+        .unwrap_or(None);
+    let release = async {
+        if let Some((primary, holder)) = lock {
+            lock::release(&primary, &holder).await;
+        }
+    };
+    let target = cluster.verify_target();
+    let (report, ()) = tokio::join!(crate::verify::run(&target), release);
     let outcome = report.as_outcome();
     *cluster.verify_report.lock().await = Some(report);
     outcome
