@@ -44,7 +44,9 @@ impl Session {
     }
 
     /// Like [`Session::output`], with more stdin once `later` yields it (then stdin
-    /// closes), calling `on_line` for every line as it arrives (see [`Session::run_fed`]).
+    /// closes; nothing more is sent if its sender is dropped), calling `on_line` for every
+    /// line as it arrives: a program started ahead of its moment (psql, say) is told what
+    /// to do when it comes.
     pub async fn output_with(
         &self,
         cmd: &Command,
@@ -52,18 +54,6 @@ impl Session {
         on_line: impl FnMut(Stream, &str) + Send,
     ) -> Result<Output, Error> {
         self.stream(cmd, later, on_line).await
-    }
-
-    /// Like [`Session::run`], with more stdin once `later` yields it (then stdin closes):
-    /// a program started ahead of its moment (psql, say) is told what to do when it comes.
-    /// Nothing more is sent if `later`'s sender is dropped.
-    pub async fn run_fed(
-        &self,
-        cmd: &Command,
-        later: tokio::sync::oneshot::Receiver<Vec<u8>>,
-    ) -> Result<Output, Error> {
-        let out = self.stream(cmd, Some(later), |_, _| {}).await?;
-        self.check(cmd, out)
     }
 
     /// Runs a command and fails unless it exits 0.
