@@ -151,7 +151,22 @@ pub fn check(want: Expected<'_>, facts: &HostVersions) -> Option<Mismatch> {
         });
     }
     if facts.installed.iter().any(|i| i.major == version) {
-        return None;
+        // The right major, on the inventory's port, but from another data dir: the
+        // inventory names the wrong cluster (or one that is not this host's server).
+        return facts
+            .running
+            .iter()
+            .find(|r| r.port == port && r.major == version && !same_dir(&r.data_dir, data_dir))
+            .map(|r| Mismatch {
+                message: format!(
+                    "host {host} runs PostgreSQL {version} on port {port} from data dir {}, not from {data_dir} as the inventory says",
+                    r.data_dir
+                ),
+                hint: format!(
+                    "set `postgres.data_dir: {}` for {host} if that is the cluster, or stop it and start the inventory's",
+                    r.data_dir
+                ),
+            });
     }
     let mut others: Vec<u32> = facts.installed.iter().map(|i| i.major).collect();
     others.sort_unstable();
@@ -278,6 +293,30 @@ mod tests {
             "installed 15 /usr/lib/postgresql/15/bin\ninstalled 16 /usr/lib/postgresql/16/bin\nrunning 15 5433 /var/lib/postgresql/15/other\n",
         );
         assert_eq!(check(want(16), &both), None);
+    }
+
+    #[test]
+    fn the_right_major_from_another_data_dir_on_the_inventorys_port_is_named() {
+        let elsewhere =
+            parse_probe("installed 15 /usr/lib/postgresql/15/bin\nrunning 15 5432 /srv/pgdata\n");
+        let ours = Expected {
+            data_dir: "/var/lib/postgresql/15/main",
+            ..want(15)
+        };
+        let m = check(ours, &elsewhere).expect("a mismatch");
+        assert_eq!(
+            m.message,
+            "host pg0 runs PostgreSQL 15 on port 5432 from data dir /srv/pgdata, not from /var/lib/postgresql/15/main as the inventory says"
+        );
+        assert!(
+            m.hint.contains("`postgres.data_dir: /srv/pgdata`"),
+            "{}",
+            m.hint
+        );
+        // On another port it is another cluster: not this one's business.
+        let other_port =
+            parse_probe("installed 15 /usr/lib/postgresql/15/bin\nrunning 15 5433 /srv/pgdata\n");
+        assert_eq!(check(ours, &other_port), None);
     }
 
     #[test]

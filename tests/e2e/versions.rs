@@ -100,6 +100,25 @@ fn preflight_names_the_major_a_host_runs_and_changes_nothing() {
         }
         assert_eq!(snapshot(), before, "{wrong}: a host was changed");
     }
+    // The right major from another data dir than the inventory's: named, not "not running".
+    std::fs::write(
+        lab.inventory(),
+        good.replace(
+            "  version: 15\n",
+            "  version: 15\n  data_dir: /srv/pgdata\n",
+        ),
+    )
+    .unwrap();
+    let run = lab.pgrepl(&["bootstrap"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        all.contains("host pg0 runs PostgreSQL 15 on port 5432 from data dir /var/lib/postgresql/15/main, not from /srv/pgdata as the inventory says")
+            && all.contains("`postgres.data_dir: /var/lib/postgresql/15/main`"),
+        "{run:?}"
+    );
+    assert!(!all.contains("not running on the primary"), "{run:?}");
+    assert_eq!(snapshot(), before, "a host was changed");
     // The right version goes through (the wiring does not refuse a good inventory).
     std::fs::write(lab.inventory(), &good).unwrap();
     let run = lab.pgrepl(&["bootstrap"]);
