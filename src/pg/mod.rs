@@ -22,8 +22,14 @@ use crate::ssh::{Command, Error, Session};
 /// socket with pg_isready (`$1`, socket dir `$2`, port `$3`) until the server accepts
 /// connections; fails with the command's output if it exits non-zero first.
 const START_AND_WAIT: &str = r#"isready=$1 sock=$2 port=$3; shift 3
+# An earlier start's wrapper still finishing would write its status over this one's.
+f=/tmp/pgrepl-start-$port.pid
+if [ -f "$f" ] && read -r w < "$f" && [ -n "$w" ]; then
+  i=0; while kill -0 "$w" 2>/dev/null && [ $i -lt 1200 ]; do i=$((i+1)); sleep 0.05; done
+fi
 st=/tmp/pgrepl-start-$port.status; log=/tmp/pgrepl-start-$port.log; rm -f "$st"
 ( "$@" >"$log" 2>&1; echo $? >"$st" ) </dev/null >/dev/null 2>&1 &
+echo $! > /tmp/pgrepl-start-$port.pid
 ready() { if [ -n "$sock" ]; then "$isready" -q -h "$sock" -p "$port"; else "$isready" -q -p "$port"; fi; }
 i=0
 while [ $i -lt 6000 ]; do
@@ -36,6 +42,17 @@ while [ $i -lt 6000 ]; do
   i=$((i+1)); sleep 0.05
 done
 echo "PostgreSQL does not accept connections 300 s after start" >&2; cat "$log" >&2; exit 1"#;
+
+/// Before a stop through the service manager: waits (up to 60 s) for a start wrapper that
+/// [`START_AND_WAIT`] left finishing in the background. A stop while systemd's start job
+/// still runs cancels that job, and the unit can then fail its next start ("did not take
+/// the steps required by its unit configuration").
+const AFTER_PENDING_START: &str = r#"port=$1; shift
+f=/tmp/pgrepl-start-$port.pid
+if [ -f "$f" ] && read -r w < "$f" && [ -n "$w" ]; then
+  i=0; while kill -0 "$w" 2>/dev/null && [ $i -lt 1200 ]; do i=$((i+1)); sleep 0.05; done
+fi
+exec "$@""#;
 
 /// PostgreSQL on one host, reached through its SSH session.
 pub struct Pg<'a> {
@@ -248,7 +265,15 @@ impl<'a> Pg<'a> {
     }
 
     pub async fn stop(&self) -> Result<(), Error> {
-        self.session.run(&self.service("stop")).await.map(|_| ())
+        let service = self.service("stop");
+        if self.host.pg.service == ServiceKind::PgCtl {
+            return self.session.run(&service).await.map(|_| ());
+        }
+        let cmd = Command::script(AFTER_PENDING_START, &[&self.host.pg.port.to_string()])
+            .args(service.argv())
+            .as_root()
+            .timeout(service.timeout);
+        self.session.run(&cmd).await.map(|_| ())
     }
 
     /// A fast stop, then [`Pg::start`] (ready as soon as it accepts connections).
