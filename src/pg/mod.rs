@@ -18,16 +18,20 @@ use serde::de::DeserializeOwned;
 use crate::inventory::{Host, ServiceKind};
 use crate::ssh::{Command, Error, Session};
 
-/// Runs the service manager's start command (`$4...`) in the background and polls the
-/// socket with pg_isready (`$1`, socket dir `$2`, port `$3`) until the server accepts
-/// connections; fails with the command's output if it exits non-zero first.
-const START_AND_WAIT: &str = r#"isready=$1 sock=$2 port=$3; shift 3
-# An earlier start's wrapper still finishing would write its status over this one's.
-f=/tmp/pgrepl-start-$port.pid
+/// Waits (up to 60 s) for the start wrapper [`Pg::start`] left finishing in the
+/// background on port `$port`, if one still runs. A stop while systemd's start job still
+/// runs cancels that job, and the old wrapper then fails ("did not take the steps
+/// required by its unit configuration"); a start would get its status written over.
+const PENDING_START_SH: &str = r#"f=/tmp/pgrepl-start-$port.pid
 if [ -f "$f" ] && read -r w < "$f" && [ -n "$w" ]; then
   i=0; while kill -0 "$w" 2>/dev/null && [ $i -lt 1200 ]; do i=$((i+1)); sleep 0.05; done
-fi
-st=/tmp/pgrepl-start-$port.status; log=/tmp/pgrepl-start-$port.log; rm -f "$st"
+fi"#;
+
+/// [`Pg::start`]'s script after [`PENDING_START_SH`]: runs the service manager's start
+/// command (`"$@"`) in the background and polls the socket with pg_isready (`$isready`,
+/// socket dir `$sock`, port `$port`) until the server accepts connections; fails with the
+/// command's output if it exits non-zero first.
+const START_AND_WAIT_BODY: &str = r#"st=/tmp/pgrepl-start-$port.status; log=/tmp/pgrepl-start-$port.log; rm -f "$st"
 ( "$@" >"$log" 2>&1; echo $? >"$st" ) </dev/null >/dev/null 2>&1 &
 echo $! > /tmp/pgrepl-start-$port.pid
 ready() { if [ -n "$sock" ]; then "$isready" -q -h "$sock" -p "$port"; else "$isready" -q -p "$port"; fi; }
@@ -42,17 +46,6 @@ while [ $i -lt 6000 ]; do
   i=$((i+1)); sleep 0.05
 done
 echo "PostgreSQL does not accept connections 300 s after start" >&2; cat "$log" >&2; exit 1"#;
-
-/// Before a stop through the service manager: waits (up to 60 s) for a start wrapper that
-/// [`START_AND_WAIT`] left finishing in the background. A stop while systemd's start job
-/// still runs cancels that job, and the unit can then fail its next start ("did not take
-/// the steps required by its unit configuration").
-const AFTER_PENDING_START: &str = r#"port=$1; shift
-f=/tmp/pgrepl-start-$port.pid
-if [ -f "$f" ] && read -r w < "$f" && [ -n "$w" ]; then
-  i=0; while kill -0 "$w" 2>/dev/null && [ $i -lt 1200 ]; do i=$((i+1)); sleep 0.05; done
-fi
-exec "$@""#;
 
 /// PostgreSQL on one host, reached through its SSH session.
 pub struct Pg<'a> {
@@ -250,8 +243,11 @@ impl<'a> Pg<'a> {
             return self.session.run(&self.service("start")).await.map(|_| ());
         }
         let service = self.service("start");
+        let script = format!(
+            "isready=$1 sock=$2 port=$3; shift 3\n{PENDING_START_SH}\n{START_AND_WAIT_BODY}"
+        );
         let cmd = Command::script(
-            START_AND_WAIT,
+            &script,
             &[
                 &self.bin("pg_isready"),
                 pg.socket_dir.as_deref().unwrap_or(""),
@@ -269,7 +265,8 @@ impl<'a> Pg<'a> {
         if self.host.pg.service == ServiceKind::PgCtl {
             return self.session.run(&service).await.map(|_| ());
         }
-        let cmd = Command::script(AFTER_PENDING_START, &[&self.host.pg.port.to_string()])
+        let script = format!("port=$1; shift\n{PENDING_START_SH}\nexec \"$@\"");
+        let cmd = Command::script(&script, &[&self.host.pg.port.to_string()])
             .args(service.argv())
             .as_root()
             .timeout(service.timeout);
