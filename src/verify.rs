@@ -393,7 +393,10 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
                 later = when_ready.take();
             } else if waiting.iter().any(|&(w, _)| w == i) {
                 sql.push_str(&plan.wait);
-                ready = Some(ready_tx.clone());
+                ready = Some(Ready {
+                    tx: ready_tx.clone(),
+                    sent: false.into(),
+                });
             }
         }
         async move {
@@ -401,8 +404,8 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
             let started = std::time::Instant::now();
             let look = look(&s, h, sql, json_lines, later, ready.as_ref()).await;
             // A wait that ended without getting ready (server down) must not hold up the write.
-            if let Some(tx) = ready {
-                let _ = tx.send(());
+            if let Some(ready) = &ready {
+                ready.once();
             }
             Some((look, started.elapsed()))
         }
@@ -412,9 +415,11 @@ pub async fn run(target: &Target<'_>) -> VerifyReport {
     let ready_then_go = async {
         let Some(write) = write else { return };
         let expected = waiting.len();
-        let _ = tokio::time::timeout(opts.probe_timeout.min(Duration::from_secs(5)), async {
+        // A replica reads its moved-aside dirs and its checks before it waits: give it the
+        // probe's whole time to get there.
+        let _ = tokio::time::timeout(opts.probe_timeout, async {
             let mut ready = 0;
-            // Each waiter sends once when ready and once when it ends.
+            // Each waiter sends once: when ready, or when it ended without.
             while ready < expected && ready_rx.recv().await.is_some() {
                 ready += 1;
             }
@@ -630,8 +635,12 @@ impl Look {
     }
 }
 
-/// What psql prints on stderr where a session's probe part begins.
-const PROBE_MARKER: &str = "pgrepl-probe";
+/// The notice a session's probe part begins with, on stderr (a `DO` block's notice, which
+/// every psql prints; `\warn` is psql 13 and later).
+const PROBE_MARKER: &str = "pgrepl-probe-part";
+
+/// The SQL that prints [`PROBE_MARKER`].
+const PROBE_MARKER_SQL: &str = "DO $$BEGIN RAISE NOTICE 'pgrepl-probe-part'; END$$;";
 
 /// Reads, in one round trip to the host: the data dirs moved aside beside its own, whether
 /// its server runs, and (when it does) psql's answer to `sql`, whose first `json_lines`
@@ -644,7 +653,7 @@ async fn look(
     sql: String,
     json_lines: usize,
     later: Option<tokio::sync::oneshot::Receiver<Vec<u8>>>,
-    ready: Option<&tokio::sync::mpsc::UnboundedSender<()>>,
+    ready: Option<&Ready>,
 ) -> Result<Look, String> {
     let data = &host.pg.data_dir;
     let script = format!(
@@ -662,9 +671,9 @@ async fn look(
             |stream, line| {
                 if stream == Stream::Stderr
                     && line.contains("pgrepl-probe-ready")
-                    && let Some(tx) = ready
+                    && let Some(ready) = ready
                 {
-                    let _ = tx.send(());
+                    ready.once();
                 }
             },
         )
@@ -679,7 +688,9 @@ async fn look(
     let running = answer.starts_with("true");
     let lines: Vec<&str> = answer.lines().skip(1).collect();
     let stderr: Vec<&str> = out.stderr.lines().collect();
-    let marker = stderr.iter().position(|l| l.trim() == PROBE_MARKER);
+    let marker = stderr
+        .iter()
+        .position(|l| l.trim_end().ends_with(&format!("NOTICE:  {PROBE_MARKER}")));
     let (checks_err, probe_err) = match marker {
         Some(m) => (&stderr[..m], &stderr[m + 1..]),
         None => (&stderr[..], &stderr[stderr.len()..]),
@@ -700,6 +711,21 @@ async fn look(
             stderr: probe_err.join("\n"),
         }),
     })
+}
+
+/// Tells the probe's writer that one replica waits: once, when its session says so, or
+/// when the session ended without it (a replica that is down must not hold the write).
+struct Ready {
+    tx: tokio::sync::mpsc::UnboundedSender<()>,
+    sent: std::sync::atomic::AtomicBool,
+}
+
+impl Ready {
+    fn once(&self) {
+        if !self.sent.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let _ = self.tx.send(());
+        }
+    }
 }
 
 /// The probe, as parts of the hosts' verify sessions: a fresh token each run.
@@ -723,8 +749,8 @@ impl ProbePlan {
             db => format!("\\c '{}'\n", db.replace('\'', "''")),
         };
         let wait = format!(
-            "\\warn {PROBE_MARKER}
-\\set ON_ERROR_STOP 1
+            "\\set ON_ERROR_STOP 1
+{PROBE_MARKER_SQL}
 {connect}SET application_name = 'pgrepl-probe';
 DO $$
 DECLARE written timestamptz; deadline timestamptz := clock_timestamp() + interval '{timeout_s} s';
@@ -750,7 +776,7 @@ SELECT current_setting('pgrepl.probe_ms');
         );
         // pgrepl's own write never waits for synchronous standbys (see `Pg::psql`).
         let write = format!(
-            "\\warn {PROBE_MARKER}
+            "{PROBE_MARKER_SQL}
 {connect}SET synchronous_commit = local;
 CREATE SCHEMA IF NOT EXISTS pgrepl;
 CREATE TABLE IF NOT EXISTS pgrepl.probe (id int PRIMARY KEY, token text NOT NULL, written_at timestamptz NOT NULL);

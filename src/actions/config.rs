@@ -174,7 +174,22 @@ async fn ensure(
     }
     write_file(ctx, &target.path, &desired, target.owner, target.mode).await?;
     let mut needs_restart = Vec::new();
-    if let Some(errors) = ctx.pg().query_when_running(FILE_ERRORS_SQL).await? {
+    // A check that could not be made (the server starting, out of connections) leaves
+    // the file unchecked: the previous one goes back, as for a rejected one.
+    let errors = match ctx.pg().query_when_running(FILE_ERRORS_SQL).await {
+        Ok(errors) => errors,
+        Err(e) => {
+            restore_file(ctx, &target.path).await?;
+            return Err(StepError::new(
+                format!(
+                    "could not have PostgreSQL check the new {}: {e}; the previous file is back",
+                    target.path
+                ),
+                "see why the server did not answer (starting, stopping, out of connections), then re-run",
+            ));
+        }
+    };
+    if let Some(errors) = errors {
         match judge_file_errors(ctx, errors).await {
             Ok(pending) => needs_restart = pending,
             Err(e) => {

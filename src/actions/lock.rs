@@ -19,6 +19,19 @@ pub struct Holder {
     pub pid: u32,
     pub user: String,
     pub command: String,
+    /// A random token of this process: two runs alike in all the rest (containers sharing
+    /// a host name, each pgrepl their PID 1) are still two holders.
+    pub run: String,
+}
+
+/// This process's [`Holder::run`] token, made once.
+fn run_token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| {
+        (0..8)
+            .map(|_| format!("{:02x}", rand::random::<u8>()))
+            .collect()
+    })
 }
 
 impl Holder {
@@ -32,14 +45,15 @@ impl Holder {
             pid: std::process::id(),
             user: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
             command: command.into(),
+            run: run_token().to_string(),
         }
     }
 
     /// The line written in the lock file (before its start time).
     pub fn line(&self) -> String {
         format!(
-            "machine={} pid={} user={} command={}",
-            self.machine, self.pid, self.user, self.command
+            "machine={} pid={} user={} command={} run={}",
+            self.machine, self.pid, self.user, self.command, self.run
         )
     }
 
@@ -55,6 +69,8 @@ impl Holder {
             pid: field("pid")?.parse().ok()?,
             user: field("user")?,
             command: field("command")?,
+            // Lines from before the token have none.
+            run: field("run").unwrap_or_default(),
         })
     }
 
@@ -142,13 +158,25 @@ mod tests {
             pid: 42,
             user: "ana".into(),
             command: "bootstrap".into(),
+            run: "00ff".into(),
         };
         let parsed = Holder::parse(&format!("{} since=2026-11-22T10:00:00Z", h.line())).unwrap();
         assert_eq!(
             (parsed.machine.as_str(), parsed.pid, parsed.command.as_str()),
             ("ops-1", 42, "bootstrap")
         );
+        assert_eq!(parsed.line(), h.line());
         assert!(Holder::parse("garbage").is_none());
+        // Two runs alike in all but their token are two holders; one process is one.
+        let twin = Holder {
+            run: "ff00".into(),
+            ..h.clone()
+        };
+        assert_ne!(twin.line(), h.line());
+        assert_eq!(
+            Holder::this_run("bootstrap").line(),
+            Holder::this_run("bootstrap").line()
+        );
     }
 
     #[test]

@@ -22,9 +22,10 @@ use crate::ssh::{Command, Error, Session};
 /// background on port `$port`, if one still runs. A stop while systemd's start job still
 /// runs cancels that job, and the old wrapper then fails ("did not take the steps
 /// required by its unit configuration"); a start would get its status written over.
+/// A wrapper that wrote its status is done (its pid may since name another process).
 const PENDING_START_SH: &str = r#"f=/tmp/pgrepl-start-$port.pid
 if [ -f "$f" ] && read -r w < "$f" && [ -n "$w" ]; then
-  i=0; while kill -0 "$w" 2>/dev/null && [ $i -lt 1200 ]; do i=$((i+1)); sleep 0.05; done
+  i=0; while [ ! -s "/tmp/pgrepl-start-$port.status" ] && kill -0 "$w" 2>/dev/null && [ $i -lt 1200 ]; do i=$((i+1)); sleep 0.05; done
 fi"#;
 
 /// [`Pg::start`]'s script after [`PENDING_START_SH`]: runs the service manager's start

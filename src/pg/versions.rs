@@ -153,6 +153,15 @@ pub fn check(want: Expected<'_>, facts: &HostVersions) -> Option<Mismatch> {
     if facts.installed.iter().any(|i| i.major == version) {
         // The right major, on the inventory's port, but from another data dir: the
         // inventory names the wrong cluster (or one that is not this host's server).
+        // (A cluster can be listed under two paths, a link and its target: one naming
+        // the inventory's dir means it is ours.)
+        if facts
+            .running
+            .iter()
+            .any(|r| r.port == port && same_dir(&r.data_dir, data_dir))
+        {
+            return None;
+        }
         return facts
             .running
             .iter()
@@ -313,6 +322,11 @@ mod tests {
             "{}",
             m.hint
         );
+        // Listed under a link and its target, one of them the inventory's: ours.
+        let linked = parse_probe(
+            "installed 15 /usr/lib/postgresql/15/bin\nrunning 15 5432 /srv/pgdata\nrunning 15 5432 /var/lib/postgresql/15/main\n",
+        );
+        assert_eq!(check(ours, &linked), None);
         // On another port it is another cluster: not this one's business.
         let other_port =
             parse_probe("installed 15 /usr/lib/postgresql/15/bin\nrunning 15 5433 /srv/pgdata\n");
