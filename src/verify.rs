@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::inventory::{Host, Role};
 use crate::pg::{Pg, literal};
-use crate::ssh::{Command, Session, Stream};
+use crate::ssh::{Session, Stream};
 use crate::status::STATUS_SQL;
 use crate::step::{Outcome, StepError};
 
@@ -656,17 +656,13 @@ async fn look(
     ready: Option<&Ready>,
 ) -> Result<Look, String> {
     let data = &host.pg.data_dir;
-    let script = format!(
-        "d=\"${{1%/}}\"; data=\"$1\"; shift\n{{\n{}\n}} 2>/dev/null\n{}\necho \"pgrepl-running $r\"\nif [ \"$r\" = true ]; then exec runuser -u postgres -- \"$@\"; fi",
-        crate::cleanup::LIST_BODY,
-        crate::pg::RUNNING_SH
+    let list = format!(
+        "d=\"${{data%/}}\"\n{{\n{}\n}} 2>/dev/null",
+        crate::cleanup::LIST_BODY
     );
-    let psql = Pg::new(session, host).psql().argv();
-    let mut args: Vec<&str> = vec![data];
-    args.extend(psql.iter().map(String::as_str));
     let out = session
         .output_with(
-            &Command::script(&script, &args).stdin(sql).as_root(),
+            &Pg::new(session, host).psql_when_running(&list).stdin(sql),
             later,
             |stream, line| {
                 if stream == Stream::Stderr
@@ -679,14 +675,13 @@ async fn look(
         )
         .await
         .map_err(|e| e.to_string())?;
-    let Some((list, answer)) = out.stdout.split_once("pgrepl-running ") else {
+    let Some((list, running, answer)) = crate::pg::split_when_running(&out.stdout) else {
         return Err(format!(
             "cannot read the host's state: {}",
             out.stderr.trim()
         ));
     };
-    let running = answer.starts_with("true");
-    let lines: Vec<&str> = answer.lines().skip(1).collect();
+    let lines: Vec<&str> = answer.lines().collect();
     let stderr: Vec<&str> = out.stderr.lines().collect();
     let marker = stderr
         .iter()

@@ -25,7 +25,7 @@ if [ -n "$lock_file" ]; then
 fi
 # A replica: whether the primary's port answers from here (a refusal answers too).
 if [ -n "$reach_host" ]; then
-  said=$(timeout 5 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$reach_host" "$reach_port" 2>&1 && echo open); printf 'reach %s\n' "$(echo $said)"
+  {reach}; printf 'reach %s\n' "$(echo $said)"
 fi
 v=0; if [ -x "$bin/postgres" ] && out=$("$bin/pg_ctl" --version 2>/dev/null); then v=${{out#*) }}; v=${{v%%[!0-9]*}}; fi
 {running}
@@ -40,7 +40,8 @@ if [ -f "$pf" ]; then sum=$(sha256sum < "$pf"); printf 'passfile %s %s\n' "$(sta
 # The server's own facts come in the same round trip; the SQL arrives on stdin.
 if [ "$r" = true ]; then exec runuser -u postgres -- "$bin/psql" -X -A -t -q -v ON_ERROR_STOP=1 -p "$port" ${{socket:+-h "$socket"}} -d postgres; fi"#,
         running = crate::pg::RUNNING_SH,
-        acquire = super::lock::ACQUIRE_SH
+        acquire = super::lock::ACQUIRE_SH,
+        reach = REACH_SH
     )
 }
 
@@ -435,6 +436,10 @@ fn short_of_room(writes: &[Write<'_>]) -> Vec<String> {
         .collect()
 }
 
+/// Tries the primary's port (`$reach_host`, `$reach_port`) for up to 5 s; `said` holds
+/// `open`, the refusal, or nothing (no answer).
+const REACH_SH: &str = r#"said=$(timeout 5 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$reach_host" "$reach_port" 2>&1 && echo open)"#;
+
 /// Checks the replica reaches the primary's port. A refused connection is fine before
 /// the primary listens on the network (bootstrap changes that); silence is not.
 async fn reach(ctx: &HostCtx<'_>, primary: &Host) -> Result<Option<String>, StepError> {
@@ -448,9 +453,10 @@ async fn reach(ctx: &HostCtx<'_>, primary: &Host) -> Result<Option<String>, Step
     let said = match known {
         Some(said) => said,
         None => {
-            let script =
-                r#"timeout 5 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>&1 && echo open"#;
-            let cmd = Command::script(script, &[&primary.address, &primary.pg.port.to_string()]);
+            let script = format!(
+                "reach_host=\"$1\"; reach_port=\"$2\"\n{REACH_SH}\nprintf '%s\\n' \"$said\""
+            );
+            let cmd = Command::script(&script, &[&primary.address, &primary.pg.port.to_string()]);
             ctx.session.output(&cmd).await?.stdout
         }
     };

@@ -139,33 +139,44 @@ impl<'a> Pg<'a> {
         }
     }
 
-    /// Runs a query if the server runs (`Ok(None)` if not), in one round trip either way:
-    /// a root shell looks at postmaster.pid first (see [`RUNNING_SH`]). For where the
-    /// server is often down; [`Pg::query_if_running`] costs less where it usually runs.
+    /// psql (as [`Pg::psql`], SQL on stdin) if the server runs, from a root shell that runs
+    /// `before` (shell; `data` is the data dir), then looks at postmaster.pid (see
+    /// [`RUNNING_SH`]) and prints `pgrepl-running true|false`: one round trip either way.
+    /// [`split_when_running`] reads what it prints.
+    pub fn psql_when_running(&self, before: &str) -> Command {
+        let script = format!(
+            "data=\"$1\"; shift\n{before}\n{RUNNING_SH}\necho \"pgrepl-running $r\"\nif [ \"$r\" = true ]; then exec runuser -u postgres -- \"$@\"; fi"
+        );
+        Command::script(&script, &[self.host.pg.data_dir.as_str()])
+            .args(self.psql().argv())
+            .as_root()
+    }
+
+    /// Runs a query if the server runs (`Ok(None)` if not), in one round trip either way
+    /// ([`Pg::psql_when_running`]). For where the server is often down;
+    /// [`Pg::query_if_running`] costs less where it usually runs.
     pub async fn query_when_running<T: DeserializeOwned>(
         &self,
         sql: &str,
     ) -> Result<Option<T>, Error> {
-        let script = format!(
-            "data=\"$1\"; shift\n{RUNNING_SH}\nif [ \"$r\" = true ]; then exec runuser -u postgres -- \"$@\"; fi\necho pgrepl-not-running"
-        );
-        let psql = self.psql().argv();
-        let mut args: Vec<&str> = vec![self.host.pg.data_dir.as_str()];
-        args.extend(psql.iter().map(String::as_str));
         let out = self
             .session
-            .run(&Command::script(&script, &args).stdin(sql).as_root())
+            .run(&self.psql_when_running("").stdin(sql))
             .await?;
-        let text = out.stdout.trim_end();
-        if text == "pgrepl-not-running" {
+        let unexpected = |text: &str, e: &dyn std::fmt::Display| Error::Config {
+            host: self.host.name.clone(),
+            message: format!("unexpected answer from PostgreSQL ({e}): {text}"),
+        };
+        let Some((_, running, answer)) = split_when_running(&out.stdout) else {
+            return Err(unexpected(out.stdout.trim_end(), &"no running state"));
+        };
+        if !running {
             return Ok(None);
         }
+        let text = answer.trim_end();
         serde_json::from_str(text)
             .map(Some)
-            .map_err(|e| Error::Config {
-                host: self.host.name.clone(),
-                message: format!("unexpected answer from PostgreSQL ({e}): {text}"),
-            })
+            .map_err(|e| unexpected(text, &e))
     }
 
     /// Asks `pg_ctl status` whether the server runs on the data directory.
@@ -294,6 +305,14 @@ impl<'a> Pg<'a> {
 /// costs a loaded host more than the look); expects `data` set, as root.
 pub const RUNNING_SH: &str = r#"r=false; pid=; if [ -f "$data/postmaster.pid" ] && read -r pid < "$data/postmaster.pid" && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then r=true; fi"#;
 
+/// What [`Pg::psql_when_running`] printed: its `before` part's output, whether the server
+/// runs, and psql's output; `None` if the shell did not get as far as saying.
+pub fn split_when_running(stdout: &str) -> Option<(&str, bool, &str)> {
+    let (before, rest) = stdout.split_once("pgrepl-running ")?;
+    let (state, answer) = rest.split_once('\n').unwrap_or((rest, ""));
+    Some((before, state == "true", answer))
+}
+
 /// Quotes a string as an SQL literal.
 pub fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
@@ -324,6 +343,19 @@ pub fn ident(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_running_state_splits_what_came_before_from_psqls_answer() {
+        assert_eq!(
+            split_when_running("disk 10\npgrepl-running true\n{\"a\":1}\n{}\n"),
+            Some(("disk 10\n", true, "{\"a\":1}\n{}\n"))
+        );
+        assert_eq!(
+            split_when_running("pgrepl-running false\n"),
+            Some(("", false, ""))
+        );
+        assert_eq!(split_when_running("sudo: a password is required\n"), None);
+    }
 
     #[test]
     fn sql_quoting_doubles_quotes() {
